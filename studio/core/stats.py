@@ -1,0 +1,230 @@
+"""Token-length statistics of a dataset: what ``max_length`` to pick and what padding costs.
+
+The numbers come from the very encoding the trainer uses (:mod:`studio.core.encoding`), so a
+length shown here is the length that will be trained. The pure functions at the top work on
+plain lists of lengths; :func:`measure` turns a dataset into those lists and
+:mod:`studio.core.stats_cache` remembers them per file content, tokenizer, template and
+options, so a second look at a 100k-row file costs only the loading.
+
+Conventions:
+    * Every sequence is measured untruncated; truncation at any ``max_length`` is then
+      computed from the lengths and the positions of the loss tokens, so one measurement
+      answers every ``max_length`` question.
+    * A preference row is two sequences (chosen, rejected), as the preference trainers feed
+      both through the model; a batch of ``B`` rows is then ``2B`` sequences.
+    * Batches are formed in dataset order, ``batch_size`` rows each, the last one short,
+      as the trainer's collator sees them when shuffling is off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+#: Percentiles reported by :func:`percentiles` (plus ``max``).
+PERCENTILE_POINTS = (50, 90, 95, 99)
+#: Padding strategies understood by :func:`padding_waste`, as in ``PadOptions.strategy``.
+STRATEGIES = ("longest", "multiple", "max_length", "packing")
+#: Tokenizers that do not know their context report a huge ``model_max_length``; above this
+#: it is treated as unknown.
+UNKNOWN_CONTEXT = 10_000_000
+
+
+@dataclass(frozen=True)
+class Bin:
+    """One histogram bar: ``count`` sequences with ``lo <= length < hi``."""
+
+    lo: int
+    hi: int
+    count: int
+
+
+def histogram(lengths: list[int], bins: int = 20) -> list[Bin]:
+    """Equal-width integer bins from 0 to just past the longest sequence.
+
+    Args:
+        lengths: sequence lengths in tokens.
+        bins: number of bars; fewer when the longest sequence is shorter than ``bins``.
+
+    Returns:
+        ``bins`` bars whose counts add up to ``len(lengths)``; empty for no lengths.
+    """
+    if not lengths:
+        return []
+    width = max(1, math.ceil((max(lengths) + 1) / bins))
+    count = math.ceil((max(lengths) + 1) / width)
+    counts = [0] * count
+    for n in lengths:
+        counts[n // width] += 1
+    return [Bin(i * width, (i + 1) * width, c) for i, c in enumerate(counts)]
+
+
+def percentile(sorted_lengths: list[int], point: float) -> int:
+    """Nearest-rank percentile: the smallest length that at least ``point`` % of rows fit in."""
+    if not sorted_lengths:
+        return 0
+    rank = max(1, math.ceil(point / 100 * len(sorted_lengths)))
+    return sorted_lengths[rank - 1]
+
+
+def percentiles(lengths: list[int]) -> dict[str, int]:
+    """``{"p50": ..., "p90": ..., "p95": ..., "p99": ..., "max": ...}`` (nearest rank)."""
+    ordered = sorted(lengths)
+    out = {f"p{p}": percentile(ordered, p) for p in PERCENTILE_POINTS}
+    out["max"] = ordered[-1] if ordered else 0
+    return out
+
+
+def recommend_max_length(lengths: list[int], context: int | None = None,
+                         coverage: float = 0.99, step: int = 64) -> int:
+    """The smallest multiple of ``step`` that fits ``coverage`` of the sequences whole.
+
+    Args:
+        lengths: sequence lengths in tokens.
+        context: the model's context length; the answer never exceeds it.
+        coverage: share of sequences that must fit untruncated.
+        step: the answer is a multiple of this (kernels and memory like round numbers).
+    """
+    needed = percentile(sorted(lengths), coverage * 100) if lengths else 1
+    best = max(step, math.ceil(needed / step) * step)
+    return min(best, context) if context else best
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """What cutting every sequence at ``max_length`` would cost."""
+
+    max_length: int
+    sequences: int
+    truncated: int
+    loss_tokens: int
+    lost_loss_tokens: int
+    #: sequences that would keep no loss token at all (they would train nothing).
+    emptied: int
+
+    @property
+    def share(self) -> float:
+        """Share of sequences longer than ``max_length``."""
+        return self.truncated / self.sequences if self.sequences else 0.0
+
+    @property
+    def lost_share(self) -> float:
+        """Share of all loss tokens that truncation drops."""
+        return self.lost_loss_tokens / self.loss_tokens if self.loss_tokens else 0.0
+
+
+def lost_loss(length: int, spans: list[int], max_length: int, side: str = "right") -> int:
+    """Loss tokens dropped from one sequence cut to ``max_length``.
+
+    Args:
+        length: untruncated length.
+        spans: loss-token spans as a flat list ``[start0, end0, start1, end1, ...]``.
+        max_length: the cut.
+        side: ``"right"`` keeps the first ``max_length`` tokens, ``"left"`` the last.
+    """
+    if length <= max_length:
+        return 0
+    cut_lo, cut_hi = (max_length, length) if side == "right" else (0, length - max_length)
+    lost = 0
+    for start, end in zip(spans[::2], spans[1::2]):
+        lost += max(0, min(end, cut_hi) - max(start, cut_lo))
+    return lost
+
+
+def truncation(lengths: list[int], loss_spans: list[list[int]], max_length: int,
+               side: str = "right") -> Truncation:
+    """How many sequences and loss tokens a ``max_length`` cut loses."""
+    truncated = lost_total = emptied = loss_total = 0
+    for length, spans in zip(lengths, loss_spans):
+        have = span_total(spans)
+        lost = lost_loss(length, spans, max_length, side)
+        loss_total += have
+        lost_total += lost
+        truncated += length > max_length
+        emptied += have > 0 and lost == have
+    return Truncation(max_length, len(lengths), truncated, loss_total, lost_total, emptied)
+
+
+def span_total(spans: list[int]) -> int:
+    """Number of tokens covered by flat ``[start, end, ...]`` spans."""
+    return sum(spans[1::2]) - sum(spans[::2])
+
+
+@dataclass(frozen=True)
+class Waste:
+    """Padding cost of one strategy: ``pad_tokens`` of ``total_tokens`` fed to the model."""
+
+    strategy: str
+    pad_tokens: int
+    total_tokens: int
+    batches: int
+    #: the widest batch in tokens (rows x padded length): what sets peak memory.
+    peak_batch_tokens: int
+
+    @property
+    def share(self) -> float:
+        """Pad tokens / all tokens (0 when there is nothing)."""
+        return self.pad_tokens / self.total_tokens if self.total_tokens else 0.0
+
+
+def round_up(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple``."""
+    return -(-n // multiple) * multiple
+
+
+def padding_waste(lengths: list[int], strategy: str, batch_size: int, max_length: int | None = None,
+                  multiple_of: int = 8) -> Waste:
+    """Simulate the trainer's batches and count the pad tokens one strategy adds.
+
+    Sequences longer than ``max_length`` are first cut to it, as the encoder does.
+
+    Args:
+        lengths: sequence lengths in dataset order.
+        strategy: ``longest`` (pad to the batch's longest), ``multiple`` (that, rounded up to
+            ``multiple_of``, never past ``max_length``), ``max_length`` (every row padded to
+            ``max_length``; the longest sequence when it is ``None``) or ``packing``
+            (sequences packed into rows of ``max_length`` by ``pack_groups``; the waste is
+            the unused tail of each packed row).
+        batch_size: sequences per batch (rows per batch for packing).
+        max_length: the cut and the packed-row length.
+        multiple_of: rounding for ``multiple``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown padding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    cap = max_length or max(lengths, default=0)
+    cut = [min(n, cap) for n in lengths]
+    if strategy == "packing":
+        return _packing_waste(cut, batch_size, cap)
+    pad = total = peak = batches = 0
+    for i in range(0, len(cut), batch_size):
+        batch = cut[i:i + batch_size]
+        width = _batch_width(batch, strategy, cap, multiple_of)
+        pad += width * len(batch) - sum(batch)
+        total += width * len(batch)
+        peak = max(peak, width * len(batch))
+        batches += 1
+    return Waste(strategy, pad, total, batches, peak)
+
+
+def _batch_width(batch: list[int], strategy: str, cap: int, multiple_of: int) -> int:
+    if strategy == "longest":
+        return max(batch)
+    if strategy == "multiple":
+        return min(round_up(max(batch), multiple_of), cap)
+    return cap
+
+
+def _packing_waste(cut: list[int], batch_size: int, cap: int) -> Waste:
+    from studio.core.encoding import pack_groups
+
+    groups = pack_groups(cut, cap) if cut else []
+    used = sum(cut)
+    total = len(groups) * cap
+    batches = math.ceil(len(groups) / batch_size) if groups else 0
+    return Waste("packing", total - used, total, batches, min(batch_size, len(groups)) * cap)
+
+
+def waste_table(lengths: list[int], batch_size: int, max_length: int | None,
+                multiple_of: int = 8) -> list[Waste]:
+    """:func:`padding_waste` for every strategy, in :data:`STRATEGIES` order."""
+    return [padding_waste(lengths, s, batch_size, max_length, multiple_of) for s in STRATEGIES]
