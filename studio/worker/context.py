@@ -1,0 +1,225 @@
+"""Everything a training recipe needs about one run, loaded lazily and shared by every recipe.
+
+A recipe receives a :class:`RunContext` and reads ``ctx.cfg``, ``ctx.train_examples``,
+``ctx.load_model()``... Each piece is built on first use, so a recipe that never needs the
+transformers tokenizer never pays for it, and failures surface with a message that names the
+file or setting involved.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from studio.core.config import RunConfig
+from studio.core.errors import DataError, ModelError
+from studio.worker.events import Events
+
+log = logging.getLogger("studio.worker")
+
+#: Folder that holds ``resources/`` in a source checkout; relative resource paths resolve here too.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(path: str) -> Path:
+    """A file or folder named in a config: as given, else relative to the Studio checkout.
+
+    Presets say ``resources/demo-model``; that should work whichever folder the worker runs in.
+    """
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    candidate = PROJECT_ROOT / p
+    return candidate if candidate.exists() else p
+
+
+def resolve_model_path(path: str) -> Path:
+    """A model folder from a local path or a hub id already in the Hugging Face cache."""
+    p = resolve_path(path)
+    if p.is_dir():
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception:
+        raise ModelError(f"model {path!r} is neither a folder nor a model in the Hugging Face cache",
+                         "set model.path to a model folder (with config.json and tokenizer.json) "
+                         "or download the model first") from None
+
+
+class RunContext:
+    """One run's config, folders, events, data, tokenizer, model loader and accelerator.
+
+    Attributes:
+        cfg: the validated run configuration.
+        run_dir: the run folder (config.yaml, events.jsonl, checkpoints/, final/).
+        events: where the recipe reports progress (main process only writes).
+        stop_requested: set by the SIGTERM/SIGINT handler; recipes check it after each step,
+            save a checkpoint and return ``"stopped"``.
+        resume_from: a checkpoint folder to restore, or ``None`` for a fresh start.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, events: Events | None = None,
+                 resume_from: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.events = events or Events(None, stdout=None)
+        self.stop_requested = False
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.checkpoints_dir = self.run_dir / "checkpoints"
+        self.final_dir = self.run_dir / "final"
+
+    # -- model and tokenizer ------------------------------------------------------------
+
+    @functools.cached_property
+    def model_path(self) -> Path:
+        """The resolved model folder."""
+        return resolve_model_path(self.cfg.model.path)
+
+    @functools.cached_property
+    def tokenizer(self):
+        """The core :class:`~studio.core.tokenizer.Tokenizer` used for every training tensor."""
+        from studio.core.tokenizer import load_tokenizer
+
+        return load_tokenizer(str(self.model_path))
+
+    @functools.cached_property
+    def template(self):
+        """The chat template in use (:class:`~studio.core.templates.ResolvedTemplate`)."""
+        from studio.core.templates import resolve_template
+
+        resolved = resolve_template(self.tokenizer, self.cfg.model.template)
+        for text in getattr(resolved, "warnings", None) or []:
+            self.events.warning("template", text)
+        return resolved
+
+    @functools.cached_property
+    def pad(self):
+        """The pad token choice (:class:`~studio.core.encoding.PadChoice`)."""
+        from studio.core.encoding import choose_pad_token
+
+        choice = choose_pad_token(self.tokenizer, self.cfg.data.pad_token)
+        if getattr(choice, "message", ""):
+            self.events.log(choice.message)
+        return choice
+
+    def encode_options(self, **changes: Any):
+        """:class:`~studio.core.encoding.EncodeOptions` from the config (fields may be overridden)."""
+        from studio.core.encoding import EncodeOptions
+
+        opts = dict(template=self.cfg.model.template, loss=self.cfg.data.loss,
+                    max_length=self.cfg.data.max_length, truncation_side=self.cfg.data.truncation_side)
+        opts.update(changes)
+        return EncodeOptions(**opts)
+
+    def encoder(self, **changes: Any):
+        """A core :class:`~studio.core.encoding.Encoder` for this run's tokenizer and options."""
+        from studio.core.encoding import Encoder
+
+        return Encoder(self.tokenizer, self.encode_options(**changes))
+
+    def hf_tokenizer(self):
+        """A transformers tokenizer with the same chat template and pad token as core encoding.
+
+        Used for TRL trainers, generation and saving; training tensors of the SFT recipe
+        always come from core encoding.
+        """
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(self.model_path), trust_remote_code=self.cfg.model.trust_remote_code)
+        template_text = getattr(self.template, "template", None) or getattr(self.template, "source", None)
+        if isinstance(template_text, str) and "{" in template_text:
+            tok.chat_template = template_text
+        if self.pad.token:
+            tok.pad_token = self.pad.token
+        tok.padding_side = self.cfg.data.padding_side
+        return tok
+
+    # -- device -------------------------------------------------------------------------
+
+    @functools.cached_property
+    def accelerator(self):
+        """The :class:`accelerate.Accelerator` (one per process; mixed precision from the config)."""
+        from studio.worker.device import make_accelerator
+
+        return make_accelerator(self.cfg)
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @functools.cached_property
+    def precision(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"fp16"``: the config's choice with ``auto`` resolved."""
+        from studio.worker.device import resolve_precision
+
+        return resolve_precision(self.cfg.train.precision, self.device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def load_model(self):
+        """The base model on this run's device and precision with the fine-tuning method applied."""
+        from studio.worker.methods import load_model
+
+        return load_model(self.cfg, self.model_path, self.device, self.precision)
+
+    # -- data ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _split(self) -> tuple[list, list]:
+        from studio.core.data import split
+
+        train = self._load(self.cfg.data.train, "data.train")
+        if self.cfg.data.eval:
+            return train, self._load(self.cfg.data.eval, "data.eval")
+        if self.cfg.data.eval_fraction <= 0:
+            return train, []
+        return split(train, self.cfg.data.eval_fraction, self.cfg.data.seed)
+
+    @property
+    def train_examples(self) -> list:
+        """Usable training rows (after validation and the train/eval split)."""
+        return self._split[0]
+
+    @property
+    def eval_examples(self) -> list:
+        """Evaluation rows: the eval file, or the held-out share of the training rows."""
+        return self._split[1]
+
+    @functools.cached_property
+    def general_examples(self) -> list:
+        """Rows of ``data.general_eval`` (general text for forgetting checks); empty if unset."""
+        if not self.cfg.data.general_eval:
+            return []
+        return self._load(self.cfg.data.general_eval, "data.general_eval", format="auto")
+
+    def _load(self, path: str, setting: str, format: str | None = None) -> list:
+        from studio.core.data import load_examples
+
+        resolved = resolve_path(path)
+        if not resolved.exists():
+            raise DataError(f"{setting}: the file {path} does not exist",
+                            f"check the path in {setting} (it may have been moved or deleted)")
+        report = load_examples(str(resolved), format=format or self.cfg.data.format,
+                               columns=self.cfg.data.columns or None)
+        self._report_bad_rows(report, setting)
+        if not report.examples:
+            raise DataError(f"{setting}: {path} holds no usable rows", report.summary())
+        return report.examples
+
+    def _report_bad_rows(self, report, setting: str) -> None:
+        bad = report.bad_rows
+        if not bad:
+            return
+        listed = "; ".join(f"row {b.row}: {b.reason}" for b in bad[:20])
+        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        if not self.cfg.data.skip_bad_rows:
+            raise DataError(f"{setting}: {len(bad)} bad row(s) in {report.path}: {listed}{more}",
+                            "fix those rows, or set data.skip_bad_rows=true to train without them")
+        self.events.warning("bad_rows", f"{setting}: skipped {len(bad)} bad row(s) in {report.path}: {listed}{more}",
+                            rows=[b.row for b in bad])
