@@ -1,0 +1,81 @@
+"""The run registry: rows, updates, and status that follows the worker process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from studio.core.config import RunConfig
+from studio.core.runs import Registry, last_finished_event, new_run_dir, pid_alive, runs_root
+
+
+def _events(path, *events):
+    with open(path, "w", encoding="utf-8") as fh:
+        for e in events:
+            fh.write(json.dumps({"v": 1, "time": 0, **e}, separators=(",", ":")) + "\n")
+
+
+def test_add_get_update_list(tmp_path, studio_home):
+    reg = Registry()
+    assert reg.path.parent == studio_home
+    cfg = RunConfig()
+    cfg.method.name = "dora"
+    run_id = reg.add(tmp_path / "a", cfg, "first")
+    assert reg.add(tmp_path / "a", cfg, "again") == run_id, "one folder, one row"
+    rec = reg.get(run_id)
+    assert (rec.name, rec.method, rec.objective, rec.status) == ("first", "dora", "sft", "created")
+    reg.update(run_id, status="running", pid=123, best_eval_loss=1.5)
+    assert reg.get(tmp_path / "a").best_eval_loss == 1.5
+    second = reg.add(tmp_path / "b", {"name": "b"})
+    assert [r.id for r in reg.list()] == [second, run_id]
+    assert reg.config(run_id)["method"]["name"] == "dora"
+
+
+def test_new_run_dir_is_unique_and_under_home(studio_home):
+    a = new_run_dir("demo lora/x")
+    a.mkdir(parents=True)
+    b = new_run_dir("demo lora/x")
+    assert a != b and a.parent == runs_root() and "/" not in a.name[len(str(a.parent)):]
+
+
+def test_dead_worker_without_finished_event_becomes_failed(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not pid_alive(proc.pid)
+    reg = Registry()
+    run_id = reg.add(tmp_path, {})
+    _events(tmp_path / "events.jsonl", {"type": "started"}, {"type": "step", "step": 1})
+    reg.update(run_id, status="running", pid=proc.pid)
+    changed = reg.refresh_status()
+    rec = reg.get(run_id)
+    assert [c.id for c in changed] == [run_id]
+    assert rec.status == "failed" and "ended without" in rec.error and "--resume" in rec.hint
+
+
+def test_dead_worker_with_finished_event_keeps_its_status(tmp_path):
+    reg = Registry()
+    run_id = reg.add(tmp_path, {})
+    _events(tmp_path / "events.jsonl", {"type": "started"}, {"type": "finished", "status": "stopped"})
+    reg.update(run_id, status="running", pid=2**22 + 12345)
+    reg.refresh_status()
+    assert reg.get(run_id).status == "stopped"
+
+
+def test_live_worker_stays_running(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        reg = Registry()
+        run_id = reg.add(tmp_path, {})
+        reg.update(run_id, status="running", pid=proc.pid)
+        assert reg.refresh_status() == [] and reg.get(run_id).status == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_resumed_attempt_ignores_the_previous_finish(tmp_path):
+    path = tmp_path / "events.jsonl"
+    _events(path, {"type": "started"}, {"type": "finished", "status": "stopped"}, {"type": "started"},
+            {"type": "log", "text": "\"type\":\"finished\" in text only"})
+    assert last_finished_event(path) is None
