@@ -1,10 +1,15 @@
-"""`studio gui` (being written)."""
+"""`studio` / `studio gui`: open the window; `studio --screenshot PATH` renders it to a PNG."""
+
+from __future__ import annotations
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("--screenshot", metavar="PATH",
+                        help="render the window after start-up (background loads finished) to a PNG and exit")
 
 
-def run(args):
-    print("studio gui is not available yet")
-    return 1
+def run(args) -> int:
+    # Imported here so `studio train --help` and friends never load Qt.
+    from studio.gui.app import main
+
+    return main(screenshot=getattr(args, "screenshot", None))

@@ -99,6 +99,20 @@ def resource_path(relative: str) -> Path:
     return candidate if candidate.exists() else p
 
 
+def resolve_config_paths(cfg):
+    """Make a config's model and data paths absolute when they name files under the repository.
+
+    Presets say ``resources/demo-model``; a worker started in a run folder must still find it.
+    Paths that exist nowhere (hub ids, files not yet made) are left as written.
+    """
+    for section, name in (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval")):
+        part = getattr(cfg, section)
+        value = getattr(part, name)
+        if value and resource_path(value).exists():
+            setattr(part, name, str(resource_path(value).resolve()))
+    return cfg
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

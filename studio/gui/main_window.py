@@ -1,0 +1,144 @@
+"""The studio window: a sidebar of steps and the page for the chosen step.
+
+Pages, in the order a person sets up and watches a run: Model, Data, Method, Inspect
+(template and padding inspector), Train, Runs, Chat. The window owns the runs controller
+(which owns the training processes) and asks, on close, what to do with runs still training:
+they outlive the window unless the person stops them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QStackedWidget,
+                               QVBoxLayout, QWidget)
+
+from studio.gui.state import StudioState
+from studio.gui.widgets.common import page_layout
+
+log = logging.getLogger("studio.gui")
+
+#: (sidebar label, module, class, needs the runs controller, tooltip)
+PAGES = (
+    ("Model", "studio.gui.pages.model_page", "ModelPage", False, "Pick the model to fine-tune"),
+    ("Data", "studio.gui.pages.data_page", "DataPage", False, "Pick and check the training data"),
+    ("Method", "studio.gui.pages.method_page", "MethodPage", False, "Choose the method and its settings"),
+    ("Inspect", "studio.gui.pages.inspect_page", "InspectPage", False,
+     "See exactly which tokens the model is trained on: template, loss mask, padding"),
+    ("Train", "studio.gui.pages.train_page", "TrainPage", True, "Start a run and watch it live"),
+    ("Runs", "studio.gui.pages.runs_page", "RunsPage", True, "Every run, live or finished; compare and resume"),
+    ("Chat", "studio.gui.pages.chat_page", "ChatPage", False, "Talk to a trained model and export it"),
+)
+
+
+class MissingPage(QWidget):
+    """Stands in for a page whose module could not be loaded, saying so plainly."""
+
+    def __init__(self, title: str, reason: str, parent=None) -> None:
+        super().__init__(parent)
+        layout = page_layout(self, title, f"This page is not available in this build: {reason}")
+        layout.addStretch(1)
+
+
+def _make_runs_controller(window):
+    try:
+        from studio.gui.runner import RunsController
+    except ImportError as exc:
+        log.warning("runs controller unavailable: %s", exc)
+        return None
+    return RunsController(parent=window)
+
+
+class MainWindow(QMainWindow):
+    """Sidebar (objectName ``nav``) plus a stack of pages (objectName ``pages``)."""
+
+    def __init__(self, state: StudioState, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("Studio — fine-tune language models")
+        self.state = state
+        self.runs_controller = _make_runs_controller(self)
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setAccessibleName("Steps")
+        self.nav.setFixedWidth(170)
+        self.stack = QStackedWidget()
+        self.stack.setObjectName("pages")
+        self.pages: dict[str, QWidget] = {}
+        for label, module, cls, needs_runs, tip in PAGES:
+            self._add_page(label, self._build_page(label, module, cls, needs_runs), tip)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.setCurrentRow(0)
+        self.setCentralWidget(self._layout())
+        if self.runs_controller is not None and hasattr(self.runs_controller, "reattach"):
+            self.runs_controller.reattach()
+
+    def _layout(self) -> QWidget:
+        side = QWidget()
+        side.setObjectName("sidebar")
+        side.setStyleSheet("QWidget#sidebar { background: #1f2933; }")
+        col = QVBoxLayout(side)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        title = QLabel("Studio")
+        title.setObjectName("appTitle")
+        col.addWidget(title)
+        col.addWidget(self.nav, 1)
+        host = QWidget()
+        row = QHBoxLayout(host)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(side)
+        row.addWidget(self.stack, 1)
+        return host
+
+    def _build_page(self, label: str, module: str, cls: str, needs_runs: bool) -> QWidget:
+        try:
+            page_cls = getattr(importlib.import_module(module), cls)
+            if needs_runs:
+                if self.runs_controller is None:
+                    return MissingPage(label, "the runs controller could not be loaded")
+                return page_cls(self.state, self.runs_controller)
+            return page_cls(self.state)
+        except (ImportError, AttributeError) as exc:
+            log.warning("page %s unavailable: %s", label, exc)
+            return MissingPage(label, str(exc))
+
+    def _add_page(self, label: str, page: QWidget, tooltip: str) -> None:
+        self.pages[label] = page
+        self.stack.addWidget(page)
+        self.nav.addItem(label)
+        item = self.nav.item(self.nav.count() - 1)
+        item.setToolTip(tooltip)
+        item.setData(Qt.AccessibleTextRole, label)
+
+    def show_page(self, label: str) -> QWidget:
+        """Switch to a page by its sidebar label and return it."""
+        self.nav.setCurrentRow(list(self.pages).index(label))
+        return self.pages[label]
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if self._confirm_close():
+            event.accept()
+        else:
+            event.ignore()
+
+    def _confirm_close(self) -> bool:
+        """Ask what to do with live runs; True when the window may close."""
+        live = list(self.runs_controller.live_runs()) if self.runs_controller is not None else []
+        if not live:
+            return True
+        box = QMessageBox(QMessageBox.Question, "Runs still training",
+                          f"{len(live)} run(s) are still training. They keep running in the background "
+                          "and reappear here when you open Studio again, unless you stop them now "
+                          "(stopping saves a checkpoint you can resume from).", parent=self)
+        leave = box.addButton("Leave running", QMessageBox.AcceptRole)
+        stop = box.addButton("Stop them", QMessageBox.DestructiveRole)
+        box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(leave)
+        box.exec()
+        if box.clickedButton() is stop:
+            self.runs_controller.stop_all()
+        return box.clickedButton() in (leave, stop)

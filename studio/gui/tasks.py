@@ -1,0 +1,124 @@
+"""Background work off the GUI thread.
+
+Pages hand slow pure-Python work (reading a dataset, tokenizing rows, describing a model)
+to a :class:`TaskRunner`. The function runs in Qt's global thread pool; its result or
+exception comes back on the GUI thread through a queued signal. Each request has a key:
+a newer request for the same key makes older results stale, so a slow answer to an old
+question never overwrites the answer to the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger("studio.gui.tasks")
+
+#: tasks submitted anywhere in the window and not yet delivered (for start-up screenshots)
+_pending = 0
+
+
+def pending() -> int:
+    """How many background results are still to be delivered, window-wide."""
+    return _pending
+
+
+def wait_idle(timeout_s: float) -> bool:
+    """Process events until every background task has delivered, or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while _pending and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        QThreadPool.globalInstance().waitForDone(20)
+    QCoreApplication.processEvents()
+    return _pending == 0
+
+
+class _Relay(QObject):
+    """Lives on the GUI thread; the worker thread emits through it (queued delivery).
+
+    Signals:
+        done(object): the function's return value.
+        failed(object): the exception it raised.
+        progress(int, int): (done, total) reported by functions that take ``progress``.
+    """
+
+    done = Signal(object)
+    failed = Signal(object)
+    progress = Signal(int, int)
+
+
+class _Job(QRunnable):
+    def __init__(self, fn: Callable[..., Any], relay: _Relay, with_progress: bool) -> None:
+        super().__init__()
+        self._fn, self._relay, self._with_progress = fn, relay, with_progress
+
+    def run(self) -> None:
+        try:
+            result = self._fn(self._relay.progress.emit) if self._with_progress else self._fn()
+        except BaseException as exc:  # delivered to the page, which shows it where the person looks
+            self._relay.failed.emit(exc)
+        else:
+            self._relay.done.emit(result)
+
+
+class TaskRunner(QObject):
+    """Runs callables in the thread pool and delivers their outcome on the GUI thread.
+
+    Signals:
+        busy_changed(bool): whether any task of this runner is running.
+    """
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._generation: dict[str, int] = {}
+        self._relays: set[_Relay] = set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._relays)
+
+    def submit(self, key: str, fn: Callable[..., Any], on_done: Callable[[Any], None],
+               on_error: Callable[[BaseException], None] | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> None:
+        """Run ``fn()`` (or ``fn(progress)`` when ``on_progress`` is given) in the background.
+
+        Args:
+            key: what the result answers; only the newest request per key is delivered.
+            fn: a callable with no Qt objects in it.
+            on_done: called on the GUI thread with the result.
+            on_error: called on the GUI thread with the exception.
+            on_progress: called on the GUI thread with (done, total).
+        """
+        global _pending
+        generation = self._generation.get(key, 0) + 1
+        self._generation[key] = generation
+        relay = _Relay(self)
+        fresh = lambda: self._generation.get(key) == generation  # noqa: E731
+        relay.done.connect(lambda r: self._finish(relay, fresh() and on_done, r))
+        relay.failed.connect(lambda e: self._finish(relay, fresh() and (on_error or _log_error), e))
+        if on_progress is not None:
+            relay.progress.connect(lambda d, t: fresh() and on_progress(d, t))
+        self._relays.add(relay)
+        _pending += 1
+        if len(self._relays) == 1:
+            self.busy_changed.emit(True)
+        QThreadPool.globalInstance().start(_Job(fn, relay, on_progress is not None))
+
+    def _finish(self, relay: _Relay, callback, value) -> None:
+        global _pending
+        self._relays.discard(relay)
+        _pending -= 1
+        relay.deleteLater()
+        if not self._relays:
+            self.busy_changed.emit(False)
+        if callback:
+            callback(value)
+
+
+def _log_error(exc: BaseException) -> None:
+    log.error("background task failed: %s", exc)

@@ -1,0 +1,1 @@
+"""Widgets shared by the pages: error banner, busy indicator, config form, token chips."""
