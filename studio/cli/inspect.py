@@ -1,10 +1,115 @@
-"""`studio inspect` (being written)."""
+"""`studio inspect`: validate a dataset and print its token-length statistics.
+
+Prints the validation report (format, usable/total rows, each bad row with its reason) and,
+from the same encoding the trainer uses, a length histogram, percentiles, what a
+``max_length`` cut loses, the padding waste of every padding strategy at a batch size, and a
+recommended ``max_length``. Lengths are cached per file content, tokenizer, template and
+options, so a second run on a big file only pays for loading it. ``--json`` prints one JSON
+object instead. Exit status: 0 on success, 2 on unusable input (message and hint on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from studio.cli.dataset_args import add_dataset_arguments, bad_row_lines, load_inputs
+
+BAR_WIDTH = 40
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    add_dataset_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+                        help="rows per batch for the padding-waste table (default: 8)")
+    parser.add_argument("--multiple-of", type=int, default=8, metavar="N",
+                        help="rounding of the 'multiple' padding strategy (default: 8)")
+    parser.add_argument("--bins", type=int, default=16, help="bars in the length histogram (default: 16)")
+    parser.add_argument("--no-cache", action="store_true", help="measure again instead of using cached lengths")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
 
 
-def run(args):
-    print("studio inspect is not available yet")
-    return 1
+def run(args) -> int:
+    from studio.core import stats
+
+    inputs = load_inputs(args)
+    measured = stats.measure_dataset(inputs.report, inputs.tokenizer, inputs.options,
+                                     use_cache=not args.no_cache)
+    result = stats.compute(measured, batch_size=max(1, args.batch_size), max_length=args.max_length,
+                           context=stats.context_length(inputs.model_path, inputs.tokenizer),
+                           multiple_of=max(1, args.multiple_of), bins=max(1, args.bins))
+    if args.json:
+        print(json.dumps(_as_json(inputs, measured, result)))
+    else:
+        sys.stdout.write("\n".join(_text_report(inputs, measured, result)) + "\n")
+    return 0
+
+
+def _as_json(inputs, measured, result) -> dict:
+    report = inputs.report
+    return {
+        "data": {"path": str(report.path), "format": report.format, "total_rows": report.total_rows,
+                 "usable_rows": report.usable_rows,
+                 "bad_rows": [{"row": b.row, "reason": b.reason} for b in report.bad_rows]},
+        "model": str(inputs.model_path),
+        "template": {"name": inputs.template.name, "warnings": list(inputs.template.warnings)},
+        "encoding_warnings": {"count": measured.warning_count,
+                              "first": [{"row": r, "message": m} for r, m in measured.warnings]},
+        "stats": result.to_dict(),
+    }
+
+
+def _text_report(inputs, measured, result) -> list[str]:
+    return [*_validation(inputs, measured), "", *_lengths(result), "", *_truncation(result), "",
+            *_waste(result), "", *_recommendation(result)]
+
+
+def _validation(inputs, measured) -> list[str]:
+    report = inputs.report
+    lines = [f"Dataset   {report.path}",
+             f"  format     {report.format}",
+             f"  rows       {report.usable_rows:,} usable of {report.total_rows:,}",
+             f"  bad rows   {len(report.bad_rows):,}"]
+    lines += [f"    {line}" for line in bad_row_lines(report)]
+    lines.append(f"Model     {inputs.model_path}   template: {inputs.template.name}")
+    lines += [f"  template warning: {w}" for w in inputs.template.warnings]
+    if measured.warning_count:
+        lines.append(f"  encoding warnings: {measured.warning_count:,}")
+        lines += [f"    row {row}: {message}" for row, message in measured.warnings[:10]]
+    return lines
+
+
+def _lengths(result) -> list[str]:
+    per_row = " (chosen and rejected counted apart)" if result.sequences_per_row == 2 else ""
+    lines = [f"Token lengths: {result.sequences:,} sequences{per_row}, mean {result.mean:.1f}"]
+    widest = max((b.count for b in result.histogram), default=0) or 1
+    for b in result.histogram:
+        bar = "█" * round(BAR_WIDTH * b.count / widest)
+        lines.append(f"  {b.lo:>7,}–{b.hi - 1:<7,} │{bar:<{BAR_WIDTH}} {b.count:,}")
+    lines.append("  " + "   ".join(f"{k} {v:,}" for k, v in result.percentiles.items()))
+    return lines
+
+
+def _truncation(result) -> list[str]:
+    t = result.truncation
+    return [f"Truncation at max_length {t.max_length:,}",
+            f"  sequences truncated   {t.truncated:,} of {t.sequences:,} ({t.share:.1%})",
+            f"  loss tokens lost      {t.lost_loss_tokens:,} of {t.loss_tokens:,} ({t.lost_share:.1%})",
+            f"  left with no loss     {t.emptied:,} sequences (they would train nothing)"]
+
+
+def _waste(result) -> list[str]:
+    lines = [f"Padding waste at batch size {result.batch_size}, max_length {result.max_length:,}",
+             f"  {'strategy':<12}{'pad tokens':>14}{'all tokens':>14}{'waste':>8}{'batches':>9}{'peak batch':>12}"]
+    for w in result.waste:
+        lines.append(f"  {w.strategy:<12}{w.pad_tokens:>14,}{w.total_tokens:>14,}{w.share:>8.1%}"
+                     f"{w.batches:>9,}{w.peak_batch_tokens:>12,}")
+    lines.append("  (waste = pad tokens / all tokens; packing wastes the unused tail of each packed row)")
+    return lines
+
+
+def _recommendation(result) -> list[str]:
+    context = f", capped at the model's context {result.context_length:,}" if result.context_length else ""
+    cached = "  (lengths from the statistics cache)" if result.cache_hit else ""
+    return [f"Recommended max_length: {result.recommended_max_length:,} "
+            f"(smallest multiple of 64 that fits 99% of sequences whole{context}){cached}"]

@@ -1,10 +1,142 @@
-"""`studio preview` (being written)."""
+"""`studio preview`: show exactly how rows are tokenized for training.
+
+Every row goes through the trainer's own encoder (:class:`studio.core.encoding.Encoder`) and,
+with ``--padding``, the trainer's own collator, so what is shown is what is trained: special
+tokens, which tokens carry loss, the roles, the truncation point and the padding.
+
+``--rows A:B`` picks rows by a 0-based Python slice of the *usable* rows (bad rows are skipped
+and listed on stderr): ``0:5`` is the first five usable rows, ``10:`` all from the eleventh
+on, ``-3:`` the last three, ``7`` the eighth alone. Preference rows show the chosen and then
+the rejected sequence. ``--padding`` pads the shown sequences as one batch.
+
+``--json`` prints one JSON object per line per sequence (a preference row gives two lines,
+``"part": "chosen"`` then ``"rejected"``) with ``row``, ``kind``, ``input_ids``, ``labels``,
+``attention_mask``, ``position_ids``, ``tokens`` (vocabulary strings), ``roles``, ``warnings``,
+``truncated``, ``original_length`` and ``lost_loss_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from studio.cli import token_view
+from studio.cli.dataset_args import add_dataset_arguments, load_inputs, warn_bad_rows
+from studio.core.errors import DataError
+
+PADDING = ("none", "longest", "multiple", "max_length", "packing")
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    add_dataset_arguments(parser)
+    parser.add_argument("--rows", default="0:5", metavar="A:B",
+                        help="0-based slice of the usable rows to show, e.g. 0:5, 10:, -3:, 7 (default: 0:5)")
+    parser.add_argument("--padding", default="none", choices=PADDING,
+                        help="pad the shown rows as one batch with this strategy (default: none)")
+    parser.add_argument("--multiple-of", type=int, default=8, metavar="N",
+                        help="with --padding multiple, pad to a multiple of N (default: 8)")
+    parser.add_argument("--pad-token", default="", metavar="TOKEN",
+                        help="pad token (default: the model's own, else a reserved one)")
+    parser.add_argument("--color", default="auto", choices=("auto", "always", "never"),
+                        help="colour the view (default: only when writing to a terminal)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line per sequence")
 
 
-def run(args):
-    print("studio preview is not available yet")
-    return 1
+def run(args) -> int:
+    from studio.core.encoding import Encoder
+
+    inputs = load_inputs(args, max_length=args.max_length)
+    warn_bad_rows(inputs.report)
+    examples = select_rows(inputs.report.examples, args.rows)
+    encoder = Encoder(inputs.tokenizer, inputs.options)
+    sequences = [s for example in examples for s in _encode(encoder, example)]
+    for seq in sequences:
+        seq["view"].max_length = args.max_length
+    if args.padding != "none":
+        _pad(sequences, inputs.tokenizer, args)
+    out = sys.stdout
+    if args.json:
+        for seq in sequences:
+            out.write(json.dumps(_record(seq, inputs.tokenizer), ensure_ascii=False) + "\n")
+        return 0
+    colour = args.color == "always" or (args.color == "auto" and out.isatty() and "NO_COLOR" not in os.environ)
+    out.write(_intro(inputs, len(examples)) + "\n" + token_view.legend(colour) + "\n\n")
+    for seq in sequences:
+        out.write(token_view.render(seq["view"], inputs.tokenizer, colour) + "\n\n")
+    return 0
+
+
+def select_rows(examples: list, spec: str) -> list:
+    """The usable rows picked by ``spec``: a 0-based slice ``A:B`` or a single index ``A``.
+
+    Raises:
+        DataError: ``spec`` is not a slice, or picks no row.
+    """
+    try:
+        parts = [int(p) if p.strip() else None for p in spec.split(":")]
+    except ValueError:
+        parts = []
+    if not 1 <= len(parts) <= 2 or (len(parts) == 1 and parts[0] is None):
+        raise DataError(f"--rows {spec!r} is not a row slice", "write it as A:B (0-based, B excluded), A:, :B or A")
+    picked = examples[slice(*parts)] if len(parts) == 2 else examples[parts[0]:(parts[0] + 1) or None]
+    if not picked:
+        raise DataError(f"--rows {spec} picks none of the {len(examples)} usable rows",
+                        f"use 0-based indices below {len(examples)}")
+    return picked
+
+
+def _encode(encoder, example) -> list[dict]:
+    """One dict per sequence: the ``Encoded`` plus its part name (chosen/rejected) and kind."""
+    if example.kind != "preference":
+        return [_sequence(encoder.encode(example), example.kind, "")]
+    pair = encoder.encode_pair(example)
+    return [_sequence(pair.chosen, "preference", "chosen", pair.prompt_len),
+            _sequence(pair.rejected, "preference", "rejected", pair.prompt_len)]
+
+
+def _sequence(encoded, kind: str, part: str, prompt_len: int | None = None) -> dict:
+    n = len(encoded.input_ids)
+    title = f"row {encoded.row} · {kind}" + (f" · {part}" if part else "")
+    view = token_view.Sequence(title, list(encoded.input_ids), list(encoded.labels), list(encoded.roles),
+                               [1] * n, list(encoded.warnings), encoded.truncated, encoded.original_length,
+                               encoded.lost_loss_tokens)
+    return {"encoded": encoded, "kind": kind, "part": part, "prompt_len": prompt_len,
+            "view": view, "position_ids": list(range(n))}
+
+
+def _pad(sequences: list[dict], tokenizer, args) -> None:
+    """Pad the shown sequences as one batch through the trainer's own ``collate``."""
+    from studio.core.encoding import PadOptions, choose_pad_token, collate
+
+    pad = choose_pad_token(tokenizer, args.pad_token)
+    options = PadOptions(strategy=args.padding, pad_id=pad.id, multiple_of=max(1, args.multiple_of),
+                         max_length=args.max_length)
+    batch = collate([s["encoded"] for s in sequences], options)
+    for i, seq in enumerate(sequences):
+        view = seq["view"]
+        mask = (batch.get("attention_mask") or [None] * len(sequences))[i] or [1] * len(batch["input_ids"][i])
+        extra = len(batch["input_ids"][i]) - len(view.roles)
+        view.input_ids, view.labels, view.attention_mask = batch["input_ids"][i], batch["labels"][i], mask
+        view.roles = view.roles + ["pad"] * extra if options.side == "right" else ["pad"] * extra + view.roles
+        seq["position_ids"] = batch["position_ids"][i]
+
+
+def _record(seq: dict, tokenizer) -> dict:
+    view, encoded = seq["view"], seq["encoded"]
+    record = {"row": encoded.row, "kind": seq["kind"]}
+    if seq["part"]:
+        record.update(part=seq["part"], prompt_len=seq["prompt_len"])
+    record.update(input_ids=view.input_ids, labels=view.labels, attention_mask=view.attention_mask,
+                  position_ids=seq["position_ids"], tokens=[tokenizer.id_to_token(i) for i in view.input_ids],
+                  roles=view.roles, warnings=view.warnings, truncated=encoded.truncated,
+                  original_length=encoded.original_length, lost_loss_tokens=encoded.lost_loss_tokens)
+    return record
+
+
+def _intro(inputs, shown: int) -> str:
+    report = inputs.report
+    cut = f", max_length {inputs.options.max_length}" if inputs.options.max_length else ""
+    return (f"{report.path}: {report.format}, {report.usable_rows} usable of {report.total_rows} rows; "
+            f"showing {shown}\nmodel {inputs.model_path}, template {inputs.template.name}, "
+            f"loss on {inputs.options.loss}{cut}")

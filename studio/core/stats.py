@@ -228,3 +228,186 @@ def waste_table(lengths: list[int], batch_size: int, max_length: int | None,
                 multiple_of: int = 8) -> list[Waste]:
     """:func:`padding_waste` for every strategy, in :data:`STRATEGIES` order."""
     return [padding_waste(lengths, s, batch_size, max_length, multiple_of) for s in STRATEGIES]
+
+
+# --- measuring a dataset ----------------------------------------------------------------------
+
+#: at most this many encoder warnings are kept (with their row); the rest are only counted
+MAX_WARNINGS = 50
+
+
+@dataclass
+class Measured:
+    """Untruncated length and loss-token spans of every sequence of a dataset, in order.
+
+    Attributes:
+        rows: the source row number of each sequence.
+        lengths: tokens per sequence, untruncated.
+        loss_spans: per sequence, flat ``[start, end, ...]`` spans of tokens that carry loss.
+        sequences_per_row: 2 for preference data (chosen, rejected), else 1.
+        warnings: the first :data:`MAX_WARNINGS` encoder warnings as ``[row, message]``.
+        warning_count: all encoder warnings.
+        cache_hit: these numbers came from the statistics cache.
+    """
+
+    rows: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    loss_spans: list[list[int]] = field(default_factory=list)
+    sequences_per_row: int = 1
+    warnings: list[list] = field(default_factory=list)
+    warning_count: int = 0
+    cache_hit: bool = False
+
+    def add(self, encoded) -> None:
+        """Record one ``Encoded`` sequence."""
+        self.rows.append(encoded.row)
+        self.lengths.append(len(encoded.input_ids))
+        self.loss_spans.append(loss_spans(encoded.labels))
+        self.warning_count += len(encoded.warnings)
+        room = MAX_WARNINGS - len(self.warnings)
+        self.warnings.extend([encoded.row, w] for w in encoded.warnings[:max(room, 0)])
+
+
+def loss_spans(labels: list[int]) -> list[int]:
+    """Flat ``[start, end, ...]`` spans of positions whose label is not -100."""
+    spans: list[int] = []
+    inside = False
+    for i, label in enumerate(labels):
+        if (label != -100) is not inside:
+            spans.append(i)
+            inside = not inside
+    if inside:
+        spans.append(len(labels))
+    return spans
+
+
+def measure(examples: list, encoder) -> Measured:
+    """Encode ``examples`` untruncated with ``encoder`` and record every sequence.
+
+    Chat and completion rows go through ``encode_many`` in one batched call (the fast path);
+    a preference row adds its chosen then its rejected sequence.
+    """
+    plain = [e for e in examples if e.kind != "preference"]
+    encoded = iter(encoder.encode_many(plain) if plain else [])
+    out = Measured(sequences_per_row=2 if len(plain) < len(examples) else 1)
+    for example in examples:
+        if example.kind == "preference":
+            pair = encoder.encode_pair(example)
+            out.add(pair.chosen)
+            out.add(pair.rejected)
+        else:
+            out.add(next(encoded))
+    return out
+
+
+def measure_dataset(report, tokenizer, options, columns=None, use_cache: bool = True) -> Measured:
+    """:func:`measure` a loaded dataset, through the statistics cache.
+
+    Args:
+        report: a ``DataReport`` from ``load_examples``; its ``path`` keys the cache.
+        tokenizer: a core ``Tokenizer``.
+        options: ``EncodeOptions``; its ``max_length`` is ignored (lengths are untruncated).
+        columns: the column mapping the report was loaded with (part of the key).
+        use_cache: read and write the cache.
+
+    Raises:
+        TemplateError: the template cannot be resolved or cannot render a row.
+    """
+    from dataclasses import replace
+
+    from studio.core import stats_cache
+    from studio.core.encoding import Encoder
+
+    options = replace(options, max_length=None)
+    key = _cache_key(report, tokenizer, options, columns) if use_cache and report.path else None
+    entry = stats_cache.load(key) if key else None
+    if entry is not None:
+        return Measured(**{k: entry[k] for k in _STORED}, cache_hit=True)
+    measured = measure(report.examples, Encoder(tokenizer, options))
+    if key:
+        stats_cache.store(key, {k: getattr(measured, k) for k in _STORED})
+    return measured
+
+
+_STORED = ("rows", "lengths", "loss_spans", "sequences_per_row", "warnings", "warning_count")
+
+
+def _cache_key(report, tokenizer, options, columns) -> str:
+    from studio.core import stats_cache
+    from studio.core.templates import resolve_template
+
+    resolved = resolve_template(tokenizer, options.template)
+    settings = {k: v for k, v in asdict(options).items() if k not in ("max_length", "truncation_side")}
+    return stats_cache.make_key(report.path, tokenizer.path, options=settings, format=report.format,
+                                columns=columns, template=[resolved.name, str(resolved.source)])
+
+
+# --- the whole picture -------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetStats:
+    """Everything ``studio inspect`` and the data page show about token lengths."""
+
+    sequences: int
+    sequences_per_row: int
+    mean: float
+    histogram: list[Bin]
+    percentiles: dict[str, int]
+    recommended_max_length: int
+    context_length: int | None
+    max_length: int
+    batch_size: int
+    truncation: Truncation
+    waste: list[Waste]
+    cache_hit: bool = False
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly form, with the derived shares spelled out."""
+        out = asdict(self)
+        out["truncation"]["share"] = self.truncation.share
+        out["truncation"]["lost_share"] = self.truncation.lost_share
+        for row, waste in zip(out["waste"], self.waste):
+            row["share"] = waste.share
+        return out
+
+
+def compute(measured: Measured, batch_size: int = 8, max_length: int | None = None,
+            context: int | None = None, multiple_of: int = 8, side: str = "right",
+            bins: int = 20) -> DatasetStats:
+    """The statistics of measured sequences at one ``max_length`` and batch size.
+
+    Args:
+        measured: from :func:`measure` or :func:`measure_dataset`.
+        batch_size: rows per batch; preference rows count as two sequences each.
+        max_length: the cut for truncation and padding; the recommended one when ``None``.
+        context: the model's context length (caps the recommendation).
+        multiple_of: rounding for the ``multiple`` padding strategy.
+        side: truncation side, as ``EncodeOptions.truncation_side``.
+        bins: histogram bars.
+    """
+    lengths = measured.lengths
+    recommended = recommend_max_length(lengths, context)
+    cut = max_length or recommended
+    per_batch = batch_size * measured.sequences_per_row
+    return DatasetStats(
+        sequences=len(lengths), sequences_per_row=measured.sequences_per_row,
+        mean=sum(lengths) / len(lengths) if lengths else 0.0, histogram=histogram(lengths, bins),
+        percentiles=percentiles(lengths), recommended_max_length=recommended, context_length=context,
+        max_length=cut, batch_size=batch_size, truncation=truncation(lengths, measured.loss_spans, cut, side),
+        waste=waste_table(lengths, per_batch, cut, multiple_of), cache_hit=measured.cache_hit)
+
+
+def context_length(model_path, tokenizer=None) -> int | None:
+    """The model's context: the smaller of config.json's and the tokenizer's, if either is known."""
+    from studio.core.errors import StudioError
+    from studio.core.models import describe_model
+
+    known = []
+    try:
+        known.append(describe_model(model_path).context_length)
+    except StudioError:
+        pass
+    known.append(getattr(tokenizer, "model_max_length", 0) or 0)
+    known = [n for n in known if 0 < n < UNKNOWN_CONTEXT]
+    return min(known) if known else None

@@ -1,0 +1,113 @@
+"""The model/data arguments `studio preview` and `studio inspect` share, and their loading.
+
+Both commands take a model (or tokenizer-only) folder and a data file, load them with the core
+loaders and stop with a :class:`~studio.core.errors.StudioError` (printed as message + hint by
+``studio.cli.main``, exit 2) when either is unusable. Heavy work stays inside functions so
+``studio --help`` starts at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.core.config import LOSS_OPTIONS
+from studio.core.errors import DataError
+
+FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference")
+#: bad rows listed one by one before the rest are only counted
+BAD_ROWS_SHOWN = 20
+
+
+def add_dataset_arguments(parser) -> None:
+    """``--model``, ``--data``, ``--format``, ``--template``, ``--loss``, ``--max-length``."""
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="model folder, or a folder holding only the tokenizer files (tokenizer.json ...)")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="dataset file (JSONL, JSON, CSV, Parquet) or a saved Hugging Face dataset folder")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="dataset format (default: detect it)")
+    parser.add_argument("--template", default="auto", metavar="NAME",
+                        help="chat template: auto (the model's own), llama3, llama3.1 or chatml")
+    parser.add_argument("--loss", default="assistant", choices=LOSS_OPTIONS,
+                        help="which tokens carry loss (default: every assistant turn)")
+    parser.add_argument("--max-length", type=_positive, default=None, metavar="N",
+                        help="longest sequence in tokens; longer rows are truncated")
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+@dataclass
+class Inputs:
+    """A loaded tokenizer, dataset report and the resolved template and encode options."""
+
+    tokenizer: Any
+    report: Any
+    template: Any
+    options: Any
+    model_path: Path
+
+
+def load_inputs(args, max_length: int | None = None) -> Inputs:
+    """Load ``args.model`` and ``args.data`` and resolve ``args.template``.
+
+    Args:
+        args: parsed arguments from :func:`add_dataset_arguments`.
+        max_length: the encode ``max_length`` (``None`` encodes untruncated).
+
+    Raises:
+        ModelError: no tokenizer in the model folder.
+        DataError: the data file is missing, unreadable or has no usable row.
+        TemplateError: the template is unknown or the model has none.
+    """
+    from studio.core.data import load_examples
+    from studio.core.encoding import EncodeOptions
+    from studio.core.models import resource_path
+    from studio.core.templates import resolve_template
+    from studio.core.tokenizer import load_tokenizer
+
+    model_path = resource_path(args.model)
+    tokenizer = load_tokenizer(model_path)
+    template = resolve_template(tokenizer, args.template)
+    report = load_examples(_data_path(args.data), format=args.format)
+    if not report.examples:
+        warn_bad_rows(report)
+        raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",
+                        "fix the rows listed above (or pick the right --format) and try again")
+    options = EncodeOptions(template=args.template, loss=args.loss, max_length=max_length)
+    return Inputs(tokenizer, report, template, options, Path(model_path))
+
+
+def _data_path(text: str) -> Path:
+    from studio.core.models import resource_path
+
+    path = resource_path(text)
+    if not path.exists():
+        raise DataError(f"data file {text} does not exist", "check the --data path (it is read from the current folder)")
+    return path
+
+
+def bad_row_lines(report, limit: int = BAD_ROWS_SHOWN) -> list[str]:
+    """``row N: reason`` for the first ``limit`` bad rows, then a count of the rest."""
+    lines = [f"row {bad.row}: {bad.reason}" for bad in report.bad_rows[:limit]]
+    if len(report.bad_rows) > limit:
+        lines.append(f"... and {len(report.bad_rows) - limit} more bad rows")
+    return lines
+
+
+def warn_bad_rows(report, stream=None) -> None:
+    """Report skipped bad rows on ``stream`` (stderr), one line each."""
+    stream = stream or sys.stderr
+    for line in bad_row_lines(report):
+        print(f"skipped {line}", file=stream)
