@@ -1,0 +1,140 @@
+"""The Train page: launch the configured run, watch it live, stop it, resume it from a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from studio.core.errors import StudioError
+from studio.gui.run_view import RunView
+from studio.gui.runner import RunOutcome, RunProcess, RunsController
+
+log = logging.getLogger("studio.gui.train")
+
+
+class TrainPage(QWidget):
+    """Train / Stop / Resume buttons above a live :class:`RunView` of the current run.
+
+    The page shows whichever run the controller started or reattached last; it owns no run
+    data: the run is the controller's, the config is the state's.
+    """
+
+    def __init__(self, state, runs_controller: RunsController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.controller = runs_controller
+        self.view = RunView()
+        self._build()
+        self.controller.run_started.connect(self.watch)
+        self.view.checkpoints_changed.connect(self._fill_checkpoints)
+        self.view.outcome_changed.connect(self._on_outcome)
+        self._update_buttons()
+
+    def _build(self) -> None:
+        self.title = QLabel("Train")
+        self.title.setObjectName("trainTitle")
+        self.title.setProperty("role", "title")
+        self.run_label = _named(QLabel("Press Train to start a run with the settings from the previous pages."),
+                                "runNameLabel", "Current run")
+        self.train_button = _named(QPushButton("Train"), "trainButton", "Start training")
+        self.train_button.setProperty("primary", True)
+        self.train_button.setToolTip("Start a run with the current model, data and method settings.")
+        self.stop_button = _named(QPushButton("Stop"), "stopButton", "Stop training")
+        self.stop_button.setToolTip("Save a checkpoint and stop; the run can be resumed later.")
+        self.checkpoint_combo = _named(QComboBox(), "checkpointCombo", "Checkpoint to resume from")
+        self.checkpoint_combo.setMinimumWidth(200)
+        self.checkpoint_combo.setPlaceholderText("No checkpoint yet")
+        self.resume_button = _named(QPushButton("Resume from checkpoint"), "resumeButton", "Resume from checkpoint")
+        self.resume_button.setToolTip("Continue this run from the chosen checkpoint, in the same run folder.")
+        self.train_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button.clicked.connect(self.resume)
+        bar = QHBoxLayout()
+        bar.addWidget(self.train_button)
+        bar.addWidget(self.stop_button)
+        bar.addSpacing(24)
+        bar.addWidget(QLabel("Checkpoint:"))
+        bar.addWidget(self.checkpoint_combo)
+        bar.addWidget(self.resume_button)
+        bar.addStretch(1)
+        box = QVBoxLayout(self)
+        box.addWidget(self.title)
+        box.addWidget(self.run_label)
+        box.addLayout(bar)
+        box.addWidget(self.view, 1)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def start(self) -> RunProcess | None:
+        """Launch a run with the state's config; problems are shown on the page, not raised."""
+        problems = self.state.problems()
+        if problems:
+            lines = "\n".join(f"• {path}: {reason}" for path, reason in problems)
+            self.view.banner.show_error(f"These settings need fixing before training:\n{lines}",
+                                        "Change them on the Model, Data or Method page.")
+            return None
+        try:
+            proc = self.controller.start_run(self.state.config)
+        except StudioError as exc:
+            self.view.banner.show_error(exc)
+            return None
+        except OSError as exc:
+            self.view.banner.show_error(f"Could not start the training process: {exc}",
+                                        "Check that the Studio data folder is writable and has free space.")
+            return None
+        self.state.run_started.emit(proc.run_dir)
+        return proc
+
+    def stop(self) -> None:
+        proc = self.view.proc
+        if proc is not None and proc.stop():
+            self.stop_button.setEnabled(False)
+            self.view.progress_bar.setFormat(f"Stopping: saving a checkpoint… · {self.view.progress.text()}")
+
+    def resume(self) -> None:
+        proc = self.view.proc
+        checkpoint = self.checkpoint_combo.currentData()
+        if proc is None or not checkpoint:
+            return
+        try:
+            self.controller.resume(proc.run_dir, checkpoint)
+        except (StudioError, OSError, RuntimeError) as exc:
+            self.view.banner.show_error(f"Could not resume: {exc}", "Wait until the run has stopped, then try again.")
+
+    # -- reacting -------------------------------------------------------------------------------
+
+    def watch(self, proc: RunProcess) -> None:
+        """Show ``proc`` (a run the controller just launched, resumed or reattached)."""
+        self.view.watch(proc)
+        self.run_label.setText(f"Run folder: {proc.run_dir}")
+        self._fill_checkpoints(self.view.checkpoints())
+        self._update_buttons()
+
+    def _on_outcome(self, outcome: RunOutcome) -> None:
+        self._update_buttons()
+
+    def _fill_checkpoints(self, checkpoints: list[str]) -> None:
+        current = self.checkpoint_combo.currentData()
+        self.checkpoint_combo.clear()
+        for path in reversed(checkpoints):  # newest first: the usual choice
+            self.checkpoint_combo.addItem(Path(path).name, path)
+        index = self.checkpoint_combo.findData(current)
+        self.checkpoint_combo.setCurrentIndex(max(index, 0) if checkpoints else -1)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        proc = self.view.proc
+        live = proc is not None and proc.is_running()
+        self.train_button.setEnabled(not live)
+        self.stop_button.setEnabled(live)
+        has_checkpoint = self.checkpoint_combo.count() > 0
+        self.resume_button.setEnabled(not live and has_checkpoint)
+        self.checkpoint_combo.setEnabled(not live and has_checkpoint)
+
+
+def _named(widget: QWidget, name: str, accessible: str) -> QWidget:
+    widget.setObjectName(name)
+    widget.setAccessibleName(accessible)
+    return widget

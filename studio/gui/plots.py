@@ -1,0 +1,263 @@
+"""Live metric plots that stay smooth with a million points.
+
+Points are kept in growing numpy arrays (amortised doubling, no Python lists of floats) and the
+curves are redrawn by one timer at a few frames per second, never once per event: a worker can
+send thousands of step events per second when a run is replayed from its event log, and a
+redraw per event would freeze the window. Each curve uses pyqtgraph's peak downsampling and
+clip-to-view, so drawing cost follows the pixels on screen, not the number of steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+#: Colour-blind friendly palette (Okabe-Ito) for curves and compared runs.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+REDRAW_MS = 150
+EMA_ALPHA = 0.1
+
+pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
+
+
+class SeriesBuffer:
+    """An (x, y) series in numpy arrays that grow by doubling.
+
+    Example:
+        >>> s = SeriesBuffer(capacity=2)
+        >>> for i in range(5): s.append(i, i * i)
+        >>> s.y.tolist()
+        [0.0, 1.0, 4.0, 9.0, 16.0]
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._x = np.empty(capacity, dtype=np.float64)
+        self._y = np.empty(capacity, dtype=np.float64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, x: float, y: float | None) -> None:
+        """Add one point; ``None`` (a NaN the worker wrote as null) becomes a gap in the curve."""
+        if self._n == len(self._x):
+            self._x = np.resize(self._x, 2 * len(self._x))
+            self._y = np.resize(self._y, 2 * len(self._y))
+        self._x[self._n] = x
+        self._y[self._n] = math.nan if y is None else y
+        self._n += 1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self._n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self._n]
+
+    def last(self) -> float | None:
+        return float(self._y[self._n - 1]) if self._n else None
+
+    def clear(self) -> None:
+        self._n = 0
+
+
+class EmaSeries(SeriesBuffer):
+    """A series that stores the exponential moving average of what it is given (skips NaN)."""
+
+    def __init__(self, alpha: float = EMA_ALPHA) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self._value: float | None = None
+
+    def append(self, x: float, y: float | None) -> None:
+        if y is not None and math.isfinite(y):
+            self._value = y if self._value is None else self.alpha * y + (1 - self.alpha) * self._value
+        super().append(x, self._value)
+
+    def clear(self) -> None:
+        super().clear()
+        self._value = None
+
+
+class MetricPlot(pg.PlotWidget):
+    """One plot with named curves fed point by point and redrawn only by :meth:`redraw`."""
+
+    def __init__(self, title: str, y_label: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent=parent)
+        self.setTitle(title, size="10pt")
+        self.setLabel("bottom", "step")
+        if y_label:
+            self.setLabel("left", y_label)
+        self.showGrid(x=True, y=True, alpha=0.2)
+        item = self.getPlotItem()
+        item.setDownsampling(auto=True, mode="peak")
+        item.setClipToView(True)
+        self._legend = None
+        self.series: dict[str, SeriesBuffer] = {}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._dirty: set[str] = set()
+
+    def add_curve(self, name: str, color: str, width: float = 1.5, series: SeriesBuffer | None = None,
+                  dashed: bool = False, symbol: str | None = None) -> None:
+        """Declare a curve; ``series`` lets a curve smooth its input (e.g. :class:`EmaSeries`)."""
+        if self._legend is None:
+            self._legend = self.addLegend(offset=(-10, 10))
+        pen = pg.mkPen(color, width=width, style=_dash(dashed))
+        curve = self.plot([], [], pen=pen, name=name, symbol=symbol, symbolSize=6, symbolBrush=color,
+                          symbolPen=None, connect="finite")
+        curve.setDownsampling(auto=True, method="peak")
+        curve.setClipToView(True)
+        self.series[name] = series if series is not None else SeriesBuffer()
+        self._curves[name] = curve
+
+    def append(self, name: str, x: float, y: float | None) -> None:
+        self.series[name].append(x, y)
+        self._dirty.add(name)
+
+    def point_count(self, name: str) -> int:
+        return len(self.series[name])
+
+    def redraw(self) -> None:
+        """Hand the changed series to their curves (numpy views, no copies of Python lists)."""
+        for name in self._dirty:
+            series = self.series[name]
+            self._curves[name].setData(series.x, series.y, connect="finite")
+        self._dirty.clear()
+
+    def remove_curves(self) -> None:
+        for curve in self._curves.values():
+            self.removeItem(curve)
+        if self._legend is not None:
+            self._legend.clear()
+        self.series.clear()
+        self._curves.clear()
+        self._dirty.clear()
+
+    def clear_points(self) -> None:
+        for name, series in self.series.items():
+            series.clear()
+            self._dirty.add(name)
+
+
+def _dash(dashed: bool):
+    from PySide6.QtCore import Qt
+
+    return Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
+
+
+def prefixed(prefix: str, name: str) -> str:
+    """``lossPlot`` -> ``openedLossPlot`` so two views of runs in one window keep unique names."""
+    return f"{prefix}{name[0].upper()}{name[1:]}" if prefix else name
+
+
+class RedrawTimer(QObject):
+    """One timer that redraws a set of plots a few times per second (coalesces bursts of events)."""
+
+    def __init__(self, plots: list[MetricPlot], parent: QObject | None = None, interval_ms: int = REDRAW_MS) -> None:
+        super().__init__(parent)
+        self.plots = plots
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+
+    def redraw(self) -> None:
+        for plot in self.plots:
+            plot.redraw()
+
+
+class MetricsPanel(QWidget):
+    """The live curves of one run: loss (raw, smoothed, eval), learning rate, grad norm,
+    tokens per second and memory. Feed it events with :meth:`add_event`."""
+
+    def __init__(self, prefix: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._prefix = prefix
+        self.loss = self._plot("Loss", "lossPlot", "loss")
+        self.loss.add_curve("train", PALETTE[5], width=1)
+        self.loss.add_curve("train (smoothed)", PALETTE[0], width=2, series=EmaSeries())
+        self.loss.add_curve("eval", PALETTE[1], width=2, symbol="o")
+        self.loss.add_curve("general text (forgetting)", PALETTE[3], width=1.5, dashed=True, symbol="t")
+        self.lr = self._plot("Learning rate", "lrPlot")
+        self.lr.add_curve("learning rate", PALETTE[2])
+        self.grad = self._plot("Gradient norm", "gradNormPlot")
+        self.grad.add_curve("grad norm", PALETTE[4])
+        self.speed = self._plot("Tokens per second", "tokensPerSecondPlot")
+        self.speed.add_curve("tokens/s", PALETTE[0])
+        self.memory = self._plot("Memory (MiB)", "memoryPlot")
+        self.memory.add_curve("memory", PALETTE[3])
+        self._layout_plots()
+        self.timer = RedrawTimer(self.plots, self)
+
+    @property
+    def plots(self) -> list[MetricPlot]:
+        return [self.loss, self.lr, self.grad, self.speed, self.memory]
+
+    def _layout_plots(self) -> None:
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(6)
+        grid.addWidget(self.loss, 0, 0, 1, 2)
+        grid.addWidget(self.lr, 1, 0)
+        grid.addWidget(self.grad, 1, 1)
+        grid.addWidget(self.speed, 2, 0)
+        grid.addWidget(self.memory, 2, 1)
+        grid.setRowStretch(0, 2)
+        grid.setRowStretch(1, 1)
+        grid.setRowStretch(2, 1)
+
+    def add_event(self, event: dict) -> None:
+        """Take one protocol event; only ``step`` and ``eval`` carry curve points."""
+        if event.get("type") == "step":
+            self._add_step(event)
+        elif event.get("type") == "eval":
+            step = event.get("step", 0)
+            self.loss.append("eval", step, event.get("eval_loss"))
+            general = (event.get("metrics") or {}).get("general_loss")
+            if general is not None:
+                self.loss.append("general text (forgetting)", step, general)
+
+    def _add_step(self, event: dict) -> None:
+        step = event.get("step", 0)
+        self.loss.append("train", step, event.get("loss"))
+        self.loss.append("train (smoothed)", step, event.get("loss"))
+        self.lr.append("learning rate", step, event.get("learning_rate"))
+        self.grad.append("grad norm", step, event.get("grad_norm"))
+        self.speed.append("tokens/s", step, event.get("tokens_per_second"))
+        self.memory.append("memory", step, event.get("memory_mib"))
+
+    def _plot(self, title: str, object_name: str, y_label: str = "") -> MetricPlot:
+        plot = MetricPlot(title, y_label)
+        plot.setObjectName(prefixed(self._prefix, object_name))
+        plot.setAccessibleName(f"{title} plot")
+        plot.setMinimumHeight(120)
+        return plot
+
+    def clear(self) -> None:
+        for plot in self.plots:
+            plot.clear_points()
+        self.timer.redraw()
+
+
+class OverlayPlot(MetricPlot):
+    """Loss curves of several runs on one plot, one colour per run (train solid, eval dashed)."""
+
+    def set_runs(self, runs: list[tuple[str, list[dict]]]) -> None:
+        """Replace the curves with those of ``runs`` = [(label, events)]."""
+        self.remove_curves()
+        for i, (label, events) in enumerate(runs):
+            color = PALETTE[i % len(PALETTE)]
+            self.add_curve(f"{label} train", color, width=1.5, series=EmaSeries())
+            self.add_curve(f"{label} eval", color, width=2, dashed=True, symbol="o")
+            for event in events:
+                if event.get("type") == "step":
+                    self.append(f"{label} train", event.get("step", 0), event.get("loss"))
+                elif event.get("type") == "eval":
+                    self.append(f"{label} eval", event.get("step", 0), event.get("eval_loss"))
+        self._dirty.update(self.series)
+        self.redraw()

@@ -1,0 +1,289 @@
+"""Everything about one run as it trains or after it ended: status, progress with ETA, curves,
+log, sample generations, warnings, and a failed run's error, hint and worker.log tail.
+
+The Train page shows the run it launched in a :class:`RunView`; the Runs page shows the run
+opened from the registry in another. A view takes a :class:`~studio.gui.runner.RunProcess` and
+reacts to its signals; it never owns the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit,
+                               QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from studio.gui.plots import REDRAW_MS, MetricsPanel, prefixed
+from studio.gui.runner import RunOutcome, RunProcess
+from studio.gui.widgets.banner import ErrorBanner
+
+MAX_LOG_LINES = 5000
+STATUS_TEXT = {"running": "Training", "completed": "Completed", "stopped": "Stopped (checkpoint saved)",
+               "failed": "Failed", "": "No run yet"}
+WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding"}
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``1:02:05``; ``65`` -> ``1:05``."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Step progress and time left, from event timestamps (so a replayed log reads the same)."""
+
+    def __init__(self) -> None:
+        self.max_steps = 0
+        self.step = 0
+        self._t0: float | None = None
+        self._t_last: float | None = None
+        self._step0 = 0
+
+    def started(self, event: dict) -> None:
+        self.max_steps = int(event.get("max_steps") or 0)
+        self._t0, self._step0 = event.get("time"), self.step
+
+    def stepped(self, event: dict) -> None:
+        self.step = int(event.get("step", self.step))
+        self._t_last = event.get("time")
+
+    def eta_seconds(self) -> float | None:
+        done = self.step - self._step0
+        if not (self._t0 and self._t_last and done > 0 and self.max_steps > self.step):
+            return None
+        return (self._t_last - self._t0) / done * (self.max_steps - self.step)
+
+    def text(self) -> str:
+        if not self.max_steps:
+            return f"Step {self.step}"
+        eta = self.eta_seconds()
+        left = f" · about {format_duration(eta)} left" if eta is not None else ""
+        return f"Step {self.step} of {self.max_steps}{left}"
+
+
+class RunView(QWidget):
+    """Shows one followed run. ``prefix`` keeps object names unique when a window has two views.
+
+    Signals:
+        checkpoints_changed(list): the run's checkpoint folders (newest last) after a change.
+        outcome_changed(object): the :class:`RunOutcome` when the run ends.
+    """
+
+    checkpoints_changed = Signal(list)
+    outcome_changed = Signal(object)
+
+    def __init__(self, prefix: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._prefix = prefix
+        self.proc: RunProcess | None = None
+        self.progress = Progress()
+        self.status = ""
+        self.samples: list[dict] = []
+        self._pending_log: list[str] = []
+        self._build()
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(REDRAW_MS)
+        self._flush_timer.timeout.connect(self._flush_log)
+        self._flush_timer.start()
+
+    def _name(self, widget: QWidget, name: str, accessible: str) -> QWidget:
+        widget.setObjectName(prefixed(self._prefix, name))
+        widget.setAccessibleName(accessible)
+        return widget
+
+    def _build(self) -> None:
+        self.status_label = self._name(QLabel(STATUS_TEXT[""]), "runStatusLabel", "Run status")
+        self.status_label.setProperty("status", "")
+        self.summary_label = self._name(QLabel(""), "runSummaryLabel", "Run summary")
+        self.summary_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.progress_bar = self._name(QProgressBar(), "runProgress", "Training progress")
+        self.progress_bar.setFormat("No run yet")
+        self.progress_bar.setTextVisible(True)
+        self.banner = ErrorBanner(prefixed(self._prefix, "runErrorBanner"))
+        self.banner.setAccessibleName("Run error")
+        self.log_tail = self._name(QPlainTextEdit(), "logTailView", "Last lines of worker.log")
+        self.log_tail.setReadOnly(True)
+        self.log_tail.setMaximumHeight(140)
+        self.tail_box = QGroupBox("Last lines of worker.log")
+        QVBoxLayout(self.tail_box).addWidget(self.log_tail)
+        self.tail_box.hide()
+        self.notices = self._name(QListWidget(), "noticeList", "Warnings about this run")
+        self.notices.setMaximumHeight(84)
+        self.notices.hide()
+        self.panel = MetricsPanel(self._prefix)
+        self.log_view = self._name(QPlainTextEdit(), "logView", "Run log")
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
+        self.sample_view = self._name(QPlainTextEdit(), "sampleView", "Sample generations")
+        self.sample_view.setReadOnly(True)
+        self.sample_view.setPlaceholderText("Sample answers appear here when the run generates them "
+                                            "(eval.sample_every_steps, and always at the end).")
+        self._layout()
+
+    def _layout(self) -> None:
+        top = QHBoxLayout()
+        top.addWidget(self.status_label)
+        top.addWidget(self.progress_bar, 1)
+        tabs = self._name(QTabWidget(), "runDetailTabs", "Log and samples")
+        tabs.addTab(self.log_view, "Log")
+        tabs.addTab(self.sample_view, "Samples")
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.panel)
+        split.addWidget(tabs)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(top)
+        box.addWidget(self.summary_label)
+        box.addWidget(self.banner)
+        box.addWidget(self.tail_box)
+        box.addWidget(self.notices)
+        box.addWidget(split, 1)
+
+    # -- following a run ----------------------------------------------------------------------
+
+    def watch(self, proc: RunProcess | None) -> None:
+        """Show ``proc``'s run from its first event (replayed) on; ``None`` empties the view."""
+        if self.proc is not None:
+            self.proc.event.disconnect(self.add_event)
+            self.proc.finished.disconnect(self.show_outcome)
+        self.clear()
+        self.proc = proc
+        if proc is None:
+            return
+        # Events the process has already read are replayed from the log; newer ones arrive live.
+        for event in proc.history():
+            self.add_event(event)
+        if not proc.is_running():
+            self.show_outcome(proc.outcome())
+            return
+        proc.event.connect(self.add_event)
+        proc.finished.connect(self.show_outcome)
+        self._set_status("running")
+
+    def clear(self) -> None:
+        self.panel.clear()
+        self.progress = Progress()
+        self.samples.clear()
+        self._pending_log.clear()
+        self.log_view.clear()
+        self.sample_view.clear()
+        self.notices.clear()
+        self.notices.hide()
+        self.banner.clear()
+        self.tail_box.hide()
+        self.summary_label.clear()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("No run yet")
+        self._set_status("")
+
+    def add_event(self, event: dict) -> None:
+        """Take one protocol event (curves are redrawn by a timer, not here)."""
+        self.panel.add_event(event)
+        handler = getattr(self, f"_on_{event.get('type')}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_started(self, event: dict) -> None:
+        self.progress.started(event)
+        self._set_status("running")
+        trainable, total = event.get("params_trainable", 0), event.get("params_total", 0)
+        share = f" ({100 * trainable / total:.2f}%)" if total else ""
+        self.summary_label.setText(
+            f"Device: {event.get('device', '?')} · trainable parameters {trainable:,} of {total:,}{share} · "
+            f"{event.get('train_rows', 0):,} training rows, {event.get('eval_rows', 0):,} eval rows")
+        self._update_progress()
+
+    def _on_step(self, event: dict) -> None:
+        self.progress.stepped(event)
+        self._update_progress()
+
+    def _on_log(self, event: dict) -> None:
+        self._pending_log.append(event.get("text", ""))
+
+    def _on_checkpoint(self, event: dict) -> None:
+        self._pending_log.append(f"Checkpoint saved at step {event.get('step')}: {event.get('path')}")
+        self.checkpoints_changed.emit(self.checkpoints())
+
+    def _on_eval(self, event: dict) -> None:
+        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in (event.get("metrics") or {}).items())
+        self._pending_log.append(f"Eval at step {event.get('step')}: loss {_fmt(event.get('eval_loss'))} "
+                                 f"perplexity {_fmt(event.get('perplexity'))} {metrics}".rstrip())
+
+    def _on_warning(self, event: dict) -> None:
+        code = event.get("code", "")
+        title = WARNING_TITLES.get(code, code.replace("_", " ").capitalize() or "Warning")
+        item = QListWidgetItem(f"⚠ {title}: {event.get('message', '')}")
+        item.setToolTip(event.get("message", ""))
+        self.notices.addItem(item)
+        self.notices.show()
+        self._pending_log.append(f"Warning ({code}): {event.get('message', '')}")
+
+    def _on_sample(self, event: dict) -> None:
+        self.samples.append(event)
+        self.sample_view.appendPlainText(f"── step {event.get('step')} ──\nPrompt: {event.get('prompt', '')}\n"
+                                         f"Answer: {event.get('text', '')}\n")
+
+    def _update_progress(self) -> None:
+        total = max(self.progress.max_steps, self.progress.step, 1)
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(min(self.progress.step, total))
+        self.progress_bar.setFormat(self.progress.text())
+
+    def _flush_log(self) -> None:
+        if self._pending_log:
+            lines, self._pending_log = self._pending_log[-MAX_LOG_LINES:], []
+            self.log_view.appendPlainText("\n".join(lines))
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def show_outcome(self, outcome: RunOutcome) -> None:
+        """Show how the run ended: a failed run's error, hint and log tail go to the top."""
+        self._flush_log()
+        self.panel.timer.redraw()
+        self._set_status(outcome.status)
+        if outcome.status == "failed":
+            self.banner.show_error(outcome.error or "The run failed.", outcome.hint)
+            self.log_tail.setPlainText(outcome.log_tail or "(worker.log is empty)")
+            self.tail_box.show()
+        elif outcome.status == "stopped":
+            self.banner.show_info("Stopped on request; the last checkpoint can be resumed.")
+        if outcome.status != "running":
+            self.progress_bar.setFormat(f"{STATUS_TEXT.get(outcome.status, outcome.status)} · {self.progress.text()}")
+        self.checkpoints_changed.emit(self.checkpoints())
+        self.outcome_changed.emit(outcome)
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.status_label.setText(STATUS_TEXT.get(status, status.capitalize()))
+        self.status_label.setProperty("status", status)
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
+
+    def checkpoints(self) -> list[str]:
+        return list_checkpoints(self.proc.run_dir) if self.proc else []
+
+
+def list_checkpoints(run_dir: str | Path) -> list[str]:
+    """Checkpoint folders of a run, oldest first (ordered by the step number in their names)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir()]
+    return [str(p) for p in sorted(found, key=lambda p: (_step_of(p.name), p.name))]
+
+
+def _step_of(name: str) -> int:
+    digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
+    return int(digits[-1]) if digits else -1
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
