@@ -1,0 +1,136 @@
+"""Causal LM cross-entropy that never holds full-vocabulary logits for every position.
+
+With a 128k-token vocabulary, the logits of one 4k-token row are 2 GiB in fp32; the usual
+``lm_head(hidden)`` + ``cross_entropy`` keeps them (and their gradient) alive for the whole
+backward pass. Here only positions that carry loss are projected, ``chunk_size`` rows at a
+time, and the gradients for the hidden states and the head are computed in the same pass, so
+peak memory is one chunk of logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+def chunked_causal_lm_loss(hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor,
+                           chunk_size: int = 1024, reduction: str = "mean", bias: torch.Tensor | None = None,
+                           ) -> torch.Tensor:
+    """Next-token cross-entropy from the last hidden states.
+
+    Args:
+        hidden: ``(batch, seq, hidden)`` final hidden states (after the last norm).
+        lm_head_weight: ``(vocab, hidden)`` output projection.
+        labels: ``(batch, seq)`` token ids aligned with ``hidden``'s input; ``-100`` = no loss.
+            Position ``t`` is predicted from hidden state ``t - 1`` (the usual shift).
+        chunk_size: rows of logits computed at once.
+        reduction: ``"mean"`` over loss-carrying tokens, or ``"sum"`` (for gradient
+            accumulation normalised by the tokens of the whole optimizer step).
+        bias: optional output bias.
+
+    Returns:
+        A scalar loss (0 with no loss-carrying token, still differentiable).
+    """
+    h = hidden[:, :-1, :].reshape(-1, hidden.shape[-1])
+    targets = labels[:, 1:].reshape(-1)
+    keep = (targets != IGNORE).nonzero(as_tuple=True)[0]
+    h, targets = h.index_select(0, keep), targets.index_select(0, keep)
+    denom = max(int(keep.numel()), 1) if reduction == "mean" else 1
+    if keep.numel() == 0:
+        return hidden.sum() * 0.0
+    compute_dtype = _compute_dtype(hidden)
+    if torch.is_grad_enabled() and (h.requires_grad or lm_head_weight.requires_grad):
+        return _ChunkedCrossEntropy.apply(h, lm_head_weight, targets, bias, chunk_size, denom, compute_dtype)
+    return _loss_only(h, lm_head_weight, targets, bias, chunk_size, compute_dtype) / denom
+
+
+def per_token_losses(hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor,
+                     chunk_size: int = 1024) -> torch.Tensor:
+    """``(batch, seq - 1)`` loss of every predicted position (0 where the label is -100); no gradient."""
+    with torch.no_grad():
+        flat = hidden[:, :-1, :].reshape(-1, hidden.shape[-1])
+        targets = labels[:, 1:].reshape(-1)
+        out = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+        dtype = _compute_dtype(hidden)
+        for start in range(0, flat.shape[0], chunk_size):
+            t = targets[start:start + chunk_size]
+            logits = _logits(flat[start:start + chunk_size], lm_head_weight, None, dtype)
+            out[start:start + chunk_size] = F.cross_entropy(logits, t.clamp(min=0), reduction="none") * (t != IGNORE)
+        return out.view(labels.shape[0], -1)
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The matmul dtype: the autocast dtype when autocast is on (bf16 on CPU), else the hidden dtype."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return hidden.dtype
+
+
+def _logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """fp32 logits of a chunk, the matmul done in ``dtype``."""
+    with torch.autocast(h.device.type, enabled=False):
+        logits = h.to(dtype) @ weight.to(dtype).t()
+        if bias is not None:
+            logits = logits + bias.to(dtype)
+    return logits.float()
+
+
+def _loss_only(h, weight, targets, bias, chunk_size, dtype) -> torch.Tensor:
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    for start in range(0, h.shape[0], chunk_size):
+        logits = _logits(h[start:start + chunk_size], weight, bias, dtype)
+        total = total + F.cross_entropy(logits, targets[start:start + chunk_size], reduction="sum")
+    return total
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Loss and its gradients in one chunked pass (the backward only scales stored gradients).
+
+    d loss / d logits = softmax(logits) - one_hot(target), divided by the token count; from it
+    the chunk's hidden-state gradient (``g @ W``) and head gradient (``g.T @ h``) follow, so no
+    chunk's logits outlive its loop iteration.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, bias, chunk_size, denom, dtype):
+        need_h, need_w = h.requires_grad, weight.requires_grad
+        need_b = bias is not None and bias.requires_grad
+        grad_h = torch.zeros_like(h) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        w = weight.to(dtype)
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        with torch.autocast(h.device.type, enabled=False):
+            for start in range(0, h.shape[0], chunk_size):
+                h_c, t_c = h[start:start + chunk_size].to(dtype), targets[start:start + chunk_size]
+                logits = h_c @ w.t()
+                if bias is not None:
+                    logits = logits + bias.to(dtype)
+                logits = logits.float()
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, t_c[:, None]).squeeze(1)).sum()
+                g = torch.exp(logits - lse[:, None])
+                g[torch.arange(g.shape[0], device=g.device), t_c] -= 1.0
+                g /= denom
+                if need_h:
+                    grad_h[start:start + chunk_size] = (g.to(dtype) @ w).to(h.dtype)
+                if need_w:
+                    grad_w += g.t().to(dtype).mm(h_c).float()
+                if need_b:
+                    grad_b += g.sum(0)
+        ctx.save_for_backward(*(t for t in (grad_h, grad_w, grad_b) if t is not None))
+        ctx.flags = (need_h, need_w, need_b)
+        ctx.weight_dtype = weight.dtype
+        return total / denom
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = iter(ctx.saved_tensors)
+        need_h, need_w, need_b = ctx.flags
+        grad_h = next(saved) * grad_out if need_h else None
+        grad_w = (next(saved) * grad_out).to(ctx.weight_dtype) if need_w else None
+        grad_b = next(saved) * grad_out if need_b else None
+        return grad_h, grad_w, None, grad_b, None, None, None
