@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from studio.cli.dataset_args import add_dataset_arguments, bad_row_lines, load_inputs
+from studio.cli.dataset_args import add_dataset_arguments, load_inputs
 
 BAR_WIDTH = 40
 
@@ -65,12 +65,7 @@ def _text_report(inputs, measured, result) -> list[str]:
 
 
 def _validation(inputs, measured) -> list[str]:
-    report = inputs.report
-    lines = [f"Dataset   {report.path}",
-             f"  format     {report.format}",
-             f"  rows       {report.usable_rows:,} usable of {report.total_rows:,}",
-             f"  bad rows   {len(report.bad_rows):,}"]
-    lines += [f"    {line}" for line in bad_row_lines(report)]
+    lines = ["Dataset", *("  " + line for line in inputs.report.summary().splitlines())]
     lines.append(f"Model     {inputs.model_path}   template: {inputs.template.name}")
     lines += [f"  template warning: {w}" for w in inputs.template.warnings]
     if measured.warning_count:

@@ -92,3 +92,70 @@ def test_truncation_on_the_left_drops_the_start():
     assert stats.lost_loss(40, [4, 8, 20, 30], 24, side="left") == 4
     assert stats.lost_loss(40, [4, 8, 20, 30], 24, side="right") == 6
     assert stats.lost_loss(10, [0, 10], 24) == 0
+
+
+# --- measuring a real dataset, through the cache ------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO = ROOT / "resources" / "demo-model"
+CHAT = ROOT / "resources" / "datasets" / "travel_chat.jsonl"
+
+
+def _measure(path):
+    from studio.core.data import load_examples
+    from studio.core.encoding import EncodeOptions
+    from studio.core.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(DEMO)
+    report = load_examples(path)
+    return stats.measure_dataset(report, tokenizer, EncodeOptions(max_length=32)), report, tokenizer
+
+
+def test_measured_lengths_and_loss_are_the_encoders():
+    from studio.core.encoding import EncodeOptions, Encoder
+
+    measured, report, tokenizer = _measure(CHAT)
+    encoded = Encoder(tokenizer, EncodeOptions()).encode_many(report.examples)
+    assert measured.lengths == [len(e.input_ids) for e in encoded]  # untruncated despite max_length=32
+    assert measured.rows == [e.row for e in encoded]
+    assert [stats.span_total(s) for s in measured.loss_spans] == [
+        sum(1 for lab in e.labels if lab != -100) for e in encoded]
+
+
+def test_second_measure_is_a_cache_hit_and_a_changed_file_a_miss(tmp_path, studio_home):
+    data = tmp_path / "chat.jsonl"
+    data.write_bytes(CHAT.read_bytes())
+    first, _, _ = _measure(data)
+    assert not first.cache_hit
+    assert list((studio_home / "cache" / "stats").glob("*.json"))
+    second, _, _ = _measure(data)
+    assert second.cache_hit
+    assert (second.lengths, second.loss_spans, second.rows) == (first.lengths, first.loss_spans, first.rows)
+    lines = CHAT.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # drop the last row
+    third, _, _ = _measure(data)
+    assert not third.cache_hit
+    assert third.lengths == first.lengths[:-1]
+
+
+def test_a_damaged_cache_entry_is_a_miss_not_an_error(tmp_path, studio_home):
+    data = tmp_path / "chat.jsonl"
+    data.write_bytes(CHAT.read_bytes())
+    first, _, _ = _measure(data)
+    for entry in (studio_home / "cache" / "stats").glob("*.json"):
+        entry.write_text("{truncated", encoding="utf-8")
+    again, _, _ = _measure(data)
+    assert not again.cache_hit and again.lengths == first.lengths
+
+
+def test_compute_counts_preference_rows_as_two_sequences():
+    measured = stats.Measured(rows=[1, 1, 2, 2], lengths=[10, 12, 7, 9],
+                              loss_spans=[[5, 10], [5, 12], [3, 7], [3, 9]], sequences_per_row=2)
+    result = stats.compute(measured, batch_size=1, max_length=16)
+    longest = result.waste[0]
+    # one row per batch = its chosen and rejected padded together: widths 12 and 9
+    assert (longest.pad_tokens, longest.total_tokens, longest.batches) == (2 + 2, 24 + 18, 2)
+    assert result.to_dict()["truncation"]["share"] == 0.0
+    assert result.recommended_max_length == 64
