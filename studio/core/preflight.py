@@ -1,0 +1,334 @@
+"""Preflight: a memory estimate and pitfall lints before a run spends GPU hours.
+
+:func:`report` is what ``studio train --dry-run`` prints and what the window's method page
+shows: the model's shape, the memory estimate (:mod:`studio.core.memory`) and the lints, each
+with what to change. Everything here is pure Python (tokenizers + jinja2 at most), so it runs
+in the window's process as well as in the CLI.
+
+Lints look at what will actually be trained: the encoded rows come from the very encoder the
+worker uses, so a double BOS or a truncated row reported here is one the model would see.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.config import RunConfig
+from studio.core.errors import StudioError
+from studio.core.memory import MemoryEstimate, estimate_memory, objective_estimate, trainable_params  # noqa: F401
+from studio.core.modelshape import ModelShape, read_model_shape
+
+#: Share of rows that may be truncated before the lint fires.
+TRUNCATION_THRESHOLD = 0.05
+#: Usual learning rates per method (low, high); the lint fires 3x outside.
+LR_RANGES = {
+    "full": (5e-6, 5e-5), "freeze": (5e-6, 1e-4),
+    "lora": (1e-4, 5e-4), "dora": (1e-4, 5e-4), "qlora": (1e-4, 5e-4),
+    "ia3": (1e-3, 1e-2), "prompt": (1e-2, 3e-1), "prefix": (1e-3, 3e-2), "ptuning": (1e-3, 3e-2),
+}
+LR_SLACK = 3.0
+#: Tokens that end a turn in common templates; a pad equal to one of them hides the stop signal.
+END_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "</s>", "<|endoftext|>", "<end_of_turn>")
+PROBE_ANSWER = "Preflight probe answer"
+
+
+@dataclass
+class Lint:
+    """One pitfall found before training.
+
+    Attributes:
+        code: stable identifier (``pad_is_eos``, ``double_bos``, ``truncation``, ``no_eval``,
+            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``).
+        message: what is wrong, naming the setting, token or rows.
+        hint: what to change.
+        severity: ``warning`` or ``error`` (an error means the run cannot start as configured).
+    """
+
+    code: str
+    message: str
+    hint: str
+    severity: str = "warning"
+
+
+# -- the lints ----------------------------------------------------------------------------
+
+
+def lints(cfg: RunConfig, tokenizer: Any, encoded_rows: list | None = None,
+          max_positions: int | None = None, template_text: str | None = None) -> list[Lint]:
+    """Every pitfall found in a config, its tokenizer and (optionally) its encoded rows.
+
+    Args:
+        cfg: the run configuration.
+        tokenizer: a core :class:`~studio.core.tokenizer.Tokenizer`.
+        encoded_rows: :class:`~studio.core.encoding.Encoded` rows (truncation and double BOS
+            are judged on them when given).
+        max_positions: the model's context length; read from the model's config.json if None.
+        template_text: the chat template in use; resolved from the tokenizer if None.
+    """
+    if template_text is None:
+        template_text = _template_text(tokenizer, cfg.model.template)
+    if max_positions is None:
+        max_positions = _max_positions(cfg, tokenizer)
+    found = [_pad_lint(cfg, tokenizer), _eval_lint(cfg), _lr_lint(cfg), _context_lint(cfg, max_positions),
+             _end_of_turn_lint(tokenizer, template_text), _double_bos_lint(tokenizer, template_text, encoded_rows),
+             _truncation_lint(cfg, encoded_rows)]
+    return [lint for lint in found if lint]
+
+
+def _pad_lint(cfg: RunConfig, tokenizer: Any) -> Lint | None:
+    pad = _pad_token(cfg, tokenizer)
+    ends = {tokenizer.eos_token, *END_TOKENS} - {None}
+    if pad is None or pad not in ends:
+        return None
+    where = "data.pad_token" if cfg.data.pad_token else "the tokenizer's pad token"
+    return Lint("pad_is_eos", f"the pad token ({where}) is {pad}, which also ends turns or text: tools that mask "
+                "labels by matching the pad id then never teach the model to stop, and generation may not end",
+                "set data.pad_token to a reserved token such as <|finetune_right_pad_id|> (Llama 3.1+) or "
+                "<|reserved_special_token_0|>")
+
+
+def _pad_token(cfg: RunConfig, tokenizer: Any) -> str | None:
+    """The pad token core encoding will use (its own rule when available)."""
+    try:
+        from studio.core.encoding import choose_pad_token
+
+        return choose_pad_token(tokenizer, cfg.data.pad_token).token
+    except ImportError:
+        return cfg.data.pad_token or tokenizer.pad_token
+
+
+def _eval_lint(cfg: RunConfig) -> Lint | None:
+    if cfg.data.eval or cfg.data.eval_fraction > 0:
+        return None
+    return Lint("no_eval", "no evaluation data: data.eval is empty and data.eval_fraction is 0, so over-fitting "
+                "and forgetting cannot be seen", "set data.eval_fraction to 0.05-0.1 or name a file in data.eval")
+
+
+def _lr_lint(cfg: RunConfig) -> Lint | None:
+    low, high = LR_RANGES[cfg.method.name]
+    lr = cfg.train.learning_rate
+    if low / LR_SLACK <= lr <= high * LR_SLACK:
+        return None
+    side = "low" if lr < low else "high"
+    return Lint("learning_rate", f"train.learning_rate {lr:g} is far too {side} for method {cfg.method.name} "
+                f"(usual range {low:g} to {high:g})",
+                f"set train.learning_rate between {low:g} and {high:g} unless you have measured otherwise")
+
+
+def _context_lint(cfg: RunConfig, max_positions: int | None) -> Lint | None:
+    if not max_positions or cfg.data.max_length <= max_positions:
+        return None
+    return Lint("context_length", f"data.max_length {cfg.data.max_length} is beyond the model's context of "
+                f"{max_positions} tokens (max_position_embeddings); positions past it were never trained",
+                f"set data.max_length to {max_positions} or less", severity="error")
+
+
+def _end_of_turn_lint(tokenizer: Any, template_text: str | None) -> Lint | None:
+    if not template_text:
+        return None
+    rendered = render_probe(tokenizer, template_text, [("user", "Hello"), ("assistant", PROBE_ANSWER)])
+    if rendered is None or PROBE_ANSWER not in rendered:
+        return None
+    after = rendered.split(PROBE_ANSWER, 1)[1].lstrip()
+    specials = set(getattr(tokenizer, "special_tokens", None) or ()) | {tokenizer.eos_token} - {None}
+    if any(after.startswith(tok) for tok in specials if tok):
+        return None
+    return Lint("no_end_of_turn", "the chat template writes nothing special after an assistant answer "
+                f"(it continues with {after[:30]!r}), so the model never learns where a turn ends and "
+                "generation will not stop", "choose a template that closes turns, e.g. model.template=llama3 or chatml")
+
+
+def _double_bos_lint(tokenizer: Any, template_text: str | None, encoded_rows: list | None) -> Lint | None:
+    bos = tokenizer.bos_token
+    bos_id = tokenizer.token_to_id(bos) if bos else None
+    if bos_id is None:
+        return None
+    doubled = [r.row for r in encoded_rows or [] if list(r.input_ids[:2]) == [bos_id, bos_id]]
+    if not doubled and template_text and not encoded_rows:
+        rendered = render_probe(tokenizer, template_text, [("user", "Hello"), ("assistant", PROBE_ANSWER)])
+        if rendered and tokenizer.encode(rendered)[:2] == [bos_id, bos_id]:
+            doubled = ["probe"]
+    if not doubled:
+        return None
+    rows = ", ".join(map(str, doubled[:10])) + (" ..." if len(doubled) > 10 else "")
+    return Lint("double_bos", f"{len(doubled)} row(s) start with two {bos} tokens (rows {rows}): the text "
+                "already starts with BOS and another is added in front of it",
+                "remove the leading BOS from the data (pre-rendered chat text should be given as messages), "
+                "or use a template that writes BOS once")
+
+
+def _truncation_lint(cfg: RunConfig, encoded_rows: list | None) -> Lint | None:
+    if not encoded_rows:
+        return None
+    cut = [r for r in encoded_rows if r.truncated]
+    share = len(cut) / len(encoded_rows)
+    if share <= TRUNCATION_THRESHOLD:
+        return None
+    longest = max(r.original_length for r in cut)
+    lost = sum(1 for r in cut if r.lost_loss_tokens)
+    return Lint("truncation", f"{len(cut)} of {len(encoded_rows)} rows ({share:.0%}) are longer than "
+                f"data.max_length {cfg.data.max_length} and get cut ({lost} of them lose trained tokens; "
+                f"the longest has {longest} tokens)",
+                f"raise data.max_length (to {longest} to keep every row) or shorten those rows")
+
+
+# -- template rendering and model facts -----------------------------------------------------
+
+
+def render_probe(tokenizer: Any, template_text: str, turns: list[tuple[str, str]]) -> str | None:
+    """Render a tiny conversation with a chat template the way transformers does; None on failure."""
+    try:
+        from jinja2 import TemplateError as JinjaError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError:
+        return None
+
+    def raise_exception(message):
+        raise JinjaError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False)
+    try:
+        return env.from_string(template_text).render(
+            messages=[{"role": r, "content": c} for r, c in turns], bos_token=tokenizer.bos_token or "",
+            eos_token=tokenizer.eos_token or "", add_generation_prompt=False)
+    except Exception:  # a template that cannot render is reported by the template module itself
+        return None
+
+
+def _template_text(tokenizer: Any, name: str) -> str | None:
+    try:
+        from studio.core.templates import resolve_template
+
+        resolved = resolve_template(tokenizer, name)
+    except (ImportError, StudioError):
+        return getattr(tokenizer, "chat_template", None)
+    for attr in ("template", "text", "source"):
+        value = getattr(resolved, attr, None)
+        if isinstance(value, str) and "{" in value:
+            return value
+    return getattr(tokenizer, "chat_template", None)
+
+
+def _max_positions(cfg: RunConfig, tokenizer: Any) -> int | None:
+    for folder in (getattr(tokenizer, "path", None), _model_folder(cfg)):
+        try:
+            config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, TypeError, ValueError):
+            continue
+        config = config.get("text_config", config)
+        return int(config.get("max_position_embeddings") or 0) or None
+    # a tokenizer-only folder: its model_max_length, unless it is the "unbounded" sentinel
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 10**8 else None
+
+
+def _model_folder(cfg: RunConfig) -> Path:
+    from studio.core.models import resource_path
+
+    return resource_path(cfg.model.path)
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+@dataclass
+class PreflightReport:
+    """Everything preflight found for one config: shown by ``--dry-run`` and the method page."""
+
+    model: str
+    objective: str
+    method: str
+    estimate: MemoryEstimate | None
+    lints: list[Lint] = field(default_factory=list)
+    rows_checked: int = 0
+
+    @property
+    def errors(self) -> list[Lint]:
+        return [lint for lint in self.lints if lint.severity == "error"]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "objective": self.objective, "method": self.method,
+                "estimate": self.estimate.to_dict() if self.estimate else None,
+                "lints": [asdict(lint) for lint in self.lints], "rows_checked": self.rows_checked}
+
+    def text(self) -> str:
+        lines = [f"Preflight: {self.objective} with {self.method} on {self.model} ({self.rows_checked} rows checked)"]
+        if self.estimate:
+            lines.append(self.estimate.text())
+        if not self.lints:
+            lines.append("No pitfalls found.")
+        for lint in self.lints:
+            lines += [f"{lint.severity.upper()} [{lint.code}] {lint.message}", f"    hint: {lint.hint}"]
+        return "\n".join(lines)
+
+
+def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> PreflightReport:
+    """Run every preflight check for a config (reads the model folder, tokenizer and data).
+
+    A part that cannot be read (a missing model, an unreadable data file) becomes an ``error``
+    lint naming the file, so the rest of the report is still shown.
+    """
+    out = PreflightReport(model=cfg.model.path, objective=cfg.train.objective, method=cfg.method.name,
+                          estimate=None)
+    shape = _guard(out, "model", lambda: read_model_shape(_model_folder(cfg)))
+    tokenizer = _guard(out, "tokenizer", lambda: _load_tokenizer(cfg))
+    rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, max_rows)) if tokenizer else None
+    out.rows_checked = len(rows or [])
+    if shape:
+        out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
+    if tokenizer:
+        max_positions = shape.max_position_embeddings if shape else None
+        out.lints += lints(cfg, tokenizer, rows, max_positions=max_positions)
+    return out
+
+
+def _guard(out: PreflightReport, what: str, build):
+    try:
+        return build()
+    except StudioError as exc:
+        out.lints.append(Lint("unreadable", f"{what}: {exc.message}", exc.hint or "fix the path", severity="error"))
+    return None
+
+
+def _load_tokenizer(cfg: RunConfig):
+    from studio.core.tokenizer import load_tokenizer
+
+    return load_tokenizer(str(_model_folder(cfg)))
+
+
+def _encode_rows(cfg: RunConfig, tokenizer: Any, max_rows: int) -> list:
+    """Encode (up to ``max_rows``) training rows with the worker's own encoder."""
+    from studio.core.data import load_examples
+    from studio.core.encoding import EncodeOptions, Encoder
+    from studio.core.models import resource_path
+
+    data = load_examples(str(resource_path(cfg.data.train)), format=cfg.data.format,
+                         columns=cfg.data.columns or None)
+    options = EncodeOptions(template=cfg.model.template, loss=cfg.data.loss, max_length=cfg.data.max_length,
+                            truncation_side=cfg.data.truncation_side)
+    encoder = Encoder(tokenizer, options)
+    examples = data.examples[:max_rows]
+    plain = [ex for ex in examples if ex.kind != "preference"]
+    rows = encoder.encode_many(plain) if plain else []
+    for ex in examples:
+        if ex.kind == "preference":
+            pair = encoder.encode_pair(ex)
+            rows += [pair.chosen, pair.rejected]
+    return rows
+
+
+def _batch_seq_len(cfg: RunConfig, rows: list | None) -> int:
+    """Tokens per row of the largest batch: max_length when padding to it or packing, else the longest row."""
+    if cfg.data.padding in ("max_length", "packing") or not rows:
+        return cfg.data.max_length
+    return min(cfg.data.max_length, max(len(r.input_ids) for r in rows))
+
+
+def shape_for(cfg: RunConfig) -> ModelShape:
+    """The model shape a config names (for callers that only want the estimate)."""
+    return read_model_shape(_model_folder(cfg))

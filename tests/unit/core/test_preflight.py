@@ -1,0 +1,208 @@
+"""Preflight: exact trainable-parameter counts, memory parts, and each lint on a crafted case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.core import config as config_mod
+from studio.core.memory import estimate_memory, objective_estimate, trainable_params
+from studio.core.modelshape import ModelShape, derived_llama_shapes, read_model_shape
+from studio.core.preflight import lints, render_probe
+
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=1000, max_position_embeddings=256, tie_word_embeddings=False)
+
+
+def _cfg(**sections) -> config_mod.RunConfig:
+    data = {"model": {"path": "unused"}}
+    data.update(sections)
+    return config_mod.from_dict(data)
+
+
+def _shape(**overrides) -> ModelShape:
+    values = {**SMALL, **overrides}
+    shape = ModelShape(path="", model_type="llama", hidden_size=values["hidden_size"],
+                       intermediate_size=values["intermediate_size"], num_layers=values["num_hidden_layers"],
+                       num_heads=values["num_attention_heads"], num_kv_heads=values["num_key_value_heads"],
+                       head_dim=values["hidden_size"] // values["num_attention_heads"],
+                       vocab_size=values["vocab_size"], max_position_embeddings=values["max_position_embeddings"],
+                       tie_word_embeddings=values["tie_word_embeddings"], dtype="float32")
+    shape.tensors = derived_llama_shapes(shape)
+    return shape
+
+
+def test_lora_parameters_by_hand():
+    # per layer, rank 8: q 8*(64+64) + k,v 8*(64+32) each + o 8*(64+64) + gate, up, down 8*(64+128) each
+    per_layer = 1024 + 768 + 768 + 1024 + 3 * 1536
+    cfg = _cfg(method={"name": "lora", "rank": 8})
+    assert trainable_params(_shape(), cfg) == 2 * per_layer
+    cfg = _cfg(method={"name": "lora", "rank": 4, "target_modules": ["q_proj", "v_proj"]})
+    assert trainable_params(_shape(), cfg) == 2 * (4 * 128 + 4 * 96)
+
+
+def test_full_and_freeze_parameters():
+    shape = _shape()
+    embed = 1000 * 64
+    per_layer = 64 * 64 * 2 + 32 * 64 * 2 + 3 * 64 * 128 + 2 * 64
+    assert shape.params_total == 2 * embed + 2 * per_layer + 64
+    assert trainable_params(shape, _cfg(method={"name": "full"}, train={"learning_rate": 1e-5})) == shape.params_total
+    assert trainable_params(shape, _cfg(method={"name": "freeze", "freeze_trainable_layers": 1})) == per_layer
+
+
+@pytest.mark.parametrize("method", [
+    {"name": "lora", "rank": 8}, {"name": "dora", "rank": 4}, {"name": "lora", "rank": 2, "target_modules": ["q_proj", "o_proj"]},
+    {"name": "ia3"}, {"name": "prompt", "num_virtual_tokens": 5}, {"name": "prefix", "num_virtual_tokens": 5},
+    {"name": "ptuning", "num_virtual_tokens": 5},
+])
+def test_trainable_parameters_match_peft(method):
+    torch = pytest.importorskip("torch")
+    import peft
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMALL))
+    peft_config = _peft_config(peft, method)
+    counted, _ = peft.get_peft_model(model, peft_config).get_nb_trainable_parameters()
+    cfg = _cfg(method=method, data={"padding": "longest"})
+    assert trainable_params(_shape(), cfg) == counted
+
+
+def _peft_config(peft, method: dict):
+    name, tokens = method["name"], method.get("num_virtual_tokens", 16)
+    if name in ("lora", "dora"):
+        return peft.LoraConfig(r=method["rank"], target_modules=method.get("target_modules", "all-linear"),
+                               use_dora=name == "dora", task_type="CAUSAL_LM")
+    if name == "ia3":
+        return peft.IA3Config(task_type="CAUSAL_LM")
+    if name == "prompt":
+        return peft.PromptTuningConfig(num_virtual_tokens=tokens, task_type="CAUSAL_LM")
+    if name == "prefix":
+        return peft.PrefixTuningConfig(num_virtual_tokens=tokens, task_type="CAUSAL_LM")
+    return peft.PromptEncoderConfig(num_virtual_tokens=tokens, task_type="CAUSAL_LM")
+
+
+def test_safetensors_header_gives_exact_shapes(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**{**SMALL, "tie_word_embeddings": True}))
+    model.save_pretrained(tmp_path)
+    shape = read_model_shape(tmp_path)
+    assert shape.exact
+    assert shape.params_total == model.num_parameters()
+    assert "lm_head.weight" not in shape.tensors  # tied: stored once
+    assert shape.max_position_embeddings == 256
+
+
+def test_memory_parts_follow_the_settings():
+    shape = _shape()
+    lora = estimate_memory(shape, _cfg(train={"batch_size": 2, "precision": "fp32"}, data={"max_length": 128}))
+    assert lora.gradients == lora.params_trainable * 4 and lora.optimizer == lora.params_trainable * 8
+    assert lora.weights == shape.params_total * 4
+    assert lora.logits == 2 * 128 * 1000 * 12
+    bigger = estimate_memory(shape, _cfg(train={"batch_size": 4, "precision": "fp32"}, data={"max_length": 128}))
+    assert bigger.activations == 2 * lora.activations
+    ckpt = estimate_memory(shape, _cfg(train={"batch_size": 4, "precision": "fp32", "gradient_checkpointing": True},
+                                       data={"max_length": 128}))
+    assert ckpt.activations < bigger.activations
+    qlora = estimate_memory(shape, _cfg(method={"name": "qlora"}, train={"precision": "bf16"}))
+    assert qlora.weights < shape.params_total * 2  # linear layers in 4 bits
+    dpo = objective_estimate(shape, _cfg(train={"objective": "dpo", "batch_size": 2}, data={"padding": "longest"}))
+    assert dpo.batch_size == 4
+    assert "GiB" in lora.text() or "MiB" in lora.text()
+
+
+# -- lints ---------------------------------------------------------------------------------
+
+LLAMA3_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                   "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")
+NO_EOT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+
+
+class _Row:
+    def __init__(self, row, ids, truncated=False, original=None):
+        self.row, self.input_ids, self.truncated = row, ids, truncated
+        self.original_length = original or len(ids)
+        self.lost_loss_tokens = 3 if truncated else 0
+
+
+@pytest.fixture(scope="module")
+def demo_tokenizer():
+    tok_mod = pytest.importorskip("studio.core.tokenizer", reason="core tokenizer not in the tree yet")
+    demo = Path(__file__).resolve().parents[3] / "resources" / "demo-model"
+    if not (demo / "tokenizer.json").exists():
+        pytest.skip("resources/demo-model is not built yet")
+    return tok_mod.load_tokenizer(str(demo))
+
+
+def _demo_cfg() -> config_mod.RunConfig:
+    """The shipped demo preset (the config defaults until the preset lands)."""
+    preset = Path(__file__).resolve().parents[3] / "resources" / "presets" / "demo.yaml"
+    return config_mod.load(preset) if preset.exists() else config_mod.RunConfig()
+
+
+def _codes(found) -> set[str]:
+    return {lint.code for lint in found}
+
+
+def test_demo_config_has_no_lints(demo_tokenizer):
+    cfg = _demo_cfg()
+    assert lints(cfg, demo_tokenizer) == []
+
+
+def test_each_lint_fires_on_its_crafted_case(demo_tokenizer):
+    tok = demo_tokenizer
+    bos = tok.token_to_id(tok.bos_token)
+    base = dict(model={"path": "resources/demo-model"})
+    assert "pad_is_eos" in _codes(lints(config_mod.from_dict({**base, "data": {"pad_token": tok.eos_token}}), tok))
+    assert "no_eval" in _codes(lints(config_mod.from_dict({**base, "data": {"eval_fraction": 0.0}}), tok))
+    assert "learning_rate" in _codes(lints(config_mod.from_dict({**base, "train": {"learning_rate": 0.1}}), tok))
+    full = config_mod.from_dict({**base, "method": {"name": "full"}, "train": {"learning_rate": 2e-4}})
+    assert "learning_rate" in _codes(lints(full, tok))
+    assert "context_length" in _codes(lints(config_mod.from_dict({**base, "data": {"max_length": 999_999}}), tok))
+    cfg = config_mod.from_dict(base)
+    assert "no_end_of_turn" in _codes(lints(cfg, tok, template_text=NO_EOT_TEMPLATE))
+    doubled = [_Row(1, [bos, bos, 5, 6]), _Row(2, [bos, 7, 8])]
+    found = [lint for lint in lints(cfg, tok, doubled) if lint.code == "double_bos"]
+    assert found and "rows 1" in found[0].message
+    cut = [_Row(n, [bos, 5], truncated=n < 3, original=900) for n in range(10)]
+    assert "truncation" in _codes(lints(cfg, tok, cut))
+    assert "truncation" not in _codes(lints(cfg, tok, cut[3:]))
+
+
+def test_double_bos_from_a_template_that_writes_it_twice(demo_tokenizer):
+    cfg = config_mod.from_dict({"model": {"path": "resources/demo-model"}})
+    twice = "{{ bos_token }}" + LLAMA3_TEMPLATE
+    assert "double_bos" in _codes(lints(cfg, demo_tokenizer, template_text=twice))
+    assert "double_bos" not in _codes(lints(cfg, demo_tokenizer, template_text=LLAMA3_TEMPLATE))
+
+
+def test_render_probe_matches_transformers_rendering(demo_tokenizer):
+    text = render_probe(demo_tokenizer, LLAMA3_TEMPLATE, [("user", "Hi"), ("assistant", "Yo")])
+    assert text == (f"{demo_tokenizer.bos_token}<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\nYo<|eot_id|>")
+
+
+def test_report_on_the_demo_config_reads_everything(demo_tokenizer):
+    from studio.core.preflight import report
+
+    pytest.importorskip("studio.core.encoding", reason="core encoding not in the tree yet")
+    if not Path(demo_tokenizer.path, "config.json").exists():
+        pytest.skip("resources/demo-model has no weights yet")
+
+    cfg = _demo_cfg()
+    rep = report(cfg)
+    assert rep.rows_checked > 0 and rep.estimate and rep.estimate.params_trainable > 0
+    assert json.loads(json.dumps(rep.to_dict()))["method"] == cfg.method.name
+    assert "Memory estimate" in rep.text()
+
+
+def test_report_names_a_missing_model(tmp_path):
+    from studio.core.preflight import report
+
+    rep = report(config_mod.from_dict({"model": {"path": str(tmp_path / "nope")}}))
+    assert rep.errors and "nope" in rep.errors[0].message
