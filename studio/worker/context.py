@@ -71,6 +71,7 @@ class RunContext:
         self.resume_from = Path(resume_from) if resume_from else None
         self.checkpoints_dir = self.run_dir / "checkpoints"
         self.final_dir = self.run_dir / "final"
+        self._hf_tokenizer = None
 
     # -- model and tokenizer ------------------------------------------------------------
 
@@ -125,14 +126,17 @@ class RunContext:
         """A transformers tokenizer with the same chat template and pad token as core encoding.
 
         Used for TRL trainers, generation and saving; training tensors of the SFT recipe
-        always come from core encoding.
+        always come from core encoding. Built once per run.
         """
+        if self._hf_tokenizer is None:
+            self._hf_tokenizer = self._make_hf_tokenizer()
+        return self._hf_tokenizer
+
+    def _make_hf_tokenizer(self):
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(self.model_path), trust_remote_code=self.cfg.model.trust_remote_code)
-        template_text = getattr(self.template, "template", None) or getattr(self.template, "source", None)
-        if isinstance(template_text, str) and "{" in template_text:
-            tok.chat_template = template_text
+        tok.chat_template = self.template.source
         if self.pad.token:
             tok.pad_token = self.pad.token
         tok.padding_side = self.cfg.data.padding_side

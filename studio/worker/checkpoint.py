@@ -1,0 +1,215 @@
+"""Checkpoints that a crash can never half-write, and everything needed for an exact resume.
+
+A checkpoint folder ``checkpoints/step-000042/`` holds:
+
+* ``trainable.safetensors`` - every trainable parameter by name (adapter or full weights);
+* ``adapter/`` - for PEFT methods, the adapter in PEFT format (loadable on its own);
+* ``optimizer.pt``, ``scheduler.pt`` - optimizer moments and the learning-rate schedule;
+* ``rng.pt`` - Python, NumPy and torch (CPU and CUDA) random states;
+* ``state.json`` - step, data position (epoch + batch index), tokens seen, eval history;
+* ``config.yaml`` - the configuration that produced it.
+
+It is written into a hidden temporary folder, every file fsynced, then renamed into place
+(rename is atomic), and only then is ``checkpoints/latest`` pointed at it. A crash at any
+moment leaves the previous complete checkpoint and a correct ``latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.errors import RunError
+
+log = logging.getLogger("studio.worker")
+
+LATEST = "latest"
+_PREFIX = "step-"
+
+
+@dataclass
+class TrainState:
+    """Where training stands: restored on resume so the run continues exactly.
+
+    Attributes:
+        step: optimizer steps done.
+        epoch: the epoch the next batch comes from.
+        batch_index: index (in that epoch's batch order) of the next micro-batch.
+        tokens_seen: non-pad input tokens processed so far.
+        eval_history: (step, eval loss, mean train loss since the previous eval) per evaluation.
+        general_history: (step, general-text loss) per evaluation.
+        best_eval_loss: lowest eval loss so far.
+        warned: warning codes already raised (so they are not repeated after a resume).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0
+    tokens_seen: int = 0
+    eval_history: list = field(default_factory=list)
+    general_history: list = field(default_factory=list)
+    best_eval_loss: float | None = None
+    warned: list = field(default_factory=list)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{_PREFIX}{step:06d}"
+
+
+def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, state: TrainState,
+                    config_yaml: str, keep: int = 0) -> Path:
+    """Write one checkpoint atomically, point ``latest`` at it and prune old ones.
+
+    Args:
+        keep: newest checkpoints kept; 0 keeps all.
+
+    Returns:
+        The checkpoint folder.
+    """
+    root = Path(checkpoints_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(state.step)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    _write_contents(tmp, model, optimizer, scheduler, state, config_yaml)
+    _fsync_tree(tmp)
+    if final.exists():  # re-saving the same step (stop right after a periodic save)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    _write_pointer(root, final.name)
+    prune(root, keep)
+    return final
+
+
+def _write_contents(folder: Path, model, optimizer, scheduler, state: TrainState, config_yaml: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    weights = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    save_file(weights, str(folder / "trainable.safetensors"))
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder / "adapter"))
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+    torch.save(rng_state(), folder / "rng.pt")
+    (folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    # state.json last: a folder with it is complete even before the rename (belt and braces).
+    (folder / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open directories; the rename is still atomic
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_pointer(root: Path, name: str) -> None:
+    tmp = root / f".{LATEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / LATEST)
+
+
+def complete_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first (by step)."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The checkpoint ``latest`` points at; the newest complete one if the pointer is missing or stale."""
+    root = Path(checkpoints_dir)
+    pointer = root / LATEST
+    if pointer.exists():
+        target = root / pointer.read_text(encoding="utf-8").strip()
+        if (target / "state.json").exists():
+            return target
+    done = complete_checkpoints(root)
+    return done[-1] if done else None
+
+
+def prune(checkpoints_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (never the one ``latest`` names) and stale temp folders."""
+    root = Path(checkpoints_dir)
+    for tmp in root.glob(".tmp-*"):
+        if not tmp.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep <= 0:
+        return
+    latest = latest_checkpoint(root)
+    for old in complete_checkpoints(root)[:-keep]:
+        if old != latest:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: str | Path, model, optimizer, scheduler) -> TrainState:
+    """Restore weights, optimizer, scheduler and random states; returns the training state."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "state.json").exists():
+        raise RunError(f"{folder} is not a complete checkpoint (no state.json)",
+                       "pick another folder under checkpoints/, or omit --from to use the latest")
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [name for name in weights if name not in params]
+    if missing:
+        raise RunError(f"checkpoint {folder} does not match this model: {missing[:3]} not found",
+                       "resume with the same model and method the run was started with")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(params[name].device))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
+    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state that influences training (dropout, shuffling helpers)."""
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
