@@ -20,7 +20,9 @@ from studio.core.data_files import json_type
 ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _ROLE_HINT = "expected system, user or assistant (ShareGPT: system, human or gpt)"
 
-Turn = tuple[str, Message]  # (where the turn is in the record, for messages; the turn)
+# Where a turn sits in the record: a field name, or (field, index) formatted only when a
+# message needs it, because building that text for every turn of 100k rows is the slow part.
+Turn = tuple[Any, Message]
 
 
 class RowProblem(Exception):
@@ -117,11 +119,27 @@ def parse_turns(value: Any, key: str) -> list[Turn]:
         raise RowProblem(f"'{key}' must be a list of turns, got a {json_type(value)}")
     if not value:
         raise RowProblem(f"'{key}' is an empty list")
-    return [_turn(item, f"{key}[{i}]") for i, item in enumerate(value)]
+    return [((key, i), _turn(item, key, i)) for i, item in enumerate(value)]
 
 
-def _turn(item: Any, where: str) -> Turn:
-    """One turn of a conversation, checked."""
+def where_text(where: Any) -> str:
+    """``messages[2]`` for ``("messages", 2)``; a plain field name unchanged."""
+    return f"{where[0]}[{where[1]}]" if isinstance(where, tuple) else where
+
+
+def _turn(item: Any, key: str, index: int) -> Message:
+    """One turn of a conversation, checked; well-formed turns take the fast path."""
+    if type(item) is dict:
+        role, text = item.get("role"), item.get("content")
+        if role is None:
+            role, text = item.get("from"), item.get("value")
+        if type(role) is str and type(text) is str and role in ROLE_ALIASES and text.strip():
+            return Message(ROLE_ALIASES[role], text)
+    return _checked_turn(item, f"{key}[{index}]")
+
+
+def _checked_turn(item: Any, where: str) -> Message:
+    """One turn, with the precise reason when it is unusable."""
     if not isinstance(item, dict):
         raise RowProblem(f"{where} must be an object with role and content, got a {json_type(item)}")
     sharegpt = item.get("role") is None and "from" in item
@@ -135,9 +153,9 @@ def _turn(item: Any, where: str) -> Turn:
     if name in ("tool", "function", "ipython"):
         raise RowProblem(f"{where}.{role_key} is {role!r}: tool turns are not supported yet; drop the row or fold "
                          "the tool result into the neighbouring turns")
-    if name not in ROLE_ALIASES:
+    if not isinstance(name, str) or name not in ROLE_ALIASES:
         raise RowProblem(f"{where}.{role_key} is {role!r}: {_ROLE_HINT}")
-    return where, Message(ROLE_ALIASES[name], required_text(item, text_key, where + "."))
+    return Message(ROLE_ALIASES[name], required_text(item, text_key, where + "."))
 
 
 def check_order(turns: list[Turn]) -> None:
@@ -147,7 +165,11 @@ def check_order(turns: list[Turn]) -> None:
         RowProblem: naming the first turn out of order.
     """
     expected = "user"
-    for i, (where, msg) in enumerate(turns):
+    for i, (at, msg) in enumerate(turns):
+        if msg.role == expected:
+            expected = "assistant" if expected == "user" else "user"
+            continue
+        where = where_text(at)
         if msg.role == "system":
             if i:
                 raise RowProblem(f"{where}: a system turn may only come first")
@@ -156,12 +178,11 @@ def check_order(turns: list[Turn]) -> None:
             if expected == "user" and i <= 1:
                 raise RowProblem(f"{where}: the conversation must start with a user turn (after an optional "
                                  f"system turn), not {msg.role}")
-            raise RowProblem(f"{where}: two {msg.role} turns in a row ({turns[i - 1][0]} and {where}); merge "
+            raise RowProblem(f"{where}: two {msg.role} turns in a row ({where_text(turns[i - 1][0])} and {where}); merge "
                              f"them or put the {expected} turn between them")
-        expected = "assistant" if expected == "user" else "user"
-    last_where, last = turns[-1]
+    last_at, last = turns[-1]
     if last.role != "assistant":
-        raise RowProblem(f"{last_where}: the conversation ends with a {last.role} turn; it needs an assistant "
+        raise RowProblem(f"{where_text(last_at)}: the conversation ends with a {last.role} turn; it needs an assistant "
                          "reply after it to learn from")
 
 
@@ -215,7 +236,7 @@ def _with_system(rec: dict, cols: dict[str, str], turns: list[Turn]) -> list[Tur
     if not system or turns[0][1].role != "system":
         return system + turns
     if turns[0][1].content != system[0][1].content:
-        raise RowProblem(f"both '{cols['system']}' and {turns[0][0]} give a system prompt, and they differ; "
+        raise RowProblem(f"both '{cols['system']}' and {where_text(turns[0][0])} give a system prompt, and they differ; "
                          "keep one")
     return turns
 
