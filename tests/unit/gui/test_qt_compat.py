@@ -20,7 +20,7 @@ def test_many_emits_leave_the_refcount_of_true_unchanged():
     before = sys.getrefcount(True)
     for i in range(20000):  # far more than the few hundred references True starts with
         emitter.event.emit({"step": i})
-    assert sys.getrefcount(True) == before
+    assert abs(sys.getrefcount(True) - before) < 50  # unpatched it falls by 20000 (and aborts)
     assert len(got) == 20000
 
 
