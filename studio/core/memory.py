@@ -93,8 +93,7 @@ def trainable_params(shape: ModelShape, cfg: RunConfig) -> int:
     if m.name == "full":
         return shape.params_total
     if m.name == "freeze":
-        first = shape.num_layers - min(m.freeze_trainable_layers, shape.num_layers)
-        return sum(prod(s) for n, s in shape.tensors.items() if (shape.layer_index(n) or -1) >= first)
+        return _freeze_params(shape, m.freeze_trainable_layers)
     if m.name in LORA_FAMILY:
         linears = adapted_linears(shape, m.target_modules)
         count = sum(m.rank * (fan_in + fan_out) for fan_in, fan_out in linears.values())
@@ -103,6 +102,17 @@ def trainable_params(shape: ModelShape, cfg: RunConfig) -> int:
     if m.name == "ia3":
         return _ia3_params(shape, m.target_modules)
     return _virtual_token_params(shape, m.name, m.num_virtual_tokens)
+
+
+def _freeze_params(shape: ModelShape, layers: int) -> int:
+    """The last ``layers`` decoder layers, the final norm and an untied output head (as the worker does)."""
+    first = shape.num_layers - min(layers, shape.num_layers)
+    total = 0
+    for name, dims in shape.tensors.items():
+        index = shape.layer_index(name)
+        if (index is not None and index >= first) or (index is None and ("norm" in name or "lm_head" in name)):
+            total += prod(dims)
+    return total
 
 
 def _ia3_params(shape: ModelShape, targets: list[str]) -> int:
@@ -135,14 +145,13 @@ def _precision(cfg: RunConfig, device: str) -> str:
     return "bf16" if device in ("cuda", "auto") else "fp32"
 
 
-def _weight_bytes(shape: ModelShape, cfg: RunConfig, precision: str) -> int:
+def _weight_bytes(shape: ModelShape, cfg: RunConfig, precision: str, device: str) -> int:
     """Bytes of the (frozen and trainable) base weights as the worker holds them."""
     if cfg.method.name != "qlora":
-        # Mixed precision keeps float32 master weights when the weights themselves train;
-        # adapter methods load the frozen base in the half-precision compute type.
-        full_weights = cfg.method.name in ("full", "freeze")
-        per = 4 if (precision == "fp32" or full_weights) else _BYTES[precision]
-        return shape.params_total * per
+        # Mixed precision keeps float32 weights when the weights themselves train (autocast does
+        # the half-precision maths); on a GPU adapter methods load the frozen base in the compute type.
+        half_base = device != "cpu" and cfg.method.name not in ("full", "freeze") and precision != "fp32"
+        return shape.params_total * (_BYTES[precision] if half_base else 4)
     linear = sum(fi * fo for fi, fo in shape.linear_weights().values())
     # NF4/FP4: half a byte per weight plus one absmax per 64 weights (a byte with double quantisation).
     scale = 1 / 64 + 4 / (64 * 256) if cfg.method.double_quant else 4 / 64
@@ -200,7 +209,7 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = Non
         overhead = 600 * 1024**2
         notes.append("includes ~0.6 GiB for the CUDA context and kernels")
     return MemoryEstimate(params_total=shape.params_total, params_trainable=trainable,
-                          weights=_weight_bytes(shape, cfg, precision), gradients=trainable * 4,
+                          weights=_weight_bytes(shape, cfg, precision, device), gradients=trainable * 4,
                           optimizer=trainable * 8, activations=int(act), logits=int(logits), overhead=overhead,
                           seq_len=seq_len, batch_size=cfg.train.batch_size, notes=notes)
 
