@@ -1,13 +1,16 @@
-"""Work around a reference-count bug in PySide6's ``SignalInstance.emit``.
+"""Work around reference-count bugs in the installed PySide6 (6.12.0 on CPython 3.11).
 
-In PySide6 6.12.0 every ``signal.emit(...)`` called from Python returns ``True`` without taking
-a reference to it, so each emit lowers the reference count of ``True`` by one. After a few
-hundred to a few thousand emits (a training run replayed into a plot emits one per event) the
-interpreter aborts with "Fatal Python error: bool_dealloc: deallocating True or False".
+Measured here: every ``signal.emit(...)`` called from Python returns ``True`` without taking a
+reference to it, and every method that returns nothing (``setText``, ``setValue``, ...) returns
+``None`` without taking one. Each call lowers the count of ``True`` or ``None`` by one; after a
+few hundred emits (or some tens of thousands of setters) CPython aborts with "Fatal Python
+error: bool_dealloc / none_dealloc". A training run replayed into the plots makes that many
+calls in seconds.
 
-:func:`install` checks at start-up whether the installed PySide6 has the bug (ten emits on a
-throw-away object, comparing the count before and after) and only then wraps ``emit`` to give
-back the lost reference. With a PySide6 that does not have the bug, nothing is changed.
+CPython 3.12 made these singletons immortal, which hides such bugs. :func:`install` does the
+same by hand on older interpreters, and only when the bug is measured: it adds 2**40 to the
+reference counts of ``None``, ``True`` and ``False``, which no number of leaked references in a
+session can use up. Nothing is changed where PySide6 behaves.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import ctypes
 import sys
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+from PySide6.QtCore import QObject, Signal
 
 _PROBES = 10
+_PIN = 1 << 40
 _installed = False
 
 
@@ -25,37 +29,30 @@ class _Probe(QObject):
     ping = Signal()
 
 
-def emit_leaks_true() -> bool:
-    """Whether ``emit`` drops a reference to ``True`` (measured, not assumed from the version)."""
+def leaks() -> dict[str, int]:
+    """References to ``True`` and ``None`` lost by ten emits and ten void calls."""
     probe = _Probe()
-    before = sys.getrefcount(True)
+    true0, none0 = sys.getrefcount(True), sys.getrefcount(None)
     for _ in range(_PROBES):
         probe.ping.emit()
-    lost = before - sys.getrefcount(True)
-    if lost > 0:
-        _incref_true(lost)  # give back what the probe itself took
-    return lost >= _PROBES
+        probe.setObjectName("probe")
+    return {"True": true0 - sys.getrefcount(True), "None": none0 - sys.getrefcount(None)}
 
 
-def _incref_true(times: int = 1) -> None:
-    for _ in range(times):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
+def _add_references(obj: object, count: int) -> None:
+    # ob_refcnt is the first field of every object in CPython's (non-debug) object layout.
+    ctypes.c_ssize_t.from_address(id(obj)).value += count
 
 
 def install() -> bool:
-    """Patch ``SignalInstance.emit`` if (and only if) it has the bug; returns whether it patched."""
+    """Pin ``None``/``True``/``False`` if PySide6 leaks their references; returns whether it did."""
     global _installed
-    if _installed or not emit_leaks_true():
+    if _installed or sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
         return _installed
-    original = SignalInstance.emit
-
-    def emit(self, *args):
-        result = original(self, *args)
-        if result is True:
-            _incref_true()
-        return result
-
-    emit.__doc__ = original.__doc__
-    SignalInstance.emit = emit
+    lost = leaks()
+    if max(lost.values()) < _PROBES:
+        return False
+    for obj in (None, True, False):
+        _add_references(obj, _PIN)
     _installed = True
     return True

@@ -1,10 +1,9 @@
-"""The PySide6 emit reference-count workaround keeps long event streams from aborting Python."""
+"""The PySide6 reference-count workaround keeps long event streams from aborting Python."""
 
 from __future__ import annotations
 
-import sys
-
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QProgressBar
 
 import studio.gui  # noqa: F401  (installs the workaround)
 from studio.gui import qt_compat
@@ -14,16 +13,16 @@ class Emitter(QObject):
     event = Signal(object)
 
 
-def test_many_emits_leave_the_refcount_of_true_unchanged():
-    emitter, got = Emitter(), []
+def test_many_emits_and_setters_do_not_abort(qapp):
+    """Unpatched, this aborts the interpreter (bool_dealloc / none_dealloc) long before the end."""
+    emitter, got, bar = Emitter(), [], QProgressBar()
     emitter.event.connect(got.append)
-    before = sys.getrefcount(True)
-    for i in range(20000):  # far more than the few hundred references True starts with
+    for i in range(100_000):
         emitter.event.emit({"step": i})
-    assert abs(sys.getrefcount(True) - before) < 50  # unpatched it falls by 20000 (and aborts)
-    assert len(got) == 20000
+        bar.setValue(i % 100)
+    assert len(got) == 100_000
 
 
-def test_probe_reports_no_leak_once_installed():
-    qt_compat.install()
-    assert qt_compat.emit_leaks_true() is False
+def test_install_is_idempotent():
+    first = qt_compat.install()
+    assert qt_compat.install() == first
