@@ -11,10 +11,14 @@ TSV, Parquet, and folders written by ``datasets``' ``save_to_disk`` (a DatasetDi
 - ``prompt_completion``: ``prompt`` and ``completion``, each text or a list of turns
 - ``preference``: ``chosen`` and ``rejected`` (text or turns) with a ``prompt``, or, without
   a prompt, two full conversations whose shared opening turns become the prompt
+- ``text``: plain ``text`` rows (general text for forgetting checks), each one assistant turn
 
 Every row becomes a :class:`~studio.core.conversation.Example`; a row that cannot be used
 becomes a :class:`BadRow` with its 1-based number and a reason naming the field. Other scalar
-columns (``task``, ``reference``, ids...) are kept in ``Example.extra``.
+columns (ids, labels...) are kept in ``Example.extra``; ``task`` and ``reference`` always are,
+under those names even when mapped from other columns. An evaluation row whose conversation
+ends with a user turn and has a ``reference`` becomes a prompt/completion example whose
+completion is the reference.
 
 Typical use::
 
@@ -61,9 +65,14 @@ FORMATS: dict[str, FormatSpec] = {
                                     "prompt + completion (text or turns)", data_rows.prompt_completion_row),
     "alpaca": FormatSpec("Alpaca", ("instruction", "output"), ("input", "system", "history"),
                          "instruction + output (optional input, system, history)", data_rows.alpaca_row),
+    "text": FormatSpec("plain text", ("text",), (), "text (general text; each row is one assistant turn)",
+                       data_rows.text_row),
 }
+# Evaluation columns every format keeps in Example.extra under these names (even when mapped).
+EVAL_FIELDS = ("task", "reference")
 # Studio's field names, the keys a column mapping may use.
-FIELDS = tuple(dict.fromkeys(f for spec in FORMATS.values() for f in spec.required + spec.optional))
+FIELDS = tuple(dict.fromkeys([f for spec in FORMATS.values() for f in spec.required + spec.optional]
+                             + list(EVAL_FIELDS)))
 _SHAPES = "; ".join(f"{name}: {spec.shape}" for name, spec in FORMATS.items())
 _BAD_ROWS_SHOWN = 20
 _EXTRA_TYPES = (str, int, float, bool)
@@ -151,8 +160,10 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
 
 def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str]) -> tuple[list, list]:
     """Every record through ``read_row``: (examples, bad rows sorted by row number)."""
-    used = set(cols.values())
-    extra_keys = [c for c in table.columns if c not in used]
+    used = {c for f, c in cols.items() if f not in EVAL_FIELDS}
+    # (name in extra, column): eval columns under Studio's names, other columns under their own.
+    extra_keys = [(f, cols[f]) for f in EVAL_FIELDS if f in cols]
+    extra_keys += [(c, c) for c in table.columns if c not in set(cols.values())]
     examples, bad = [], list(table.bad_rows)
     for row, rec in table.records:
         try:
@@ -160,7 +171,7 @@ def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str])
         except data_rows.RowProblem as problem:
             bad.append(BadRow(row, problem.reason, rec))
             continue
-        extra = {k: v for k in extra_keys if isinstance(v := rec.get(k), _EXTRA_TYPES)}
+        extra = {name: v for name, c in extra_keys if isinstance(v := rec.get(c), _EXTRA_TYPES)}
         examples.append(Example(row=row, extra=extra, **parts))
     bad.sort(key=lambda b: b.row)
     return examples, bad
@@ -191,7 +202,7 @@ def resolve_format(table: RawTable, format: str, columns: dict) -> tuple[str, di
         raise DataError(f"{table.path}: format '{format}' needs the field(s) {', '.join(missing)}, which the file "
                         f"lacks (columns found: {_listing(table.columns)})",
                         f"map them to your columns, e.g. data.columns = {{{missing[0]}: <your column>}}")
-    wanted = FORMATS[format].required + FORMATS[format].optional
+    wanted = FORMATS[format].required + FORMATS[format].optional + EVAL_FIELDS
     return format, {f: cols[f] for f in wanted if f in cols}
 
 

@@ -34,11 +34,25 @@ class RowProblem(Exception):
 
 
 def chat_row(rec: dict, cols: dict[str, str]) -> dict:
-    """An OpenAI-messages or ShareGPT record (optionally with a system column)."""
+    """An OpenAI-messages or ShareGPT record (optionally with a system column).
+
+    A conversation that ends with a user turn and has a ``reference`` answer (an evaluation
+    prompt) becomes a prompt/completion example whose completion is the reference, so it has
+    a loss to evaluate and ``messages[:completion_start]`` is the prompt to generate from.
+    """
     key = cols["messages"] if "messages" in cols else cols["conversations"]
     turns = _with_system(rec, cols, parse_turns(need(rec, key), key))
+    reference = _optional_text(rec, cols.get("reference"))
+    if reference and turns[-1][1].role == "user":
+        check_order(turns + [(cols["reference"], Message("assistant", reference))])
+        return {"messages": plain(turns) + [Message("assistant", reference)], "completion_start": len(turns)}
     check_order(turns)
     return {"messages": plain(turns)}
+
+
+def text_row(rec: dict, cols: dict[str, str]) -> dict:
+    """A plain-text record (general text for forgetting checks): one assistant turn of the text."""
+    return {"messages": [Message("assistant", required_text(rec, cols["text"]))]}
 
 
 def alpaca_row(rec: dict, cols: dict[str, str]) -> dict:

@@ -95,6 +95,34 @@ def test_preference_implicit_prompt_is_the_shared_opening():
     assert multi.rejected == [Message("assistant", "No idea.")]
 
 
+def test_eval_prompts_with_a_reference_become_completions_and_keep_task_and_reference():
+    report = load_examples(FIXTURES / "eval_prompts.jsonl")
+    assert report.format == "messages"
+    first, with_system, answered = report.examples
+    assert first.kind == "completion" and first.completion_start == 1
+    assert first.messages == HUNGARY and first.extra == {"task": "qa", "reference": "The forint."}
+    assert with_system.completion_start == 2 and with_system.messages[-1] == Message("assistant", "Yes.")
+    # A conversation that already ends with an answer stays a chat row; its reference is only kept.
+    assert answered.kind == "chat" and answered.extra["reference"] == "Madrid"
+    assert bad_reasons(report) == {4: "messages[0]: the conversation ends with a user turn; it needs an "
+                                      "assistant reply after it to learn from"}
+
+
+def test_mapped_eval_columns_are_kept_under_studio_names():
+    report = load_examples(FIXTURES / "answers.csv", columns={"instruction": "question", "output": "gold",
+                                                              "task": "kind", "reference": "gold"})
+    assert report.examples[0].extra == {"task": "qa", "reference": "The forint."}
+
+
+def test_plain_text_rows_for_general_text():
+    report = load_examples(FIXTURES / "general.jsonl")
+    assert report.format == "text"
+    assert report.examples[0].messages == [Message("assistant", "Bread is made by mixing flour, water, salt and "
+                                                                "yeast.")]
+    assert report.examples[0].extra == {"source": "kitchen"}
+    assert bad_reasons(report) == {2: "'text' is empty"}
+
+
 def test_json_object_wrapping_its_rows_under_a_key():
     report = load_examples(FIXTURES / "wrapped.json")
     assert report.format == "messages" and report.usable_rows == 2
@@ -178,12 +206,12 @@ def test_bad_column_mappings_name_the_problem():
         load_examples(FIXTURES / "dialog.jsonl", columns={"conversation": "dialog"})
 
 
-def test_every_format_is_known_to_the_config():
+def test_every_format_the_config_offers_exists():
     from studio.core.config import DataConfig
 
     import dataclasses
     choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(DataConfig)}["format"]
-    assert set(choices) == {"auto", *FORMATS}
+    assert set(choices) - {"auto"} <= set(FORMATS)
 
 
 # --- bad rows ------------------------------------------------------------------------------
@@ -391,3 +419,13 @@ def test_shipped_travel_formats_normalise_to_the_same_conversations():
     assert chat.bad_rows == [] and sharegpt.bad_rows == [] and alpaca.bad_rows == []
     assert [e.messages for e in chat.examples] == [e.messages for e in sharegpt.examples]
     assert [e.messages for e in chat.examples] == [e.messages for e in alpaca.examples]
+
+
+@pytest.mark.skipif(not (DATASETS / "travel_eval.jsonl").exists(), reason="resources/datasets not made yet")
+def test_shipped_eval_and_general_text_files_load_whole():
+    evaluation = load_examples(DATASETS / "travel_eval.jsonl")
+    assert evaluation.bad_rows == [] and all(e.extra.get("task") and e.extra.get("reference")
+                                             for e in evaluation.examples)
+    assert load_examples(DATASETS / "general_text.jsonl").format == "text"
+    for name in ("travel_prefs.jsonl", "travel_completion.jsonl"):
+        assert load_examples(DATASETS / name).bad_rows == []
