@@ -69,7 +69,8 @@ def application() -> QApplication:
     app.setOrganizationName("Studio")
     style = resource_path(STYLE)
     if style.exists():
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
+        icons = resource_path("resources/icons").resolve().as_posix()
+        app.setStyleSheet(style.read_text(encoding="utf-8").replace("@ICONS@", icons))
     return app
 
 

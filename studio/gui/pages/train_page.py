@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
 from studio.core.errors import StudioError
 from studio.gui.run_view import RunView
 from studio.gui.runner import RunOutcome, RunProcess, RunsController
+from studio.gui.widgets.common import button, named, page_layout, role_label
 
 log = logging.getLogger("studio.gui.train")
 
@@ -33,36 +34,31 @@ class TrainPage(QWidget):
         self._update_buttons()
 
     def _build(self) -> None:
-        self.title = QLabel("Train")
-        self.title.setObjectName("trainTitle")
-        self.title.setProperty("role", "title")
-        self.run_label = _named(QLabel("Press Train to start a run with the settings from the previous pages."),
-                                "runNameLabel", "Current run")
-        self.train_button = _named(QPushButton("Train"), "trainButton", "Start training")
-        self.train_button.setProperty("primary", True)
-        self.train_button.setToolTip("Start a run with the current model, data and method settings.")
-        self.stop_button = _named(QPushButton("Stop"), "stopButton", "Stop training")
-        self.stop_button.setToolTip("Save a checkpoint and stop; the run can be resumed later.")
-        self.checkpoint_combo = _named(QComboBox(), "checkpointCombo", "Checkpoint to resume from")
+        box = page_layout(self, "Train", "Start a run with the settings from the previous pages and watch it "
+                                         "live. Runs keep training if you close the window.")
+        self.run_label = named(role_label("No run yet: press Train.", "muted"), "runNameLabel", "Current run")
+        self.train_button = button("Train", "trainButton", "Start training",
+                                   "Start a run with the current model, data and method settings.", primary=True)
+        self.stop_button = button("Stop", "stopButton", "Stop training",
+                                  "Save a checkpoint and stop; the run can be resumed later.")
+        self.checkpoint_combo = named(QComboBox(), "checkpointCombo", "Checkpoint to resume from")
         self.checkpoint_combo.setMinimumWidth(200)
         self.checkpoint_combo.setPlaceholderText("No checkpoint yet")
-        self.resume_button = _named(QPushButton("Resume from checkpoint"), "resumeButton", "Resume from checkpoint")
-        self.resume_button.setToolTip("Continue this run from the chosen checkpoint, in the same run folder.")
+        self.resume_button = button("Resume from checkpoint", "resumeButton", "Resume from checkpoint",
+                                    "Continue this run from the chosen checkpoint, in the same run folder.")
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         bar = QHBoxLayout()
-        bar.addWidget(self.train_button)
-        bar.addWidget(self.stop_button)
+        for widget in (self.train_button, self.stop_button):
+            bar.addWidget(widget)
         bar.addSpacing(24)
         bar.addWidget(QLabel("Checkpoint:"))
         bar.addWidget(self.checkpoint_combo)
         bar.addWidget(self.resume_button)
         bar.addStretch(1)
-        box = QVBoxLayout(self)
-        box.addWidget(self.title)
-        box.addWidget(self.run_label)
         box.addLayout(bar)
+        box.addWidget(self.run_label)
         box.addWidget(self.view, 1)
 
     # -- actions ------------------------------------------------------------------------------
@@ -133,8 +129,3 @@ class TrainPage(QWidget):
         self.resume_button.setEnabled(not live and has_checkpoint)
         self.checkpoint_combo.setEnabled(not live and has_checkpoint)
 
-
-def _named(widget: QWidget, name: str, accessible: str) -> QWidget:
-    widget.setObjectName(name)
-    widget.setAccessibleName(accessible)
-    return widget

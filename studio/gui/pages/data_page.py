@@ -1,0 +1,242 @@
+"""The Data page: pick the training file, check how it was read, fix the column mapping.
+
+The file is read in a background thread by :func:`studio.core.data.load_examples` (the same
+reader the worker uses). The page shows the detected format, lets the person correct it
+with a format combo and one combo per field, lists bad rows with their reasons (select one
+to see the raw row), shows the usable rows in a table, and sets how evaluation rows are
+chosen (a held-out fraction or an eval file).
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QSplitter, QTableView,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from studio.core import data as datamod
+from studio.gui.state import StudioState
+from studio.gui.tasks import TaskRunner
+from studio.gui.widgets.banner import ErrorBanner
+from studio.gui.widgets.busy import BusyIndicator
+from studio.gui.widgets.common import named, page_layout, role_label
+from studio.gui.widgets.config_form import camel, mark_invalid
+from studio.gui.widgets.examples_model import ExamplesTableModel
+from studio.gui.widgets.path_picker import PathPicker
+
+DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet);;All files (*)"
+NONE = "(none)"
+
+
+class DataPage(QWidget):
+    """Training data: file, format and column mapping, validation report, rows, eval split."""
+
+    def __init__(self, state: StudioState, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.report: datamod.DataReport | None = None
+        self._loaded_key: tuple | None = None
+        self._tasks = TaskRunner(self)
+        layout = page_layout(self, "Data", "The conversations the model learns from. Studio reads JSONL, JSON, "
+                             "CSV and Parquet in the OpenAI messages, ShareGPT, Alpaca, prompt/completion "
+                             "and preference-pair shapes.")
+        self.banner = ErrorBanner("dataBanner", self)
+        layout.addWidget(self.banner)
+        layout.addLayout(self._file_row())
+        layout.addLayout(self._settings_row())
+        self.summary = named(role_label("", "value", self), "dataSummaryLabel", "Validation summary")
+        layout.addWidget(self.summary)
+        layout.addWidget(self._tabs(), 1)
+        self._tasks.busy_changed.connect(lambda b: self.busy.set_busy(b, "Reading the dataset…"))
+        state.config_changed.connect(self._on_config)
+        self._on_config()
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _file_row(self) -> QHBoxLayout:
+        self.picker = PathPicker("dataPathEdit", "Training data file", file_filter=DATA_FILTER,
+                                 placeholder="a .jsonl, .json, .csv or .parquet file", parent=self)
+        self.picker.chosen.connect(lambda p: self._set("train", p))
+        self.format_combo = named(QComboBox(self), "formatCombo", "Dataset format",
+                                  "How rows are read; 'auto' detects it from the columns")
+        self.format_combo.addItem("auto (detect)", "auto")
+        for name, label, shape in datamod.describe_formats():
+            self.format_combo.addItem(label, name)
+            self.format_combo.setItemData(self.format_combo.count() - 1, shape, Qt.ToolTipRole)
+        self.format_combo.currentIndexChanged.connect(self._format_chosen)
+        self.detected = named(role_label("", "muted", self), "detectedFormatLabel", "Detected format")
+        self.busy = BusyIndicator("dataBusy", self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Training file"))
+        row.addWidget(self.picker, 3)
+        row.addWidget(QLabel("Format"))
+        row.addWidget(self.format_combo, 1)
+        row.addWidget(self.busy)
+        return row
+
+    def _settings_row(self) -> QHBoxLayout:
+        mapping = QGroupBox("Columns used", self)
+        outer = QVBoxLayout(mapping)
+        outer.addWidget(self.detected)
+        self.mapping_form = QFormLayout()
+        outer.addLayout(self.mapping_form)
+        self.column_combos: dict[str, QComboBox] = {}
+        split_box = QGroupBox("Evaluation rows", self)
+        form = QFormLayout(split_box)
+        self.fraction = named(QDoubleSpinBox(self), "evalFractionSpin", "Evaluation fraction",
+                              "Share of training rows held out for evaluation when no eval file is given")
+        self.fraction.setRange(0.0, 0.5)
+        self.fraction.setSingleStep(0.05)
+        self.fraction.setDecimals(2)
+        self.fraction.valueChanged.connect(lambda v: self._set("eval_fraction", round(v, 4)))
+        self.eval_picker = PathPicker("evalFileEdit", "Evaluation file", file_filter=DATA_FILTER,
+                                      placeholder="optional: a separate eval file", parent=self)
+        self.eval_picker.chosen.connect(lambda p: self._set("eval", p))
+        self.split_label = named(role_label("", "muted", self), "splitSummaryLabel", "Split summary")
+        form.addRow("Hold out", self.fraction)
+        form.addRow("or eval file", self.eval_picker)
+        form.addRow(self.split_label)
+        row = QHBoxLayout()
+        row.addWidget(mapping, 1)
+        row.addWidget(split_box, 1)
+        return row
+
+    def _tabs(self) -> QTabWidget:
+        self.tabs = named(QTabWidget(self), "dataTabs", "Rows and bad rows")
+        self.rows_model = ExamplesTableModel(self)
+        self.table = named(QTableView(self), "rowsTable", "Usable rows")
+        self.table.setModel(self.rows_model)
+        self.table.setAlternatingRowColors(True)
+        self.table.setSelectionBehavior(QTableView.SelectRows)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.setStretchLastSection(True)
+        for col, width in enumerate((60, 90, 50, 180, 320)):
+            self.table.setColumnWidth(col, width)
+        self.tabs.addTab(self.table, "Rows")
+        self.tabs.addTab(self._bad_rows_view(), "Bad rows")
+        return self.tabs
+
+    def _bad_rows_view(self) -> QSplitter:
+        self.bad_list = named(QListWidget(self), "badRowsList", "Bad rows")
+        self.bad_detail = named(QPlainTextEdit(self), "badRowDetail", "Selected bad row")
+        self.bad_detail.setReadOnly(True)
+        self.bad_detail.setPlaceholderText("Select a bad row to see what was read and why it cannot be used.")
+        self.bad_list.currentRowChanged.connect(self._show_bad_row)
+        split = QSplitter(Qt.Horizontal, self)
+        split.addWidget(self.bad_list)
+        split.addWidget(self.bad_detail)
+        split.setSizes([400, 600])
+        return split
+
+    # --- state -> view ----------------------------------------------------------------------
+
+    def _set(self, name: str, value) -> None:
+        self.state.set_field("data", name, value)
+
+    def _on_config(self) -> None:
+        d = self.state.config.data
+        self.picker.set_path(d.train)
+        self.eval_picker.set_path(d.eval)
+        self.fraction.blockSignals(True)
+        self.fraction.setValue(d.eval_fraction)
+        self.fraction.blockSignals(False)
+        self.fraction.setEnabled(not d.eval)
+        index = self.format_combo.findData(d.format)
+        self.format_combo.blockSignals(True)
+        self.format_combo.setCurrentIndex(max(index, 0))
+        self.format_combo.blockSignals(False)
+        key = (d.train, d.format, json.dumps(d.columns, sort_keys=True), d.eval_fraction, d.seed, d.eval)
+        if key != self._loaded_key:
+            self._loaded_key = key
+            self.reload()
+
+    def reload(self) -> None:
+        """Read the configured file again in the background."""
+        d = self.state.config.data
+        if not d.train:
+            self.banner.show_warning("No training file chosen.", "Pick a file with Browse…")
+            return
+        self._tasks.submit("load", lambda: datamod.load_split(d.train, d.eval or None, d.eval_fraction, d.seed,
+                                                              d.format, dict(d.columns)),
+                           self._loaded, self._failed)
+
+    def _loaded(self, split: datamod.DataSplit) -> None:
+        self.banner.clear()
+        mark_invalid(self.picker.edit, "")
+        report = self.report = split.train_report
+        self.rows_model.set_examples(report.examples)
+        self.summary.setText(f"{report.total_rows} rows read, {report.usable_rows} usable, "
+                             f"{len(report.bad_rows)} bad" + "".join(f" · {n}" for n in report.notes))
+        label = datamod.FORMATS[report.format].label
+        self.detected.setText(f"Read as {label} ({datamod.FORMATS[report.format].shape}).")
+        self._fill_mapping(report)
+        self._fill_bad_rows(report.bad_rows)
+        self.split_label.setText(f"{len(split.train)} rows to train on, {len(split.eval)} to evaluate on"
+                                 + (" (from the eval file)" if split.eval_report else " (held out)"))
+        self.tabs.setTabText(0, f"Rows ({report.usable_rows})")
+        self.tabs.setTabText(1, f"Bad rows ({len(report.bad_rows)})")
+        if report.bad_rows:
+            self.banner.show_warning(f"{len(report.bad_rows)} row(s) cannot be used and will be skipped.",
+                                     "open the Bad rows tab to see each row and why")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.report = None
+        self.rows_model.set_examples([])
+        self._fill_bad_rows([])
+        self.summary.setText("No usable rows.")
+        self.split_label.setText("")
+        self.banner.show_error(exc)
+        mark_invalid(self.picker.edit, getattr(exc, "message", str(exc)))
+
+    def _fill_bad_rows(self, bad_rows) -> None:
+        self._bad = list(bad_rows)
+        self.bad_list.clear()
+        for b in self._bad:
+            item = QListWidgetItem(f"Row {b.row}: {b.reason}")
+            item.setToolTip(b.reason)
+            self.bad_list.addItem(item)
+        self.bad_detail.clear()
+
+    def _show_bad_row(self, index: int) -> None:
+        if not 0 <= index < len(self._bad):
+            self.bad_detail.clear()
+            return
+        b = self._bad[index]
+        raw = b.raw if isinstance(b.raw, str) else json.dumps(b.raw, indent=2, ensure_ascii=False, default=str)
+        self.bad_detail.setPlainText(f"Row {b.row}\nWhy it cannot be used: {b.reason}\n\nAs read:\n{raw}")
+
+    # --- column mapping ---------------------------------------------------------------------
+
+    def _fill_mapping(self, report: datamod.DataReport) -> None:
+        while self.mapping_form.rowCount():
+            self.mapping_form.removeRow(0)
+        self.column_combos = {}
+        spec = datamod.FORMATS[report.format]
+        for field in spec.required + spec.optional:
+            combo = named(QComboBox(self), camel("column", field, "combo"), f"Column for {field}",
+                          f"Which column of the file holds '{field}'"
+                          + ("" if field in spec.required else " (optional)"))
+            if field not in spec.required:
+                combo.addItem(NONE)
+            combo.addItems(report.columns)
+            combo.setCurrentText(report.mapping.get(field, NONE))
+            combo.currentTextChanged.connect(lambda text, f=field: self._column_chosen(f, text))
+            self.column_combos[field] = combo
+            self.mapping_form.addRow(field + ("" if field in spec.required else " (optional)"), combo)
+
+    def _column_chosen(self, field: str, column: str) -> None:
+        columns = dict(self.state.config.data.columns)
+        if column in (NONE, field):
+            columns.pop(field, None)
+        else:
+            columns[field] = column
+        self._set("columns", columns)
+
+    def _format_chosen(self, index: int) -> None:
+        # A mapping made for one format rarely fits another: start the new format from detection.
+        self.state.set_field("data", "columns", {})
+        self._set("format", self.format_combo.itemData(index))

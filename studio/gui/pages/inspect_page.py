@@ -1,0 +1,224 @@
+"""The Inspect page: the template and padding inspector.
+
+It shows, for a chosen row, every token the model will see: roles coloured, special tokens
+highlighted, the tokens that carry loss outlined in bold, padding greyed, the truncation point
+marked red. A batch tab collates several rows as the trainer does (padding or packing, with the
+attention mask and position ids), and a lengths tab shows the token-length histogram, the share
+truncated and the padding cost of each strategy.
+
+Everything is computed by core encoding (``Encoder``, ``collate``) in background threads, so the
+preview is what the worker trains on; the controls write the same config fields the worker reads.
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QLabel, QScrollArea, QSpinBox, QTabWidget, QVBoxLayout,
+                               QWidget)
+
+from studio.core import config as configmod
+from studio.gui.pages import inspect_work as work
+from studio.gui.state import StudioState
+from studio.gui.tasks import TaskRunner
+from studio.gui.widgets.banner import ErrorBanner
+from studio.gui.widgets.batch_view import BatchGridWidget
+from studio.gui.widgets.busy import BusyIndicator
+from studio.gui.widgets.common import named, page_layout, role_label
+from studio.gui.widgets.length_histogram import LengthHistogramWidget
+from studio.gui.widgets.token_view import LegendWidget, TokenChipsWidget
+
+TEMPLATES = ("auto", "llama3", "llama3.1", "chatml")
+
+
+def _scroll(widget: QWidget, name: str) -> QScrollArea:
+    area = QScrollArea()
+    area.setObjectName(name)
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    return area
+
+
+class InspectPage(QWidget):
+    """Token chips for one row, a collated batch, and length statistics, from core encoding."""
+
+    def __init__(self, state: StudioState, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.sources: work.Sources | None = None
+        self.row_result: work.RowResult | None = None
+        self.batch = None
+        self.stats = None
+        self._sources_key = None
+        self._tasks = TaskRunner(self)
+        layout = page_layout(self, "Inspect", "Exactly what the model is trained on: the chat template, which "
+                             "tokens carry loss, padding and truncation. Hover a token for its id and label.")
+        self.banner = ErrorBanner("inspectBanner", self)
+        layout.addWidget(self.banner)
+        layout.addLayout(self._controls())
+        layout.addWidget(LegendWidget(self))
+        layout.addWidget(self._tabs(), 1)
+        self._tasks.busy_changed.connect(lambda b: self.busy.set_busy(b, "Encoding…"))
+        state.config_changed.connect(self._on_config)
+        self._on_config()
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _controls(self) -> QGridLayout:
+        grid = QGridLayout()
+        self.row_spin = named(QSpinBox(self), "rowSpin", "Row to inspect", "Which usable row of the dataset")
+        self.row_spin.setRange(1, 1)
+        self.row_spin.valueChanged.connect(lambda _: self.refresh_views())
+        self.side_combo = named(QComboBox(self), "pairSideCombo", "Chosen or rejected",
+                                "For preference rows: which of the two sequences to show")
+        self.side_combo.addItems(["chosen", "rejected"])
+        self.side_combo.currentTextChanged.connect(lambda _: self.refresh_row())
+        self.template = self._combo("templateCombo", "Chat template", "model", "template", TEMPLATES)
+        self.loss = self._combo("lossCombo", "Loss on", "data", "loss", configmod.LOSS_OPTIONS)
+        self.max_length = self._spin("maxLengthSpin", "Max length", "data", "max_length", 8, 1_048_576)
+        self.trunc_side = self._combo("truncationSideCombo", "Truncation side", "data", "truncation_side",
+                                      ("right", "left"))
+        self.padding = self._combo("paddingCombo", "Padding", "data", "padding", configmod.PADDING)
+        self.multiple = self._spin("multipleOfSpin", "Pad to a multiple of", "data", "pad_to_multiple_of", 1, 4096)
+        self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
+        self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
+        self.busy = BusyIndicator("inspectBusy", self)
+        cells = [("Row", self.row_spin), ("Sequence", self.side_combo), ("Template", self.template),
+                 ("Loss on", self.loss), ("Max length", self.max_length), ("Cut from", self.trunc_side),
+                 ("Padding", self.padding), ("Multiple of", self.multiple), ("Pad side", self.pad_side),
+                 ("Batch size", self.batch_size)]
+        for i, (label, widget) in enumerate(cells):
+            grid.addWidget(QLabel(label), i // 5 * 2, i % 5)
+            grid.addWidget(widget, i // 5 * 2 + 1, i % 5)
+        grid.addWidget(self.busy, 4, 0, 1, 5)
+        return grid
+
+    def _combo(self, name: str, accessible: str, section: str, field: str, choices) -> QComboBox:
+        combo = named(QComboBox(self), name, accessible, _help(section, field))
+        combo.addItems(list(choices))
+        combo.currentTextChanged.connect(lambda text: self.state.set_field(section, field, text))
+        return combo
+
+    def _spin(self, name: str, accessible: str, section: str, field: str, lo: int, hi: int) -> QSpinBox:
+        spin = named(QSpinBox(self), name, accessible, _help(section, field))
+        spin.setRange(lo, hi)
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda v: self.state.set_field(section, field, v))
+        return spin
+
+    def _tabs(self) -> QTabWidget:
+        self.tabs = named(QTabWidget(self), "inspectTabs", "Row, batch and lengths")
+        row_tab = QWidget(self)
+        col = QVBoxLayout(row_tab)
+        self.row_info = named(role_label("", "value", row_tab), "rowInfoLabel", "About this row")
+        self.row_info.setWordWrap(True)
+        self.token_view = TokenChipsWidget("tokenView", row_tab)
+        col.addWidget(self.row_info)
+        col.addWidget(_scroll(self.token_view, "tokenScroll"), 1)
+        batch_tab = QWidget(self)
+        col = QVBoxLayout(batch_tab)
+        self.batch_info = named(role_label("", "value", batch_tab), "batchInfoLabel", "About this batch")
+        self.batch_info.setWordWrap(True)
+        self.batch_view = BatchGridWidget(batch_tab)
+        col.addWidget(self.batch_info)
+        col.addWidget(role_label("Each strip is one sequence fed to the model; under it the attention mask (dark: "
+                                 "attended, light: masked) and the position ids. A red line marks where a packed "
+                                 "row restarts its positions.", "muted", batch_tab))
+        col.addWidget(_scroll(self.batch_view, "batchScroll"), 1)
+        self.lengths = LengthHistogramWidget(self)
+        self.tabs.addTab(row_tab, "Row")
+        self.tabs.addTab(batch_tab, "Batch")
+        self.tabs.addTab(self.lengths, "Lengths")
+        return self.tabs
+
+    # --- state -> view ----------------------------------------------------------------------
+
+    def _on_config(self) -> None:
+        cfg = self.state.config
+        self._show_settings(cfg)
+        key = (cfg.model.path, cfg.data.train, cfg.data.format, json.dumps(cfg.data.columns, sort_keys=True),
+               cfg.data.pad_token)
+        if key != self._sources_key:
+            self._sources_key = key
+            self.sources = None
+            self._tasks.submit("sources", lambda: work.load_sources(cfg), self._sources_loaded, self._failed)
+        elif self.sources is not None:
+            self.refresh_views()
+
+    def _show_settings(self, cfg) -> None:
+        values = {self.template: cfg.model.template, self.loss: cfg.data.loss, self.trunc_side: cfg.data.truncation_side,
+                  self.padding: cfg.data.padding, self.pad_side: cfg.data.padding_side,
+                  self.max_length: cfg.data.max_length, self.multiple: cfg.data.pad_to_multiple_of,
+                  self.batch_size: cfg.train.batch_size}
+        for widget, value in values.items():
+            widget.blockSignals(True)
+            if isinstance(widget, QComboBox):
+                widget.setCurrentText(str(value))
+            else:
+                widget.setValue(int(value))
+            widget.blockSignals(False)
+        self.multiple.setEnabled(cfg.data.padding == "multiple")
+        self.pad_side.setEnabled(cfg.data.padding != "packing")
+
+    def _sources_loaded(self, sources: work.Sources) -> None:
+        self.sources = sources
+        count = len(sources.report.examples)
+        self.row_spin.blockSignals(True)
+        self.row_spin.setRange(1, max(count, 1))
+        self.row_spin.setSuffix(f" of {count}")
+        self.row_spin.blockSignals(False)
+        self.side_combo.setEnabled(bool(count) and sources.report.examples[0].chosen is not None)
+        self.refresh_views()
+
+    def refresh_views(self) -> None:
+        """Re-encode the row, the batch and the statistics with the current settings."""
+        if self.sources is None:
+            return
+        self.banner.clear()
+        self.refresh_row()
+        cfg, src, index = self.state.config, self.sources, self.row_spin.value() - 1
+        self._tasks.submit("batch", lambda: work.encode_batch(src, cfg, index), self._batch_done, self._failed)
+        self._tasks.submit("stats", lambda: work.length_stats(src, cfg), self._stats_done, self._failed)
+
+    def refresh_row(self) -> None:
+        if self.sources is None:
+            return
+        cfg, src, index, side = self.state.config, self.sources, self.row_spin.value() - 1, self.side_combo.currentText()
+        self._tasks.submit("row", lambda: work.encode_row(src, cfg, index, side), self._row_done, self._failed)
+
+    def _row_done(self, result: work.RowResult) -> None:
+        self.row_result = result
+        view = result.view
+        self.token_view.set_tokens(view.chips, view.cut_after, view.cut_note)
+        enc = view.encoded
+        real = len(enc.input_ids)
+        loss = sum(label != -100 for label in enc.labels)
+        pads = sum(c.pad for c in view.chips)
+        text = (f"File row {enc.row}: {real} tokens, {loss} carry loss, {pads} padding · template "
+                f"{result.template} · pad token {self.sources.pad.token!r} (id {self.sources.pad.id})")
+        if enc.truncated:
+            text += f"\nTruncated: {enc.original_length} tokens cut to {real}; {enc.lost_loss_tokens} loss token(s) lost."
+        self.row_info.setText(text)
+        notes = result.encoder_warnings + view.warnings
+        if notes:
+            self.banner.show_warning(" ".join(dict.fromkeys(notes)))
+
+    def _batch_done(self, batch) -> None:
+        self.batch = batch
+        self.batch_view.set_rows(batch.rows)
+        self.batch_info.setText(batch.summary)
+
+    def _stats_done(self, stats) -> None:
+        self.stats = stats
+        self.lengths.set_stats(stats, self.state.config.data.padding)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.banner.show_error(exc)
+
+
+def _help(section: str, field: str) -> str:
+    cfg = configmod.RunConfig()
+    for sec, name, f, _ in configmod.field_info(cfg):
+        if (sec, name) == (section, field):
+            return f.metadata.get("help", "")
+    return ""
