@@ -112,9 +112,10 @@ def _read_text(path: Path) -> str:
 
 def _read_jsonl(path: Path, text: str) -> RawTable:
     """One JSON object per line; a broken line is a bad row numbered by its line."""
-    stripped = text.lstrip()
-    if stripped.startswith("[") and _whole_json(text) is not None:
-        return _read_json(path, text)  # a JSON array saved with a .jsonl name
+    if text.lstrip().startswith("["):
+        document = _whole_json(text)
+        if document is not None:
+            return _json_table(path, document)  # a JSON array saved with a .jsonl name
     table = RawTable(path)
     # split("\n"), not splitlines(): JSON strings may hold raw U+2028, which splitlines cuts.
     for lineno, line in enumerate(text.split("\n"), 1):
@@ -149,6 +150,11 @@ def _read_json(path: Path, text: str) -> RawTable:
         raise DataError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                         "fix the file there, or save it as JSON Lines (one object per line) so that one "
                         "broken row does not stop the whole file") from None
+    return _json_table(path, data)
+
+
+def _json_table(path: Path, data: Any) -> RawTable:
+    """The rows of a parsed JSON document, numbered by record index + 1."""
     table = RawTable(path)
     rows = _unwrap(path, data, table.notes)
     table.total_rows = len(rows)
@@ -218,8 +224,7 @@ def _read_parquet(path: Path) -> RawTable:
 
 def _table_of(path: Path, rows: list[dict]) -> RawTable:
     """A table of rows that are already dicts, numbered from 1."""
-    table = RawTable(path, records=list(enumerate(rows, 1)), total_rows=len(rows))
-    return table
+    return RawTable(path, records=list(enumerate(rows, 1)), total_rows=len(rows))
 
 
 def _read_saved(path: Path) -> RawTable:

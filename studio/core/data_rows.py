@@ -169,7 +169,21 @@ def _checked_turn(item: Any, where: str) -> Message:
                          "the tool result into the neighbouring turns")
     if not isinstance(name, str) or name not in ROLE_ALIASES:
         raise RowProblem(f"{where}.{role_key} is {role!r}: {_ROLE_HINT}")
+    content = item.get(text_key)
+    if isinstance(content, list) and content and all(isinstance(part, dict) for part in content):
+        item = {text_key: _text_parts(content, f"{where}.{text_key}")}
     return Message(ROLE_ALIASES[name], required_text(item, text_key, where + "."))
+
+
+def _text_parts(parts: list[dict], where: str) -> str:
+    """OpenAI content parts (``[{"type": "text", "text": ...}]``) joined; other parts are refused."""
+    texts = []
+    for i, part in enumerate(parts):
+        if part.get("type", "text") != "text" or not isinstance(part.get("text"), str):
+            raise RowProblem(f"{where}[{i}] is a part of type {part.get('type')!r}; Studio trains on "
+                             "text only, so drop the row or replace the part with text")
+        texts.append(part["text"])
+    return "".join(texts)
 
 
 def check_order(turns: list[Turn]) -> None:

@@ -123,6 +123,13 @@ def test_plain_text_rows_for_general_text():
     assert bad_reasons(report) == {2: "'text' is empty"}
 
 
+def test_openai_text_content_parts_are_joined_and_other_parts_refused():
+    report = load_examples(FIXTURES / "parts.jsonl")
+    assert report.examples[0].messages == HUNGARY
+    assert bad_reasons(report) == {2: "messages[0].content[0] is a part of type 'image'; Studio trains on text only, so "
+                                      "drop the row or replace the part with text"}
+
+
 def test_json_object_wrapping_its_rows_under_a_key():
     report = load_examples(FIXTURES / "wrapped.json")
     assert report.format == "messages" and report.usable_rows == 2
