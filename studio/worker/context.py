@@ -172,6 +172,37 @@ class RunContext:
 
         return load_model(self.cfg, self.model_path, self.device, self.precision)
 
+    # -- events every recipe sends ------------------------------------------------------
+
+    def emit_started(self, *, params_total: int, params_trainable: int, train_rows: int, eval_rows: int,
+                     max_steps: int, **extra: Any) -> None:
+        """The run's ``started`` event: resolved config, sizes, device and step count."""
+        from studio.core.config import to_dict
+
+        self.events.emit("started", config=to_dict(self.cfg), params_total=int(params_total),
+                         params_trainable=int(params_trainable), train_rows=int(train_rows),
+                         eval_rows=int(eval_rows), device=str(self.device), max_steps=int(max_steps),
+                         precision=self.precision, method=self.cfg.method.name, objective=self.cfg.train.objective,
+                         world_size=self.accelerator.num_processes,
+                         resumed_from=str(self.resume_from) if self.resume_from else None, **extra)
+
+    def emit_lints(self, encoded_rows: list | None = None) -> None:
+        """Preflight lints as ``warning`` events; a lint of severity ``error`` stops the run.
+
+        The lints live in :mod:`studio.core.preflight`; without that module this is a no-op.
+        """
+        try:
+            from studio.core import preflight
+        except ImportError:
+            log.info("studio.core.preflight is not available; no lints")
+            return
+        from studio.core.errors import StudioError
+
+        for lint in preflight.lints(self.cfg, self.tokenizer, encoded_rows, template_text=self.template.source):
+            if lint.severity == "error":
+                raise StudioError(lint.message, lint.hint)
+            self.events.warning(lint.code, lint.message, hint=lint.hint)
+
     # -- data ---------------------------------------------------------------------------
 
     @functools.cached_property

@@ -164,13 +164,6 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def output_head(model):
-    """The output projection (``lm_head``) under any PEFT wrapping."""
-    inner = model
-    while hasattr(inner, "get_base_model") or hasattr(inner, "base_model") and inner.base_model is not inner:
-        nxt = inner.get_base_model() if hasattr(inner, "get_base_model") else inner.base_model
-        if nxt is inner:
-            break
-        inner = nxt
-        if hasattr(inner, "get_output_embeddings") and inner.get_output_embeddings() is not None:
-            break
-    return inner.get_output_embeddings()
+    """The output projection (``lm_head``) of a model, under any PEFT wrapping."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_output_embeddings()

@@ -1,0 +1,193 @@
+"""The worker process: train one run folder, report through events, end with one ``finished``.
+
+Usage::
+
+    python -m studio.worker RUN_DIR                      # fresh run from RUN_DIR/config.yaml
+    python -m studio.worker RUN_DIR --resume             # continue from checkpoints/latest
+    python -m studio.worker RUN_DIR --resume CHECKPOINT  # continue from that checkpoint
+
+Exit code 0 when the run completed or was stopped (SIGTERM/SIGINT: the current step
+finishes, a checkpoint is saved); 1 when it failed (the ``finished`` event carries ``error``
+and ``hint``); 2 when the run folder itself is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from studio.core import config as configmod
+from studio.core.errors import RunError, StudioError
+from studio.core.runs import Registry
+from studio.worker.events import Events
+from studio.worker.failures import explain
+
+log = logging.getLogger("studio.worker")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m studio.worker", description="Train the run in RUN_DIR.")
+    parser.add_argument("run_dir", help="run folder holding config.yaml")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                        help="continue from a checkpoint (default: the latest)")
+    return parser.parse_args(argv)
+
+
+def is_main_process() -> bool:
+    """Rank 0 under ``accelerate launch``/torchrun, or a single process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def setup_logging(run_dir: Path, main: bool) -> None:
+    """worker.log in the run folder (per rank when several processes train)."""
+    name = "worker.log" if main else f"worker.rank{os.environ.get('RANK')}.log"
+    handler = logging.FileHandler(run_dir / name, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    # Progress bars on stderr are noise in a log the window shows line by line.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint folder to resume from, or ``None``."""
+    if resume is None:
+        return None
+    from studio.worker.checkpoint import latest_checkpoint
+
+    if resume != "latest":
+        path = Path(resume)
+        path = path if path.is_absolute() or path.exists() else run_dir / "checkpoints" / resume
+        if not path.is_dir():
+            raise RunError(f"checkpoint {resume} does not exist", f"pick a folder under {run_dir / 'checkpoints'}")
+        return path
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    if latest is None:
+        raise RunError(f"{run_dir} has no complete checkpoint to resume from",
+                       "start the run again with studio train CONFIG; a checkpoint is written every "
+                       "output.save_every_steps steps and when a run is stopped")
+    return latest
+
+
+class RegistryUpdater:
+    """Keeps the run's registry row in step with the events (at most one write a second for steps)."""
+
+    def __init__(self, registry: Registry, run_id: str) -> None:
+        self.registry, self.run_id = registry, run_id
+        self._last_write = 0.0
+
+    def __call__(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "started":
+            self.registry.update(self.run_id, max_steps=event["max_steps"], step=event.get("start_step", 0))
+        elif kind == "step" and time.monotonic() - self._last_write > 1.0:
+            self._last_write = time.monotonic()
+            self.registry.update(self.run_id, step=event["step"])
+        elif kind == "eval":
+            rec = self.registry.get(self.run_id)
+            best = event["eval_loss"] if rec.best_eval_loss is None else min(rec.best_eval_loss, event["eval_loss"])
+            self.registry.update(self.run_id, step=event["step"], final_eval_loss=event["eval_loss"],
+                                 best_eval_loss=best)
+
+
+def install_stop_handlers(ctx) -> None:
+    """SIGTERM/SIGINT ask the recipe to stop after the current step; a second one interrupts."""
+    def handler(signum, _frame):
+        if ctx.stop_requested:
+            raise KeyboardInterrupt
+        ctx.stop_requested = True
+        ctx.events.log(f"stop requested ({signal.Signals(signum).name}): finishing the current step "
+                       "and saving a checkpoint")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    if not (run_dir / "config.yaml").exists():
+        print(f"error: {run_dir} has no config.yaml", file=sys.stderr)
+        return 2
+    main_proc = is_main_process()
+    setup_logging(run_dir, main_proc)
+    events = Events(run_dir / "events.jsonl", sys.stdout, enabled=main_proc)
+    registry, run_id = _register(run_dir, main_proc)
+    if registry:
+        events.subscribe(RegistryUpdater(registry, run_id))
+    status, error, hint = _train(run_dir, args.resume, events)
+    fields = {"error": error, "hint": hint} if status == "failed" else {}
+    if (run_dir / "final").is_dir() and status == "completed":
+        fields["final_dir"] = str(run_dir / "final")
+    events.emit("finished", status=status, **fields)
+    if registry:
+        registry.update(run_id, status=status, ended=time.time(), error=error or "", hint=hint or "")
+    events.close()
+    return 0 if status in ("completed", "stopped") else 1
+
+
+def _register(run_dir: Path, main_proc: bool) -> tuple[Registry | None, str]:
+    if not main_proc:
+        return None, ""
+    try:
+        cfg_data = configmod.yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        registry = Registry()
+        run_id = registry.add(run_dir, cfg_data, cfg_data.get("name") or run_dir.name)
+        registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), started=time.time(),
+                        ended=None, error="", hint="")
+        return registry, run_id
+    except (StudioError, OSError, ValueError) as exc:
+        log.warning("the run registry is unavailable (%s); training continues", exc)
+        return None, ""
+
+
+def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str | None, str | None]:
+    """Run the recipe; returns (status, error, hint)."""
+    from studio.worker.context import RunContext
+
+    try:
+        cfg = configmod.load(run_dir / "config.yaml")
+        ctx = RunContext(cfg, run_dir, events, resolve_resume(run_dir, resume))
+        install_stop_handlers(ctx)
+        from studio.worker.loggers import attach_loggers
+
+        attach_loggers(ctx)
+        status = _recipe(cfg.train.objective).run(ctx)
+        if status not in ("completed", "stopped"):
+            raise RunError(f"the {cfg.train.objective} recipe returned an unknown status {status!r}",
+                           "this is a bug in the recipe; see worker.log")
+        return status, None, None
+    except BaseException as exc:  # every failure must end in a finished event, even ^C twice
+        log.exception("run failed")
+        error, hint = explain(exc)
+        return "failed", error, hint
+
+
+def _recipe(objective: str):
+    from studio.worker.recipes import RECIPES
+
+    module = RECIPES.get(objective)
+    if module is None:
+        raise StudioError(f"no recipe for objective {objective!r}", f"use one of: {', '.join(RECIPES)}")
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise StudioError(f"the {objective} recipe is not installed in this Studio build",
+                              "update Studio, or train with train.objective=sft") from None
+        raise

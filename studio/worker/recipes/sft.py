@@ -1,0 +1,374 @@
+"""Supervised fine-tuning: a readable training loop over core-encoded tensors, on accelerate.
+
+The model trains on exactly the tensors the preview shows: rows come from
+``studio.core.encoding`` (``Encoder.encode_many`` + ``collate`` with the config's padding
+strategy). With packing, a micro-batch is one padding-free row whose ``position_ids`` restart
+at every sequence and no attention mask is passed, so transformers builds a block-diagonal
+mask from the positions (``masking_utils.find_packed_sequence_indices``; it needs
+``use_cache=False``, which we pass). The loss is :func:`studio.worker.loss.chunked_causal_lm_loss`
+over the last hidden states: full-vocabulary logits are never built for every position.
+
+Shape of the recipe: :meth:`SFTRecipe.setup`, :meth:`SFTRecipe.train`,
+:meth:`SFTRecipe.evaluate`, :meth:`SFTRecipe.save_checkpoint`, :meth:`SFTRecipe.save_final`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import torch
+
+from studio.core.config import dump_yaml
+from studio.worker import checkpoint as ckpt
+from studio.worker import evaluate as ev
+from studio.worker.batches import epoch_batches, steps_per_epoch, total_steps
+from studio.worker.loss import IGNORE, chunked_causal_lm_loss
+from studio.worker.methods import PROMPT_METHODS, count_parameters, output_head
+from studio.worker.metrics import memory_mib, perplexity
+
+log = logging.getLogger("studio.worker")
+
+#: Rows of logits computed at once by the chunked loss.
+LOSS_CHUNK = 1024
+
+
+def run(ctx) -> str:
+    """Train ``ctx.cfg`` with supervised fine-tuning; returns ``"completed"`` or ``"stopped"``."""
+    recipe = SFTRecipe(ctx)
+    recipe.setup()
+    return recipe.train()
+
+
+class hidden_states_only:
+    """Within this block the model's output head returns its input, so ``.logits`` are hidden states.
+
+    The loss then projects only the positions that carry loss (see :mod:`studio.worker.loss`).
+    Nothing about the model's parameters or saved weights changes.
+    """
+
+    def __init__(self, head) -> None:
+        self.head = head
+
+    def __enter__(self):
+        self.head.forward = lambda x: x
+        return self.head
+
+    def __exit__(self, *exc) -> None:
+        del self.head.forward
+
+
+def to_tensors(batch: dict, device) -> dict:
+    """A collated batch (lists) as tensors; labels of each sequence's first token are masked.
+
+    A sequence's first token has nothing before it in its own sequence; in a packed row it
+    would otherwise be "predicted" from the previous sequence's last token.
+    """
+    def tensor(key):
+        value = batch.get(key)
+        if value is None:
+            return None
+        t = torch.tensor(value, dtype=torch.long)
+        return (t if t.dim() == 2 else t.unsqueeze(0)).to(device)
+
+    out = {k: tensor(k) for k in ("input_ids", "labels", "attention_mask", "position_ids")}
+    out["labels"] = out["labels"].masked_fill(out["position_ids"] == 0, IGNORE)
+    return out
+
+
+def loss_token_count(tensors: dict) -> int:
+    return int((tensors["labels"][:, 1:] != IGNORE).sum())
+
+
+class SFTRecipe:
+    """One SFT run: built by :meth:`setup`, driven by :meth:`train`."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        self.state = ckpt.TrainState()
+        self._train_losses: list[float] = []
+
+    # -- setup --------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from transformers import get_scheduler, set_seed
+
+        ctx, cfg = self.ctx, self.cfg
+        self.acc = ctx.accelerator
+        set_seed(cfg.train.seed)
+        self.train_rows = self._encode(ctx.train_examples, "training")
+        self.eval_rows = self._encode(ctx.eval_examples, "evaluation") if ctx.eval_examples else []
+        self.general_rows = self._encode_general(ctx.general_examples)
+        ctx.emit_lints(self.train_rows)
+        self.lengths = [len(r.input_ids) for r in self.train_rows]
+        n_batches = len(epoch_batches(self.lengths, cfg, 0, self.acc.process_index, self.acc.num_processes))
+        self.max_steps = total_steps(cfg, n_batches)
+        self.steps_per_epoch = steps_per_epoch(n_batches, cfg.train.grad_accum)
+        model = ctx.load_model()
+        self.params_total, self.params_trainable = count_parameters(model)
+        optimizer = torch.optim.AdamW(self._param_groups(model), lr=cfg.train.learning_rate)
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        # Stepped by hand once per optimizer step: accelerate's wrapper would step it once per process.
+        self.scheduler = get_scheduler(cfg.train.lr_scheduler, self.optimizer,
+                                       num_warmup_steps=round(cfg.train.warmup_ratio * self.max_steps),
+                                       num_training_steps=self.max_steps)
+        self.pad_id = ctx.pad.id
+        self.virtual_tokens = cfg.method.num_virtual_tokens if cfg.method.name in ("prompt", "ptuning") else 0
+        if ctx.resume_from:
+            self.state = ckpt.load_checkpoint(ctx.resume_from, self.acc.unwrap_model(self.model),
+                                              self.optimizer, self.scheduler)
+            ctx.events.log(f"resumed from {ctx.resume_from} at step {self.state.step}")
+        ctx.emit_started(params_total=self.params_total, params_trainable=self.params_trainable,
+                         train_rows=len(self.train_rows), eval_rows=len(self.eval_rows), max_steps=self.max_steps,
+                         start_step=self.state.step, steps_per_epoch=self.steps_per_epoch,
+                         general_rows=len(self.general_rows), train_tokens=sum(self.lengths))
+
+    def _encode(self, examples: list, what: str) -> list:
+        from studio.core.encoding import rows_without_loss
+
+        encoded = self.ctx.encoder().encode_many(examples)
+        empty = set(rows_without_loss(encoded))
+        if empty:
+            rows = sorted(empty)
+            self.ctx.events.warning("no_loss_tokens", f"{len(rows)} {what} row(s) have no token that carries loss "
+                                    f"(after truncation to data.max_length) and are skipped: rows {rows[:20]}",
+                                    rows=rows)
+        kept = [e for e in encoded if e.row not in empty]
+        if not kept and what == "training":
+            from studio.core.errors import DataError
+
+            raise DataError(f"no training row has a token that carries loss (data.loss={self.cfg.data.loss})",
+                            "raise data.max_length, or choose data.loss=all")
+        return kept
+
+    def _encode_general(self, examples: list) -> list:
+        """General text is scored on every token (it is not a conversation to answer)."""
+        if not examples:
+            return []
+        return self.ctx.encoder(loss="all").encode_many(examples)
+
+    def _param_groups(self, model) -> list[dict]:
+        """AdamW groups: no weight decay on biases, norms and 1-d adapter vectors."""
+        decay, no_decay = [], []
+        for p in model.parameters():
+            if p.requires_grad:
+                (decay if p.dim() >= 2 else no_decay).append(p)
+        return [{"params": decay, "weight_decay": self.cfg.train.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def train(self) -> str:
+        """Run until ``max_steps`` or a stop request; returns the final status."""
+        ctx, st = self.ctx, self.state
+        self.model.train()
+        if not self.state.general_history and self.general_rows:
+            self.state.general_history.append([st.step, self._loss_over(self.general_rows)])
+        while st.step < self.max_steps:
+            batches = epoch_batches(self.lengths, self.cfg, st.epoch, self.acc.process_index, self.acc.num_processes)
+            while st.batch_index < len(batches) and st.step < self.max_steps:
+                micro = batches[st.batch_index:st.batch_index + self.cfg.train.grad_accum]
+                self._optimizer_step(micro, len(batches))
+                if st.step < self.max_steps:
+                    self._periodic()
+                if self._stop_requested():
+                    self.save_checkpoint()
+                    return "stopped"
+            if st.batch_index >= len(batches):
+                st.epoch, st.batch_index = st.epoch + 1, 0
+        self._finish()
+        return "completed"
+
+    def _optimizer_step(self, micro: list[list[int]], n_batches: int) -> None:
+        st, acc = self.state, self.acc
+        started = time.perf_counter()
+        batches = [to_tensors(self._collate(rows), acc.device) for rows in micro]
+        tokens = sum(loss_token_count(b) for b in batches)
+        # Normalise by the loss tokens of the whole optimizer step, so accumulation over
+        # micro-batches of different sizes gives the same gradient as one big batch.
+        total = torch.zeros((), device=acc.device)
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1
+            with acc.no_sync(self.model) if not sync else contextlib.nullcontext():
+                with acc.autocast():
+                    loss = self._loss(batch, reduction="sum") / max(tokens, 1)
+                acc.backward(loss)
+            total += loss.detach()
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        input_tokens = sum(len(self.train_rows[i].input_ids) for rows in micro for i in rows)
+        step_loss, input_tokens = self._reduce(total, input_tokens)
+        st.step += 1
+        st.batch_index += len(micro)
+        st.tokens_seen += input_tokens
+        self._train_losses.append(step_loss)
+        if st.step % self.cfg.train.logging_steps == 0 or st.step == self.max_steps:
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            self.ctx.events.emit("step", step=st.step, epoch=round(st.epoch + st.batch_index / max(n_batches, 1), 4),
+                                 loss=step_loss, learning_rate=float(self.scheduler.get_last_lr()[0]),
+                                 grad_norm=grad_norm, tokens_per_second=round(input_tokens / elapsed, 1),
+                                 tokens_seen=st.tokens_seen, memory_mib=memory_mib(), max_steps=self.max_steps,
+                                 loss_tokens=tokens)
+
+    def _clip(self) -> float | None:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        limit = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
+        norm = self.acc.clip_grad_norm_(params, limit)
+        return None if norm is None else float(norm)
+
+    def _reduce(self, loss_sum: torch.Tensor, input_tokens: int) -> tuple[float, int]:
+        """Step loss and input tokens over all processes (each process's loss is already a mean)."""
+        if self.acc.num_processes == 1:
+            return float(loss_sum), input_tokens
+        both = torch.tensor([float(loss_sum), float(input_tokens)], device=self.acc.device)
+        both = self.acc.reduce(both, reduction="sum")
+        return float(both[0]) / self.acc.num_processes, int(both[1])
+
+    def _stop_requested(self) -> bool:
+        """The stop flag, agreed by every process (they must all stop after the same step)."""
+        if self.acc.num_processes == 1:
+            return self.ctx.stop_requested
+        flag = torch.tensor([1.0 if self.ctx.stop_requested else 0.0], device=self.acc.device)
+        return bool(self.acc.reduce(flag, reduction="sum").item() > 0)
+
+    def _periodic(self) -> None:
+        step, ev_cfg, out = self.state.step, self.cfg.eval, self.cfg.output
+        if ev_cfg.every_steps and step % ev_cfg.every_steps == 0:
+            self.evaluate()
+        if ev_cfg.sample_every_steps and step % ev_cfg.sample_every_steps == 0:
+            self.sample()
+        if step % out.save_every_steps == 0:
+            self.save_checkpoint()
+
+    def _finish(self) -> None:
+        self.evaluate(final=True)
+        self.sample()
+        self.save_checkpoint()
+        self.save_final()
+
+    # -- forward and loss ---------------------------------------------------------------
+
+    def _collate(self, rows: list[int], source: list | None = None) -> dict:
+        from studio.core.encoding import PadOptions, collate
+
+        data = self.cfg.data
+        options = PadOptions(strategy=data.padding, pad_id=self.pad_id, side=data.padding_side,
+                             multiple_of=data.pad_to_multiple_of, max_length=data.max_length)
+        return collate([(source or self.train_rows)[i] for i in rows], options)
+
+    def _hidden(self, batch: dict) -> torch.Tensor:
+        """Last hidden states for a batch (prompt-tuning virtual tokens removed)."""
+        head = output_head(self.acc.unwrap_model(self.model))
+        prompt_method = self.cfg.method.name in PROMPT_METHODS
+        with hidden_states_only(head):
+            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             # PEFT prompt methods build their own positions for the virtual tokens.
+                             position_ids=None if prompt_method else batch["position_ids"], use_cache=False)
+        hidden = out.logits
+        return hidden[:, self.virtual_tokens:] if self.virtual_tokens else hidden
+
+    def _loss(self, batch: dict, reduction: str) -> torch.Tensor:
+        head = output_head(self.acc.unwrap_model(self.model))
+        return chunked_causal_lm_loss(self._hidden(batch), head.weight, batch["labels"], LOSS_CHUNK,
+                                      reduction=reduction, bias=getattr(head, "bias", None))
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def _loss_over(self, rows: list) -> float:
+        """Token-weighted mean loss over encoded rows (sharded over processes)."""
+        self.model.eval()
+        total, tokens = torch.zeros((), device=self.acc.device), 0
+        size = self.cfg.train.batch_size
+        indices = list(range(self.acc.process_index, len(rows), self.acc.num_processes))
+        with torch.no_grad():
+            for i in range(0, len(indices), size):
+                batch = to_tensors(self._collate(indices[i:i + size], rows), self.acc.device)
+                with self.acc.autocast():
+                    total += self._loss(batch, reduction="sum").float()
+                tokens += loss_token_count(batch)
+        self.model.train()
+        both = torch.tensor([float(total), float(tokens)], device=self.acc.device)
+        if self.acc.num_processes > 1:
+            both = self.acc.reduce(both, reduction="sum")
+        return float(both[0]) / max(float(both[1]), 1.0)
+
+    def evaluate(self, final: bool = False) -> None:
+        """Eval loss and perplexity (plus general-text loss, and task metrics at the end)."""
+        st = self.state
+        if not self.eval_rows:
+            return
+        if st.eval_history and st.eval_history[-1][0] == st.step:
+            return  # already evaluated at this step (the last periodic eval fell on the end)
+        eval_loss = self._loss_over(self.eval_rows)
+        train_loss = sum(self._train_losses) / len(self._train_losses) if self._train_losses else None
+        self._train_losses = []
+        st.eval_history.append([st.step, eval_loss, train_loss])
+        st.best_eval_loss = eval_loss if st.best_eval_loss is None else min(st.best_eval_loss, eval_loss)
+        fields = {}
+        if self.general_rows:
+            general = self._loss_over(self.general_rows)
+            st.general_history.append([st.step, general])
+            fields["general_loss"] = general
+        metrics = self._task_metrics() if final else {}
+        self.ctx.events.emit("eval", step=st.step, eval_loss=eval_loss, perplexity=perplexity(eval_loss),
+                             metrics=metrics, train_loss=train_loss, best_eval_loss=st.best_eval_loss, **fields)
+        self._signals()
+
+    def _task_metrics(self) -> dict:
+        examples = [e for e in self.ctx.eval_examples if e.extra.get("task") and e.extra.get("reference")]
+        if not (self.cfg.eval.task_metrics and examples and self.acc.is_main_process):
+            return {}
+        prompts = [[{"role": m.role, "content": m.content} for m in e.messages if m.role != "assistant"]
+                   for e in examples]
+        answers = ev.generate(self.ctx, self.acc.unwrap_model(self.model), prompts, self.cfg.eval.sample_max_new_tokens)
+        return ev.task_metrics([e.extra["task"] for e in examples], answers, [str(e.extra["reference"]) for e in examples])
+
+    def _signals(self) -> None:
+        st, events = self.state, self.ctx.events
+        if "overfitting" not in st.warned and ev.overfitting(st.eval_history, self.cfg.eval.overfit_patience):
+            st.warned.append("overfitting")
+            events.warning("overfitting", f"eval loss rose {self.cfg.eval.overfit_patience} evaluations in a row "
+                           f"while the training loss fell (step {st.step}): the model is memorising the training rows",
+                           hint="stop here or lower train.epochs / learning_rate; the best checkpoint is earlier")
+        if "forgetting" not in st.warned and ev.forgetting(st.general_history):
+            first, last = st.general_history[0][1], st.general_history[-1][1]
+            st.warned.append("forgetting")
+            events.warning("forgetting", f"loss on the general text ({self.cfg.data.general_eval}) climbed from "
+                           f"{first:.3f} to {last:.3f}: the model is forgetting general knowledge",
+                           hint="lower the learning rate or epochs, or use an adapter method with a smaller rank")
+
+    def sample(self) -> None:
+        """``sample`` events: answers to ``eval.sample_prompts`` through the chat template."""
+        prompts = [p for p in self.cfg.eval.sample_prompts if p]
+        if not prompts or not self.acc.is_main_process:
+            return
+        answers = ev.generate(self.ctx, self.acc.unwrap_model(self.model), [[{"role": "user", "content": p}]
+                                                                           for p in prompts],
+                              self.cfg.eval.sample_max_new_tokens)
+        for prompt, text in zip(prompts, answers):
+            self.ctx.events.emit("sample", step=self.state.step, prompt=prompt, text=text)
+
+    # -- saving -------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        """A complete, atomically written checkpoint of the current step (main process)."""
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            path = ckpt.save_checkpoint(self.ctx.checkpoints_dir, self.acc.unwrap_model(self.model), self.optimizer,
+                                        self.scheduler, self.state, dump_yaml(self.cfg),
+                                        keep=self.cfg.output.keep_checkpoints)
+            self.ctx.events.emit("checkpoint", step=self.state.step, path=str(path))
+        self.acc.wait_for_everyone()
+
+    def save_final(self) -> None:
+        """``final/``: the adapter (PEFT format) or the full model, with tokenizer and chat template."""
+        if self.acc.is_main_process:
+            from studio.worker.export import save_final
+
+            save_final(self.ctx, self.acc.unwrap_model(self.model))
+        self.acc.wait_for_everyone()
+

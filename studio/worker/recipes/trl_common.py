@@ -1,0 +1,176 @@
+"""What the TRL-based recipes (DPO, KTO, ORPO, reward modelling, GRPO) share.
+
+Each of those recipes builds a TRL trainer and hands it to :func:`train`, which resumes,
+trains, evaluates, saves ``final/`` and reports the status. The trainer's own checkpoints
+(``checkpoint-N``, written into a staging folder) are moved into the run's checkpoint layout
+(``checkpoints/step-00000N`` with ``state.json``, ``config.yaml`` and the ``latest`` pointer), so
+``studio train --resume`` and the runs page treat every objective alike. A resumed TRL run
+restores weights, optimizer, scheduler and random state through the trainer's own
+``resume_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from studio.core.config import dump_yaml
+from studio.core.errors import DataError, RunError
+from studio.worker import checkpoint as ckpt
+from studio.worker.hf_callback import EventsCallback
+
+log = logging.getLogger("studio.worker")
+
+#: Staging folder (inside checkpoints/) where the trainer writes checkpoint-N before it is moved.
+STAGING = ".trainer"
+PREFERENCE_DATA_HINT = ("set data.train to a file of preference pairs (prompt/chosen/rejected columns), "
+                        "e.g. resources/datasets/travel_prefs.jsonl")
+
+
+def messages(turns) -> list[dict]:
+    """Core :class:`~studio.core.conversation.Message` turns as TRL's conversational dicts."""
+    return [{"role": m.role, "content": m.content} for m in turns]
+
+
+def preference_rows(examples: list, setting: str = "data.train") -> list[dict]:
+    """Conversational ``prompt``/``chosen``/``rejected`` rows, so TRL applies the model's template.
+
+    Raises:
+        DataError: the data holds no preference pairs.
+    """
+    rows = [{"prompt": messages(ex.messages), "chosen": messages(ex.chosen), "rejected": messages(ex.rejected or [])}
+            for ex in examples if ex.kind == "preference"]
+    if not rows and examples:
+        kinds = sorted({ex.kind for ex in examples})
+        raise DataError(f"{setting}: this objective trains on preference pairs, but the rows are {', '.join(kinds)}",
+                        PREFERENCE_DATA_HINT)
+    return rows
+
+
+def dataset(rows: list[dict]):
+    """A ``datasets.Dataset`` from row dicts (``None`` for no rows)."""
+    if not rows:
+        return None
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def training_args(ctx, config_cls, **extra):
+    """A TRL config (``DPOConfig``, ``KTOConfig``...) filled from the run config.
+
+    The trainer writes checkpoints into a staging folder; :class:`StudioCallback` moves them.
+    Reports go through Studio's own loggers (events), so ``report_to`` is ``none``.
+    """
+    cfg, t = ctx.cfg, ctx.cfg.train
+    has_eval = bool(ctx.eval_examples)
+    kwargs = dict(
+        output_dir=str(ctx.checkpoints_dir / STAGING), max_steps=t.max_steps if t.max_steps > 0 else -1,
+        num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or 1e9,
+        seed=t.seed, data_seed=cfg.data.seed, logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_eval and cfg.eval.every_steps else "no",
+        eval_steps=cfg.eval.every_steps or None, save_strategy="steps", save_steps=cfg.output.save_every_steps,
+        bf16=ctx.precision == "bf16", fp16=ctx.precision == "fp16", use_cpu=ctx.device.type == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing, report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, include_num_input_tokens_seen=True,
+    )
+    kwargs.update(extra)
+    return config_cls(**kwargs)
+
+
+def planned_steps(cfg, rows: int, world: int = 1, rows_per_step: int | None = None) -> int:
+    """Optimizer steps of the run: ``train.max_steps``, else the epochs over ``rows``."""
+    if cfg.train.max_steps > 0:
+        return cfg.train.max_steps
+    per_step = rows_per_step or cfg.train.batch_size * world * cfg.train.grad_accum
+    return max(1, math.ceil(cfg.train.epochs * math.ceil(rows / per_step)))
+
+
+class StudioCallback(EventsCallback):
+    """:class:`EventsCallback` plus Studio's run layout for a TRL trainer.
+
+    ``started`` is emitted when training begins (the trainer knows its step count then); the
+    last step always saves a checkpoint; each checkpoint is moved into ``checkpoints/step-N``.
+    """
+
+    def __init__(self, ctx, train_rows: int, eval_rows: int, **started_extra) -> None:
+        super().__init__(ctx)
+        self._sizes = (train_rows, eval_rows)
+        self._extra = started_extra
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from studio.worker.methods import count_parameters
+
+        total, trainable = count_parameters(model)
+        self.ctx.emit_started(params_total=total, params_trainable=trainable, train_rows=self._sizes[0],
+                              eval_rows=self._sizes[1], max_steps=int(state.max_steps),
+                              start_step=int(state.global_step), **self._extra)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        super().on_step_end(args, state, control, **kwargs)
+        if state.global_step >= state.max_steps:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()  # every rank has written its part (rng state) first
+        if state.is_world_process_zero:
+            path = adopt_checkpoint(self.ctx, Path(args.output_dir) / f"checkpoint-{state.global_step}",
+                                    state.global_step, getattr(state, "num_input_tokens_seen", 0))
+            self.ctx.events.emit("checkpoint", step=int(state.global_step), path=str(path))
+        PartialState().wait_for_everyone()
+
+
+def adopt_checkpoint(ctx, staged: Path, step: int, tokens_seen: int = 0) -> Path:
+    """Move a trainer checkpoint into ``checkpoints/step-N``, complete it and point ``latest`` at it."""
+    root = ctx.checkpoints_dir
+    final = root / ckpt.checkpoint_name(step)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staged, final)
+    (final / "config.yaml").write_text(dump_yaml(ctx.cfg), encoding="utf-8")
+    state = asdict(ckpt.TrainState(step=int(step), tokens_seen=int(tokens_seen or 0)))
+    state["trainer"] = "transformers"  # resumed through Trainer.train(resume_from_checkpoint=...)
+    # state.json last: its presence marks the folder complete
+    (final / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    pointer = root / f".{ckpt.LATEST}.tmp"
+    pointer.write_text(final.name + "\n", encoding="utf-8")
+    os.replace(pointer, root / ckpt.LATEST)
+    ckpt.prune(root, ctx.cfg.output.keep_checkpoints)
+    return final
+
+
+def resume_path(ctx) -> str | None:
+    """The checkpoint to hand to ``Trainer.train``; RunError for one the trainer cannot read."""
+    if not ctx.resume_from:
+        return None
+    if not (Path(ctx.resume_from) / "trainer_state.json").exists():
+        raise RunError(f"{ctx.resume_from} was not written by a {ctx.cfg.train.objective} run (no trainer_state.json)",
+                       "resume from a checkpoint of this run, or start the run again")
+    return str(ctx.resume_from)
+
+
+def train(ctx, trainer) -> str:
+    """Resume if asked, train, evaluate once more, save ``final/``; returns the run status."""
+    trainer.train(resume_from_checkpoint=resume_path(ctx))
+    if ctx.stop_requested:
+        return "stopped"
+    if trainer.eval_dataset is not None:
+        trainer.evaluate()
+    if trainer.is_world_process_zero():
+        from studio.worker.export import save_final
+
+        # the same final/ layout (weights, tokenizer, template, manifest) as every other objective
+        save_final(ctx, trainer.accelerator.unwrap_model(trainer.model))
+        shutil.rmtree(ctx.checkpoints_dir / STAGING, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return "completed"
