@@ -84,8 +84,8 @@ def preference_row(rec: dict, cols: dict[str, str]) -> dict:
     prompt_key = cols.get("prompt")
     if prompt_key and rec.get(prompt_key) is not None:
         prompt = _side(rec, prompt_key, "user")
-        chosen = _side(rec, chosen_key, "assistant")
-        rejected = _side(rec, rejected_key, "assistant")
+        chosen = _after_prompt(prompt, _side(rec, chosen_key, "assistant"))
+        rejected = _after_prompt(prompt, _side(rec, rejected_key, "assistant"))
     else:
         prompt, chosen, rejected = _split_shared_prompt(rec, chosen_key, rejected_key)
     if plain(chosen) == plain(rejected):
@@ -94,6 +94,14 @@ def preference_row(rec: dict, cols: dict[str, str]) -> dict:
     check_order(prompt + chosen)
     check_order(prompt + rejected)
     return {"messages": plain(prompt), "chosen": plain(chosen), "rejected": plain(rejected)}
+
+
+def _after_prompt(prompt: list[Turn], side: list[Turn]) -> list[Turn]:
+    """A chosen/rejected conversation without the prompt turns, when it repeats them first."""
+    n = len(prompt)
+    if len(side) > n and plain(side[:n]) == plain(prompt):
+        return side[n:]
+    return side
 
 
 def _split_shared_prompt(rec: dict, chosen_key: str, rejected_key: str) -> tuple[list, list, list]:

@@ -73,15 +73,18 @@ def test_prompt_completion_text_and_conversational_forms():
     assert mixed.messages[-1] == Message("assistant", "Rome.") and mixed.extra == {"label": True}
 
 
-def test_preference_with_explicit_prompt_text_and_turns():
+def test_preference_with_explicit_prompt_text_and_turns_and_repeated_prompt():
     report = load_examples(FIXTURES / "prefs.jsonl")
     assert report.format == "preference"
-    text, conv = report.examples
+    text, conv, repeated = report.examples
     assert text.kind == "preference"
     assert text.messages == [Message("user", "Best month for Kyoto?")]
     assert text.rejected == [Message("assistant", "Any month.")]
     assert conv.messages == [Message("system", "Be brief."), Message("user", "Currency in Hungary?")]
     assert conv.chosen == [Message("assistant", "The forint.")]
+    # chosen/rejected that repeat the prompt turns first are cut after them
+    assert repeated.messages == HUNGARY[:1] and repeated.chosen == HUNGARY[1:]
+    assert repeated.rejected == [Message("assistant", "The euro.")]
 
 
 def test_preference_implicit_prompt_is_the_shared_opening():
@@ -173,6 +176,22 @@ def test_saved_dataset_and_dataset_dict_folders(tmp_path):
     assert report.usable_rows == 2
     assert "used split 'train'" in report.notes[0] and "'test' (1 rows" in report.notes[0]
     assert load_examples(tmp_path / "dict" / "test").usable_rows == 1
+
+
+def test_loading_never_imports_torch_so_the_gui_process_can_load_data(tmp_path):
+    import subprocess
+    import sys
+
+    import datasets
+
+    datasets.Dataset.from_list([{"prompt": "a", "completion": "b"}]).save_to_disk(str(tmp_path / "saved"))
+    code = ("import sys; from studio.core.data import load_examples as load; "
+            f"[load(p) for p in ({str(tmp_path / 'saved')!r}, {str(FIXTURES / 'chat.jsonl')!r})]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 # --- column mapping and forced formats -------------------------------------------------------
