@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from studio.core import config as configmod
@@ -74,11 +74,22 @@ def application() -> QApplication:
     return app
 
 
-class FirstPaint(QObject):
-    """Records when a widget is first painted, in seconds since the process started."""
+def _after_first_paint(window) -> None:
+    window.build_remaining_pages()
+    tasks.release()
 
-    def __init__(self, widget) -> None:
+
+class FirstPaint(QObject):
+    """Records when a widget is first painted, in seconds since the process started.
+
+    Args:
+        widget: the widget watched.
+        then: called (once, from the event loop) after the first paint.
+    """
+
+    def __init__(self, widget, then=None) -> None:
         super().__init__(widget)
+        self._then = then
         self.seconds: float | None = None
         self._offset = process_age_s() - time.perf_counter()
         widget.installEventFilter(self)
@@ -87,17 +98,19 @@ class FirstPaint(QObject):
         if self.seconds is None and event.type() == QEvent.Paint:
             self.seconds = self._offset + time.perf_counter()
             obj.removeEventFilter(self)
+            if self._then is not None:
+                QTimer.singleShot(0, self._then)
             log.info("first paint %.0f ms after process start", self.seconds * 1000)
         return False
 
 
-def build_window(cfg: RunConfig | None = None):
-    """Create the state and the main window (not shown)."""
+def build_window(cfg: RunConfig | None = None, defer_pages: bool = False):
+    """Create the state and the main window (not shown); see MainWindow for ``defer_pages``."""
     from studio.gui.main_window import MainWindow
     from studio.gui.state import StudioState
 
     state = StudioState(cfg or initial_config())
-    window = MainWindow(state)
+    window = MainWindow(state, defer_pages=defer_pages)
     window.resize(1280, 800)
     return window
 
@@ -129,10 +142,16 @@ def main(screenshot: str | None = None) -> int:
     """Open the window; with ``screenshot``, render it after start-up to a PNG and exit 0."""
     _choose_platform(bool(screenshot))
     app = application()
-    window = build_window()
-    probe = FirstPaint(window)
+    # Paint first, then build the other pages and start background loads.
+    tasks.hold()
+    window = build_window(defer_pages=True)
+    probe = FirstPaint(window, then=lambda: _after_first_paint(window))
     window.show()
     if screenshot:
+        deadline = time.monotonic() + 5
+        while probe.seconds is None and time.monotonic() < deadline:
+            app.processEvents()
+        _after_first_paint(window)
         tasks.wait_idle(SCREENSHOT_WAIT_S)
         out = save_screenshot(window, screenshot)
         print(f"screenshot written to {out}")

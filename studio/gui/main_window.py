@@ -54,7 +54,12 @@ def _make_runs_controller(window):
 class MainWindow(QMainWindow):
     """Sidebar (objectName ``nav``) plus a stack of pages (objectName ``pages``)."""
 
-    def __init__(self, state: StudioState, parent=None) -> None:
+    def __init__(self, state: StudioState, parent=None, defer_pages: bool = False) -> None:
+        """Build the window; with ``defer_pages`` only the first page is built now.
+
+        The rest are built by :meth:`build_remaining_pages`, which ``studio`` calls right after the
+        first paint so the window appears at once.
+        """
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle("Studio — fine-tune language models")
@@ -67,8 +72,10 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.stack.setObjectName("pages")
         self.pages: dict[str, QWidget] = {}
-        for label, module, cls, needs_runs, tip in PAGES:
-            self._add_page(label, self._build_page(label, module, cls, needs_runs), tip)
+        self._deferred = defer_pages
+        for i, (label, module, cls, needs_runs, tip) in enumerate(PAGES):
+            page = QWidget() if defer_pages and i else self._build_page(label, module, cls, needs_runs)
+            self._add_page(label, page, tip)
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.nav.setCurrentRow(0)
         self.setCentralWidget(self._layout())
@@ -106,6 +113,21 @@ class MainWindow(QMainWindow):
             log.warning("page %s unavailable: %s", label, exc)
             return MissingPage(label, str(exc))
 
+    def build_remaining_pages(self) -> None:
+        """Replace the placeholders left by ``defer_pages`` with the real pages (idempotent)."""
+        if not self._deferred:
+            return
+        self._deferred = False
+        current = self.stack.currentIndex()
+        for i, (label, module, cls, needs_runs, _) in enumerate(PAGES[1:], start=1):
+            placeholder = self.stack.widget(i)
+            page = self._build_page(label, module, cls, needs_runs)
+            self.stack.insertWidget(i, page)
+            self.stack.removeWidget(placeholder)
+            placeholder.deleteLater()
+            self.pages[label] = page
+        self.stack.setCurrentIndex(current)
+
     def _add_page(self, label: str, page: QWidget, tooltip: str) -> None:
         self.pages[label] = page
         self.stack.addWidget(page)
@@ -116,6 +138,7 @@ class MainWindow(QMainWindow):
 
     def show_page(self, label: str) -> QWidget:
         """Switch to a page by its sidebar label and return it."""
+        self.build_remaining_pages()
         self.nav.setCurrentRow(list(self.pages).index(label))
         return self.pages[label]
 

@@ -19,6 +19,34 @@ log = logging.getLogger("studio.gui.tasks")
 
 #: tasks submitted anywhere in the window and not yet delivered (for start-up screenshots)
 _pending = 0
+#: jobs waiting for :func:`release` (held while the window paints for the first time)
+_held: list | None = None
+
+
+def hold() -> None:
+    """Queue new background jobs instead of starting them.
+
+    At start-up the pages ask for their data while the window is still being built; running
+    those jobs at once would compete with the first paint for the interpreter lock.
+    """
+    global _held
+    if _held is None:
+        _held = []
+
+
+def release() -> None:
+    """Start every queued job (idempotent)."""
+    global _held
+    queued, _held = _held or [], None
+    for job in queued:
+        QThreadPool.globalInstance().start(job)
+
+
+def _start(job: QRunnable) -> None:
+    if _held is not None:
+        _held.append(job)
+    else:
+        QThreadPool.globalInstance().start(job)
 
 
 def pending() -> int:
@@ -28,6 +56,7 @@ def pending() -> int:
 
 def wait_idle(timeout_s: float) -> bool:
     """Process events until every background task has delivered, or the timeout passes."""
+    release()
     deadline = time.monotonic() + timeout_s
     while _pending and time.monotonic() < deadline:
         QCoreApplication.processEvents()
@@ -107,7 +136,7 @@ class TaskRunner(QObject):
         _pending += 1
         if len(self._relays) == 1:
             self.busy_changed.emit(True)
-        QThreadPool.globalInstance().start(_Job(fn, relay, on_progress is not None))
+        _start(_Job(fn, relay, on_progress is not None))
 
     def _finish(self, relay: _Relay, callback, value) -> None:
         global _pending

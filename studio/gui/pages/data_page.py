@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
                                QTabWidget, QVBoxLayout, QWidget)
 
 from studio.core import data as datamod
+from studio.core.data_files import read_table
 from studio.gui.state import StudioState
 from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
@@ -191,6 +192,18 @@ class DataPage(QWidget):
         self.split_label.setText("")
         self.banner.show_error(exc)
         mark_invalid(self.picker.edit, getattr(exc, "message", str(exc)))
+        # Offer the file's columns anyway: a wrong guess is fixed by mapping them.
+        path = self.state.config.data.train
+        self._tasks.submit("columns", lambda: read_table(path).columns, self._offer_columns, lambda e: None)
+
+    def _offer_columns(self, columns: list[str]) -> None:
+        chosen = self.state.config.data.format
+        fmt = chosen if chosen in datamod.FORMATS else "messages"
+        mapping = {f: c for f, c in self.state.config.data.columns.items()}
+        self.detected.setText("The format could not be read from the columns: choose a format above, then "
+                              "say which column holds each field." if chosen == "auto" else
+                              f"Say which column holds each field of the {datamod.FORMATS[fmt].label} format.")
+        self._fill_mapping_for(fmt, columns, mapping)
 
     def _fill_bad_rows(self, bad_rows) -> None:
         self._bad = list(bad_rows)
@@ -212,18 +225,24 @@ class DataPage(QWidget):
     # --- column mapping ---------------------------------------------------------------------
 
     def _fill_mapping(self, report: datamod.DataReport) -> None:
+        self._fill_mapping_for(report.format, report.columns, report.mapping)
+
+    def _fill_mapping_for(self, fmt: str, columns: list[str], mapping: dict) -> None:
+        """One combo per field of ``fmt``, listing the file's ``columns``."""
         while self.mapping_form.rowCount():
             self.mapping_form.removeRow(0)
         self.column_combos = {}
-        spec = datamod.FORMATS[report.format]
+        spec = datamod.FORMATS[fmt]
         for field in spec.required + spec.optional:
             combo = named(QComboBox(self), camel("column", field, "combo"), f"Column for {field}",
                           f"Which column of the file holds '{field}'"
                           + ("" if field in spec.required else " (optional)"))
             if field not in spec.required:
                 combo.addItem(NONE)
-            combo.addItems(report.columns)
-            combo.setCurrentText(report.mapping.get(field, NONE))
+            combo.addItems(columns)
+            combo.setCurrentText(mapping.get(field, NONE if field not in spec.required else ""))
+            if field in spec.required and field not in mapping:
+                combo.setCurrentIndex(-1)
             combo.currentTextChanged.connect(lambda text, f=field: self._column_chosen(f, text))
             self.column_combos[field] = combo
             self.mapping_form.addRow(field + ("" if field in spec.required else " (optional)"), combo)

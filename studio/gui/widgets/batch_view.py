@@ -27,6 +27,7 @@ class BatchGridWidget(QWidget):
         self.setAccessibleName("Collated batch with attention mask and position ids")
         self.setMouseTracking(True)
         self.rows: list[list[TokenChip]] = []
+        self._top_pos = 1
 
     def set_rows(self, rows: list[list[TokenChip]]) -> None:
         self.rows = rows
@@ -52,6 +53,7 @@ class BatchGridWidget(QWidget):
         cw = self._cell_width()
         for r, row in enumerate(self.rows):
             top = self._top(r)
+            self._top_pos = max((c.position_id or 0 for c in row), default=0) or 1
             p.setPen(QColor("#52606d"))
             p.drawText(QRect(0, top, _LABEL_W - 6, _TOKEN_H), Qt.AlignRight | Qt.AlignVCenter, f"seq {r + 1}")
             p.drawText(QRect(0, top + _TOKEN_H + _MASK_H, _LABEL_W - 6, _POS_H), Qt.AlignRight | Qt.AlignVCenter,
@@ -69,12 +71,18 @@ class BatchGridWidget(QWidget):
         mask_colour = "#334e68" if chip.attention else "#d9e2ec"
         p.fillRect(QRect(int(x), top + _TOKEN_H + 1, w, _MASK_H - 2), QColor(mask_colour))
         pos_rect = QRect(int(x), top + _TOKEN_H + _MASK_H, w, _POS_H)
-        if chip.position_id == 0 and chip.position > 0:
+        if chip.position_id == 0 and chip.position > 0 and not chip.pad:
             p.setPen(QPen(QColor(CUT_COLOUR), 2))
             p.drawLine(int(x) - 1, top, int(x) - 1, top + _TOKEN_H + _MASK_H + _POS_H)
-        if cw >= 18 and chip.position_id is not None:
+        if chip.position_id is None:
+            return
+        if cw >= 18:
             p.setPen(QColor("#52606d"))
             p.drawText(pos_rect, Qt.AlignCenter, str(chip.position_id))
+        else:
+            # Too narrow for numbers: a ramp whose height is the position id shows where it restarts.
+            h = max(1, round((_POS_H - 2) * chip.position_id / self._top_pos))
+            p.fillRect(QRect(int(x), pos_rect.bottom() - h, w, h), QColor("#9fb3c8"))
 
     def chip_at(self, pos) -> TokenChip | None:
         cw = self._cell_width()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyqtgraph as pg
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
@@ -16,6 +15,35 @@ class LengthHistogramWidget(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("lengthPanel")
+        self.plot = self.bars = self.cut_line = None
+        self.numbers = QLabel(self)
+        self.numbers.setObjectName("lengthStatsLabel")
+        self.numbers.setAccessibleName("Length statistics")
+        self.numbers.setWordWrap(True)
+        self.table = QTableWidget(0, 4, self)
+        self.table.setObjectName("wasteTable")
+        self.table.setAccessibleName("Padding waste per strategy")
+        self.table.setHorizontalHeaderLabels(["Strategy", "Padding share", "Pad tokens", "Batches"])
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.NoSelection)
+        right = QVBoxLayout()
+        right.addWidget(self.numbers)
+        right.addWidget(self.table, 1)
+        self._row = QHBoxLayout(self)
+        self._row.setContentsMargins(0, 0, 0, 0)
+        self._row.addLayout(right, 2)
+        self.stats = None
+
+    def _make_plot(self) -> None:
+        """Create the plot on first use: importing pyqtgraph at start-up would delay the first paint."""
+        if self.plot is not None:
+            return
+        import pyqtgraph as pg
+
         self.plot = pg.PlotWidget(self, background="w")
         self.plot.setObjectName("lengthHistogram")
         self.plot.setAccessibleName("Histogram of token lengths")
@@ -28,30 +56,12 @@ class LengthHistogramWidget(QWidget):
         self.cut_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#dc2626", width=2), label="max length",
                                         labelOpts={"color": "#dc2626", "position": 0.9})
         self.plot.addItem(self.cut_line)
-        self.numbers = QLabel(self)
-        self.numbers.setObjectName("lengthStatsLabel")
-        self.numbers.setAccessibleName("Length statistics")
-        self.numbers.setWordWrap(True)
-        self.table = QTableWidget(0, 4, self)
-        self.table.setObjectName("wasteTable")
-        self.table.setAccessibleName("Padding waste per strategy")
-        self.table.setHorizontalHeaderLabels(["Padding strategy", "Padding share", "Pad tokens", "Batches"])
-        self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionMode(QTableWidget.NoSelection)
-        right = QVBoxLayout()
-        right.addWidget(self.numbers)
-        right.addWidget(self.table, 1)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.plot, 3)
-        row.addLayout(right, 2)
-        self.stats = None
+        self._row.insertWidget(0, self.plot, 3)
 
     def set_stats(self, stats, strategy: str) -> None:
         """Draw the statistics; the row of the strategy in use is highlighted."""
         self.stats = stats
+        self._make_plot()
         bins = stats.histogram
         self.bars.setOpts(x0=[b.lo for b in bins], x1=[b.hi for b in bins], height=[b.count for b in bins])
         self.cut_line.setValue(stats.max_length)
@@ -63,13 +73,13 @@ class LengthHistogramWidget(QWidget):
     def _fill_table(self, waste: list, strategy: str) -> None:
         self.table.setRowCount(len(waste))
         for r, w in enumerate(waste):
-            cells = [f"{w.strategy}: {STRATEGY_WORDS.get(w.strategy, '')}", f"{100 * w.share:.1f} %",
+            cells = [w.strategy + (" (in use)" if w.strategy == strategy else ""), f"{100 * w.share:.1f} %",
                      f"{w.pad_tokens:,}", str(w.batches)]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(STRATEGY_WORDS.get(w.strategy, ""))
                 if w.strategy == strategy:
                     item.setBackground(QColor("#dbeafe"))
-                    item.setToolTip("the strategy in use")
                 self.table.setItem(r, c, item)
 
 
