@@ -1,38 +1,11 @@
-"""Worker test fixtures: a tiny random Llama with the demo tokenizer, and run folders."""
+"""Worker test fixtures: a tiny random Llama with the demo tokenizer (session-wide)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-
-from studio.core import config as configmod
-
-ROOT = Path(__file__).resolve().parents[3]
-DEMO_MODEL = ROOT / "resources" / "demo-model"
-DATASETS = ROOT / "resources" / "datasets"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
-
-
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama (hidden 32) with the demo model's Llama 3 tokenizer, random weights."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (DEMO_MODEL / name).exists():
-            shutil.copy(DEMO_MODEL / name, folder / name)
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=tok.token_to_id("<|begin_of_text|>"),
-                         eos_token_id=tok.token_to_id("<|eot_id|>"))
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(str(folder))
-    return folder
+from worker_runs import DEMO_MODEL, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -41,31 +14,3 @@ def tiny_model(tmp_path_factory) -> Path:
         pytest.skip("resources/demo-model/tokenizer.json is missing (run resources/build_demo.py)")
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
-
-def small_train_file(folder: Path, rows: int = 40) -> Path:
-    """The first rows of the demo chat dataset (a short file keeps tests fast)."""
-    lines = (DATASETS / "travel_chat.jsonl").read_text(encoding="utf-8").splitlines()[:rows]
-    path = folder / "train.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def make_run_dir(tmp_path: Path, model: Path, overrides: dict | None = None, rows: int = 40) -> Path:
-    """A run folder whose config.yaml trains ``model`` on a few demo rows for a few steps."""
-    data = {
-        "name": "test",
-        "model": {"path": str(model)},
-        "data": {"train": str(small_train_file(tmp_path, rows)), "max_length": 256, "eval_fraction": 0.2},
-        "method": {"name": "lora", "rank": 4, "alpha": 8},
-        "train": {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "precision": "fp32", "device": "cpu"},
-        "eval": {"every_steps": 2, "sample_prompts": ["Hi"], "sample_max_new_tokens": 4},
-        "output": {"save_every_steps": 2, "report_to": ["none"]},
-    }
-    for key, value in (overrides or {}).items():
-        section, _, name = key.partition(".")
-        data.setdefault(section, {})[name] = value
-    cfg = configmod.from_dict(data)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    configmod.save(cfg, run_dir / "config.yaml")
-    return run_dir

@@ -1,0 +1,83 @@
+"""Every fine-tuning method trains with the SFT recipe: what should change changes, the rest does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from studio.core import config as configmod
+from studio.worker.context import RunContext
+from studio.worker.events import Events
+from studio.worker.recipes.sft import SFTRecipe
+
+from worker_runs import make_run_dir
+
+FAST = {"train.max_steps": 2, "train.batch_size": 2, "data.eval_fraction": 0.0, "eval.sample_prompts": [],
+        "output.save_every_steps": 100, "data.max_length": 96}
+
+
+def _setup(tmp_path, tiny_model, method, **overrides):
+    padding = "longest" if method in ("prefix", "prompt", "ptuning") else "packing"
+    lr = 0.05 if method in ("prefix", "prompt", "ptuning", "ia3") else 1e-2
+    run_dir = make_run_dir(tmp_path, tiny_model, {**FAST, "method.name": method, "data.padding": padding,
+                                                   "train.learning_rate": lr, **overrides}, rows=12)
+    cfg = configmod.load(run_dir / "config.yaml")
+    ctx = RunContext(cfg, run_dir, Events(run_dir / "events.jsonl", stdout=None))
+    recipe = SFTRecipe(ctx)
+    recipe.setup()
+    return recipe
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _changed(before, model) -> tuple[set, set]:
+    changed, same = set(), set()
+    for n, p in model.named_parameters():
+        (same if torch.equal(before[n], p.detach()) else changed).add(n)
+    return changed, same
+
+
+@pytest.mark.parametrize("method", ["full", "freeze", "lora", "dora", "ia3", "prefix", "prompt", "ptuning"])
+def test_method_trains_only_its_parameters(tmp_path, tiny_model, method):
+    extra = {"method.freeze_trainable_layers": 1} if method == "freeze" else {}
+    recipe = _setup(tmp_path, tiny_model, method, **extra)
+    model = recipe.acc.unwrap_model(recipe.model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    before = _snapshot(model)
+    assert recipe.train() == "completed"
+    changed, same = _changed(before, model)
+    assert trainable, "some parameters must train"
+    assert changed == trainable, f"changed but frozen: {changed - trainable}; trainable but unchanged: {trainable - changed}"
+    if method != "full":
+        assert any("layers.0." in n for n in same), "frozen base weights must not move"
+    assert recipe.params_trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_freeze_trains_the_last_layers_and_final_norm(tmp_path, tiny_model):
+    recipe = _setup(tmp_path, tiny_model, "freeze", **{"method.freeze_trainable_layers": 1})
+    names = {n for n, p in recipe.model.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("model.layers.1.", "model.norm.")) for n in names)
+    assert "model.norm.weight" in names and "model.embed_tokens.weight" not in names
+
+
+def test_qlora_quantises_the_base_to_4bit_and_trains_adapters(tmp_path, tiny_model):
+    import bitsandbytes as bnb
+
+    recipe = _setup(tmp_path, tiny_model, "qlora", **{"method.quant_type": "nf4"})
+    model = recipe.acc.unwrap_model(recipe.model)
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj.base_layer, bnb.nn.Linear4bit)
+    assert q_proj.base_layer.weight.quant_type == "nf4"
+    before = _snapshot(model)
+    recipe.train()
+    changed, same = _changed(before, model)
+    assert changed and all("lora_" in n for n in changed)
+    assert any("base_layer" in n for n in same)
+
+
+def test_dora_adds_magnitude_vectors(tmp_path, tiny_model):
+    recipe = _setup(tmp_path, tiny_model, "dora")
+    names = [n for n, p in recipe.model.named_parameters() if p.requires_grad]
+    assert any("lora_magnitude_vector" in n for n in names)
