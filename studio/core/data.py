@@ -30,6 +30,7 @@ Typical use::
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,10 +224,22 @@ def _map_columns(table: RawTable, columns: dict) -> dict[str, str]:
 
 
 def _detect(table: RawTable, cols: dict[str, str]) -> str:
-    """The first format (in :data:`FORMATS` order) whose required fields are all present."""
+    """The format whose required fields most rows have (ties go to :data:`FORMATS` order).
+
+    Counting rows, not only columns, keeps a few stray rows of another shape from deciding
+    the format of the whole file; those rows become bad rows instead.
+    """
+    shapes = Counter(frozenset(rec) for _, rec in table.records)
+    best, best_rows = None, 0
     for name, spec in FORMATS.items():
-        if all(f in cols for f in spec.required):
-            return name
+        if not all(f in cols for f in spec.required):
+            continue
+        needed = [cols[f] for f in spec.required]
+        rows = sum(n for keys, n in shapes.items() if all(c in keys for c in needed))
+        if rows > best_rows:
+            best, best_rows = name, rows
+    if best:
+        return best
     raise DataError(f"cannot tell the format of {table.path} from its columns: {_listing(table.columns)}",
                     f"Studio reads these shapes: {_SHAPES}. Rename your columns, or map them with "
                     "data.columns, e.g. {messages: dialog} or {instruction: question, output: answer}")

@@ -77,6 +77,8 @@ def read_table(path: str | Path) -> RawTable:
     Raises:
         DataError: the file is missing, unreadable, binary, of an unknown kind, or not valid JSON.
     """
+    if not str(path).strip():
+        raise DataError("no dataset file given", f"pick {ACCEPTED}")
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"dataset not found: {path}", f"check the path; Studio reads {ACCEPTED}")

@@ -75,6 +75,12 @@ def test_bad_preference_rows():
     assert sorted(reasons) == [2, 3, 4, 5, 6, 7]
 
 
+def test_a_stray_row_of_another_format_is_a_bad_row_not_the_detected_format():
+    report = load_examples(FIXTURES / "mostly_chat.jsonl")
+    assert report.format == "messages" and report.usable_rows == 3
+    assert bad_reasons(report) == {2: "missing field 'messages'"}
+
+
 def test_csv_rows_with_the_wrong_number_of_cells():
     report = load_examples(FIXTURES / "bad_cells.csv")
     assert bad_reasons(report) == {2: "has 1 more cell(s) than the header's 2 columns",
@@ -107,6 +113,11 @@ def test_unusable_files_raise_data_errors_naming_the_file(name, message, hint):
         load_examples(FIXTURES / name)
     assert name in info.value.message and message in info.value.message
     assert hint in info.value.hint
+
+
+def test_an_empty_path_is_no_file_not_the_current_folder():
+    with pytest.raises(DataError, match="no dataset file given"):
+        load_examples("")
 
 
 def test_all_bad_error_lists_the_rows():
