@@ -1,10 +1,196 @@
-"""`studio train` (being written)."""
+"""``studio train``: validate a config, create the run folder, run the worker, show progress.
+
+::
+
+    studio train CONFIG.yaml [--run-dir DIR] [section.field=value ...]
+    studio train --resume RUN_DIR [--from CHECKPOINT]
+    studio train CONFIG.yaml --dry-run
+    studio train CONFIG.yaml --print-launch-command --nodes N --gpus-per-node M
+
+The worker runs as a child process (``python -m studio.worker RUN_DIR``) so that a crash in
+training can never take the command down without a final status. Ctrl-C reaches both: the
+worker finishes its step, saves a checkpoint and reports "stopped".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.core import config as configmod
+from studio.core.errors import RunError, StudioError
+from studio.core.protocol import LineReader
+
+#: Config fields that name files; made absolute so the run folder works from anywhere.
+PATH_FIELDS = (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval"))
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="run configuration (YAML), e.g. resources/presets/demo.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value",
+                        help="override config fields, e.g. train.learning_rate=1e-4 method.name=dora")
+    parser.add_argument("--run-dir", help="run folder to create (default: <user data>/runs/<name>-<time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed run")
+    parser.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT",
+                        help="with --resume: the checkpoint folder (default: the latest)")
+    parser.add_argument("--dry-run", action="store_true", help="print the preflight report (memory, lints) and exit")
+    parser.add_argument("--print-launch-command", action="store_true",
+                        help="print the accelerate launch command for several GPUs/nodes and exit")
+    parser.add_argument("--nodes", type=int, default=1, help="with --print-launch-command: machines")
+    parser.add_argument("--gpus-per-node", type=int, default=1, help="with --print-launch-command: GPUs per machine")
+    parser.add_argument("--json", action="store_true", help="print the worker's raw JSON events instead of a summary")
 
 
-def run(args):
-    print("studio train is not available yet")
-    return 1
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(args)
+    if not args.config:
+        raise StudioError("no config file given", "pass one, e.g. studio train resources/presets/demo.yaml")
+    cfg = configmod.load(args.config, args.overrides)
+    absolutize_paths(cfg)
+    if args.dry_run:
+        return _dry_run(cfg)
+    run_dir = create_run_dir(cfg, args.run_dir)
+    if args.print_launch_command:
+        return _print_launch(cfg, run_dir, args.nodes, args.gpus_per_node)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    return run_worker(run_dir, raw=args.json)
+
+
+def absolutize_paths(cfg: configmod.RunConfig) -> None:
+    """Paths that exist relative to the current folder become absolute (others are left for the worker)."""
+    for section, name in PATH_FIELDS:
+        value = getattr(getattr(cfg, section), name)
+        if value and not os.path.isabs(value) and os.path.exists(value):
+            setattr(getattr(cfg, section), name, os.path.abspath(value))
+
+
+def default_name(cfg: configmod.RunConfig) -> str:
+    return cfg.name or f"{Path(cfg.model.path).name or 'model'}-{cfg.method.name}-{cfg.train.objective}"
+
+
+def create_run_dir(cfg: configmod.RunConfig, run_dir: str | None = None) -> Path:
+    """Make the run folder, write the resolved config.yaml and register the run."""
+    from studio.core.runs import Registry, new_run_dir
+
+    cfg.name = default_name(cfg)
+    path = Path(run_dir) if run_dir else new_run_dir(cfg.name)
+    if (path / "config.yaml").exists():
+        raise RunError(f"{path} already holds a run", f"continue it with studio train --resume {path}, "
+                       "or pick another --run-dir")
+    path.mkdir(parents=True, exist_ok=True)
+    configmod.save(cfg, path / "config.yaml")
+    Registry().add(path, cfg, cfg.name)
+    return path.resolve()
+
+
+def run_worker(run_dir: Path, resume: str | None = None, raw: bool = False) -> int:
+    """Run ``python -m studio.worker`` on ``run_dir``, printing progress; returns its exit code."""
+    cmd = [sys.executable, "-m", "studio.worker", str(run_dir)]
+    if resume:
+        cmd += ["--resume", resume]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+    printer = ProgressPrinter(raw)
+    while True:
+        try:
+            for line in proc.stdout:
+                printer.feed(line)
+            break
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to the worker too; keep reading until it has saved and stopped.
+            print("\nstopping: the worker finishes its step and saves a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr)
+    printer.flush()
+    return proc.wait()
+
+
+class ProgressPrinter:
+    """Worker events -> one readable line each (or the raw JSON with ``--json``)."""
+
+    def __init__(self, raw: bool = False) -> None:
+        self.raw = raw
+        self.reader = LineReader()
+        self.max_steps = 0
+
+    def feed(self, chunk: str) -> None:
+        for event in self.reader.feed(chunk):
+            self.show(event)
+
+    def flush(self) -> None:
+        for event in self.reader.flush():
+            self.show(event)
+
+    def show(self, event: dict) -> None:
+        if self.raw:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            return
+        text = self.describe(event)
+        if text:
+            print(text, flush=True)
+
+    def describe(self, e: dict) -> str | None:
+        kind = e.get("type")
+        if kind == "started":
+            self.max_steps = e["max_steps"]
+            return (f"started: {e['config']['method']['name']} {e['config']['train']['objective']} on {e['device']} "
+                    f"({e.get('precision', '')}), {e['params_trainable']:,} of {e['params_total']:,} parameters train, "
+                    f"{e['train_rows']} train / {e['eval_rows']} eval rows, {e['max_steps']} steps")
+        if kind == "step":
+            return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}  lr {e['learning_rate']:.2e}  "
+                    f"{e['tokens_per_second']:.0f} tok/s  {e['memory_mib']:.0f} MiB")
+        if kind == "eval":
+            extra = f"  general {e['general_loss']:.4f}" if e.get("general_loss") is not None else ""
+            metrics = f"  {json.dumps(e['metrics'])}" if e.get("metrics") else ""
+            return f"eval at step {e['step']}: loss {e['eval_loss']:.4f}  perplexity {e['perplexity']:.2f}{extra}{metrics}"
+        if kind == "checkpoint":
+            return f"checkpoint: {e['path']}"
+        if kind == "sample":
+            return f"sample at step {e['step']}: {e['prompt']!r} -> {e['text']!r}"
+        if kind == "warning":
+            return f"warning [{e['code']}]: {e['message']}"
+        if kind == "finished":
+            if e["status"] == "failed":
+                return f"finished: failed\nerror: {e.get('error')}\nhint: {e.get('hint')}"
+            return f"finished: {e['status']}" + (f" (final: {e['final_dir']})" if e.get("final_dir") else "")
+        if kind == "log":
+            return e.get("text")
+        return None
+
+
+def _resume(args: argparse.Namespace) -> int:
+    run_dir = Path(args.resume).resolve()
+    if not (run_dir / "config.yaml").exists():
+        raise RunError(f"{run_dir} is not a run folder (no config.yaml)", "pass the folder studio train created")
+    from studio.core.runs import Registry, pid_alive
+
+    rec = Registry().find(run_dir)
+    if rec and rec.status == "running" and pid_alive(rec.pid):
+        raise RunError(f"{run_dir} is still training (worker pid {rec.pid})", "stop it first, then resume")
+    print(f"resuming {run_dir}", file=sys.stderr)
+    return run_worker(run_dir, resume=args.from_checkpoint or "latest", raw=args.json)
+
+
+def _dry_run(cfg: configmod.RunConfig) -> int:
+    try:
+        from studio.core import preflight
+    except ImportError:
+        print("the preflight report is not available in this Studio build", file=sys.stderr)
+        return 1
+    report = preflight.report(cfg)
+    print(report.text())
+    return 1 if getattr(report, "errors", None) else 0
+
+
+def _print_launch(cfg: configmod.RunConfig, run_dir: Path, nodes: int, gpus_per_node: int) -> int:
+    try:
+        from studio.worker.launch import launch_commands
+    except ImportError:
+        print("multi-GPU launch commands are not available in this Studio build", file=sys.stderr)
+        return 1
+    for line in launch_commands(cfg, run_dir, nodes, gpus_per_node):
+        print(line)
+    return 0
