@@ -1,0 +1,239 @@
+"""Conversation -> training tensors: the one function the preview, the statistics and the trainer share.
+
+Rendering and the character spans of turns and loss come from :mod:`studio.core.layout`. The
+whole text is then tokenized once, without special tokens (the template writes BOS), exactly as
+transformers' ``apply_chat_template(tokenize=True)`` and TRL do, and character spans become token
+spans through the token offsets. Where a token straddles a span edge (the template's pieces would
+not tokenize on their own as they do together) the row gets a warning and the token carries loss
+if it overlaps a loss span (transformers' rule for assistant masks).
+
+Loss options:
+    assistant: every assistant turn (content and closing token); headers, system and user turns
+        and BOS carry none.
+    last_assistant: only the final assistant turn.
+    all: every token, as TRL's language-modelling loss (labels = input_ids; the label at
+        position 0, BOS, is never predicted by a causal model, so in effect every token but BOS).
+    completion: prompt/completion rows: everything after the prompt rendered with the generation
+        prompt (TRL >= 0.24). For a plain chat row, the trailing assistant turns are the completion.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from studio.core.errors import TemplateError
+from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate, pack_groups  # noqa: F401
+from studio.core.layout import Layout, Layouter
+from studio.core.templates import ResolvedTemplate, resolve_template
+
+IGNORE = -100
+LOSS_OPTIONS = ("assistant", "last_assistant", "all", "completion")
+
+
+@dataclass
+class EncodeOptions:
+    """How conversations become tokens.
+
+    Attributes:
+        template: ``"auto"`` (the model's own) or a built-in name (llama3, llama3.1, chatml).
+        loss: which tokens carry loss (see the module docstring).
+        max_length: longest sequence in tokens; ``None`` keeps rows whole.
+        truncation_side: ``"right"`` cuts the end of an over-long row, ``"left"`` its start.
+    """
+
+    template: str = "auto"
+    loss: str = "assistant"
+    max_length: int | None = None
+    truncation_side: str = "right"
+
+
+@dataclass
+class Encoded:
+    """One encoded sequence.
+
+    Attributes:
+        row: source row number.
+        input_ids: token ids.
+        labels: ``input_ids`` where the token carries loss, else -100.
+        roles: per token: bos, header, system, user, assistant, eot (closing text of a turn)...
+        truncated: tokens were cut to ``max_length``.
+        original_length: tokens before truncation.
+        lost_loss_tokens: loss-carrying tokens removed by truncation.
+        warnings: sentences about this row.
+    """
+
+    row: int
+    input_ids: list[int]
+    labels: list[int]
+    roles: list[str]
+    truncated: bool = False
+    original_length: int = 0
+    lost_loss_tokens: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def attention_mask(self) -> list[int]:
+        """All ones: padding (and its zeros) is added by :func:`collate`."""
+        return [1] * len(self.input_ids)
+
+    @property
+    def loss_tokens(self) -> int:
+        """How many tokens carry loss."""
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+@dataclass
+class EncodedPair:
+    """A preference row: chosen and rejected share the very same prompt ids.
+
+    Attributes:
+        prompt_len: tokens of the shared prompt (rendered with the generation prompt).
+    """
+
+    row: int
+    prompt_len: int
+    chosen: Encoded
+    rejected: Encoded
+
+
+def rows_without_loss(encoded: list[Encoded]) -> list[int]:
+    """Row numbers of sequences in which no token carries loss (callers usually drop them)."""
+    return [e.row for e in encoded if all(label == IGNORE for label in e.labels)]
+
+
+class Encoder:
+    """Encodes examples with one tokenizer, template and set of options.
+
+    Attributes:
+        template: the resolved chat template.
+        warnings: sentences about the template/tokenizer pair (template differs from the
+            model's, double BOS...), shown once rather than per row.
+    """
+
+    def __init__(self, tokenizer, options: EncodeOptions | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.options = options or EncodeOptions()
+        if self.options.loss not in LOSS_OPTIONS:
+            raise TemplateError(f"unknown loss option {self.options.loss!r}",
+                                f"set data.loss to one of: {', '.join(LOSS_OPTIONS)}")
+        self.template: ResolvedTemplate = resolve_template(tokenizer, self.options.template)
+        self.layouter = Layouter(self.template, self.options.loss)
+        self.bos_id = tokenizer.bos_id
+        self.warnings = list(self.template.warnings) + self._bos_warnings()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def encode(self, example) -> Encoded:
+        """Encode one chat or prompt/completion row (a preference row trains on its chosen turns)."""
+        return self.encode_many([example])[0]
+
+    def encode_many(self, examples: list) -> list[Encoded]:
+        """Encode many rows: render every text, then tokenize them in one batch. Same result as :meth:`encode`."""
+        layouts = [self.layouter.layout(ex) for ex in examples]
+        return [self._finish(lay, ids, offsets) for lay, (ids, offsets) in zip(layouts, self._tokenize(layouts))]
+
+    def encode_pair(self, example) -> EncodedPair:
+        """Encode a preference row as chosen and rejected sequences sharing the prompt ids.
+
+        The prompt is rendered with the generation prompt and tokenized on its own, each
+        completion after it (as TRL's DPO does), so the two prompts are identical by construction.
+        """
+        if example.chosen is None:
+            raise TemplateError(f"row {example.row} is not a preference row", "encode it with encode()")
+        prompt = self.layouter.render(example.row, example.messages, True)
+        sides = (example.chosen, example.rejected or [])
+        layouts = [self.layouter.pair_layout(example, prompt, side) for side in sides]
+        (c_ids, c_off), (r_ids, r_off) = self._tokenize(layouts)
+        prompt_len = bisect_left([start for start, _ in c_off], layouts[0].splits[0])
+        chosen, rejected = self._finish(layouts[0], c_ids, c_off), self._finish(layouts[1], r_ids, r_off)
+        return EncodedPair(example.row, prompt_len, chosen, rejected)
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def _tokenize(self, layouts: list[Layout]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Ids and offsets of every layout, all pieces tokenized in one batch."""
+        pieces, owners = [], []
+        for n, lay in enumerate(layouts):
+            cuts = [0] + lay.splits + [len(lay.text)]
+            for a, b in zip(cuts, cuts[1:]):
+                pieces.append((a, lay.text[a:b]))
+                owners.append(n)
+        out: list[tuple[list[int], list]] = [([], []) for _ in layouts]
+        encoded = self.tokenizer.encode_offsets([text for _, text in pieces])
+        for n, (shift, _), (ids, offsets) in zip(owners, pieces, encoded):
+            out[n][0].extend(ids)
+            out[n][1].extend(offsets if not shift else [(s + shift, e + shift) for s, e in offsets])
+        return out
+
+    def _finish(self, lay: Layout, ids: list[int], offsets: list) -> Encoded:
+        starts = [s for s, _ in offsets]
+        enc = Encoded(lay.row, ids, self._labels(lay, ids, offsets, starts), self._roles(lay, starts, ids),
+                      original_length=len(ids), warnings=list(lay.warnings))
+        if ids[:2] == [self.bos_id, self.bos_id] and self.bos_id is not None:
+            enc.warnings.append(f"row {lay.row} starts with two BOS tokens; remove the BOS from the data "
+                                "or use a template that writes it once")
+        if lay.loss and all(label == IGNORE for label in enc.labels):
+            enc.warnings.append(f"row {lay.row}: no token carries loss")
+        _truncate(enc, self.options.max_length, self.options.truncation_side)
+        return enc
+
+    def _labels(self, lay: Layout, ids: list[int], offsets: list, starts: list[int]) -> list[int]:
+        labels = [IGNORE] * len(ids)
+        for a, b in lay.loss:
+            first, stop = bisect_left(starts, a), bisect_left(starts, b)
+            if first > 0 and offsets[first - 1][1] > a:
+                first -= 1  # a token straddling the edge overlaps the loss span: it is trained
+                self._straddle(lay, ids, first)
+            if 0 < stop < len(ids) and offsets[stop - 1][1] > b:
+                self._straddle(lay, ids, stop - 1)
+            labels[first:stop] = ids[first:stop]
+        return labels
+
+    def _straddle(self, lay: Layout, ids: list[int], k: int) -> None:
+        piece = self.tokenizer.decode([ids[k]])
+        lay.warnings.append(f"row {lay.row}: token {k} ({piece!r}) crosses the edge of a loss span, so the "
+                            "template's pieces do not tokenize on their own as they do together; it counts as loss")
+
+    def _roles(self, lay: Layout, starts: list[int], ids: list[int]) -> list[str]:
+        roles: list[str] = []
+        edges = [bisect_left(starts, s) for s, _ in lay.roles] + [len(ids)]
+        for (_, role), a, b in zip(lay.roles, edges, edges[1:]):
+            roles += [role] * (b - a)
+        roles += ["header"] * (len(ids) - len(roles))
+        for k, token in enumerate(ids[:2]):  # the template writes BOS first (twice only when broken)
+            if token == self.bos_id:
+                roles[k] = "bos"
+        return roles
+
+    def _bos_warnings(self) -> list[str]:
+        """Template-level BOS facts, from one probe conversation."""
+        bos = self.tokenizer.bos_token
+        if not bos:
+            return []
+        try:
+            text = self.template.render([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}])
+        except TemplateError:
+            return []
+        ids = self.tokenizer.encode(text)
+        count = ids.count(self.bos_id)
+        if count > 1:
+            return [f"the template writes BOS {bos} {count} times per conversation; the model expects it once"]
+        if count == 0 and self.tokenizer.adds_bos_by_default:
+            return [f"the template writes no BOS ({bos}) although this tokenizer normally starts text with it"]
+        return []
+
+
+def _truncate(enc: Encoded, max_length: int | None, side: str) -> None:
+    """Cut ``enc`` to ``max_length`` tokens in place, recording what was lost."""
+    n = len(enc.input_ids)
+    if max_length is None or n <= max_length:
+        return
+    keep = slice(0, max_length) if side == "right" else slice(n - max_length, n)
+    removed = enc.labels[max_length:] if side == "right" else enc.labels[: n - max_length]
+    enc.lost_loss_tokens = sum(1 for label in removed if label != IGNORE)
+    enc.input_ids, enc.labels, enc.roles = enc.input_ids[keep], enc.labels[keep], enc.roles[keep]
+    enc.truncated = True
+    if enc.lost_loss_tokens and all(label == IGNORE for label in enc.labels):
+        enc.warnings.append(f"row {enc.row}: after truncation to {max_length} tokens (from {n}) no token carries "
+                            "loss; raise data.max_length or change data.truncation_side")

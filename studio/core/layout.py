@@ -1,0 +1,210 @@
+"""A conversation rendered to text, with the character spans of every turn and of the loss.
+
+Turn spans come from rendering growing prefixes (``messages[:i]``, ``messages[:i+1]`` and, before
+an assistant turn, ``messages[:i]`` with the generation prompt): their differences are a turn's
+header (e.g. ``<|start_header_id|>assistant<|end_header_id|>\\n\\n``), content and closing text
+(e.g. ``<|eot_id|>``). Works for any template, with or without ``{% generation %}`` markers.
+
+Fast path: most templates write each turn as header + content + closing, independent of the
+other turns. When the pieces learned from probes (:class:`~studio.core.templates.TurnPieces`)
+reassemble into exactly the text the template renders for the whole conversation, the spans are
+read from the pieces and the prefix renders are skipped (one render per row instead of about
+1.5 per turn). Any difference falls back to prefix rendering, so both paths give the same spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from studio.core.errors import TemplateError
+
+Turn = tuple[int, "int | None", int]  # (start, start of the trained body for an assistant turn, end)
+
+
+@dataclass
+class Layout:
+    """A rendered sequence before tokenization.
+
+    Attributes:
+        row: source row number.
+        text: the rendered text.
+        roles: ``(start char, role)`` spans covering the text in order.
+        loss: ``(start, end)`` character regions whose tokens carry loss.
+        splits: character positions where the text is tokenized as separate pieces (the
+            prompt/completion edge of a preference pair).
+        warnings: sentences about this row.
+    """
+
+    row: int
+    text: str
+    roles: list[tuple[int, str]] = field(default_factory=list)
+    loss: list[tuple[int, int]] = field(default_factory=list)
+    splits: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of two strings."""
+    if b.startswith(a):
+        return len(a)
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Layouter:
+    """Lays out examples with one template and loss option."""
+
+    def __init__(self, template, loss: str) -> None:
+        self.template = template
+        self.loss = loss
+        self.pieces = template.pieces
+
+    def render(self, row: int, messages: list, generation: bool = False) -> str:
+        """Render, naming the row in any template error."""
+        try:
+            return self.template.render(messages, generation)
+        except TemplateError as exc:
+            raise TemplateError(f"row {row}: {exc.message}", exc.hint) from exc
+
+    def layout(self, example, extra: list | None = None) -> Layout:
+        """Text, role spans and loss regions of a chat or prompt/completion row."""
+        messages = list(example.messages) + list(example.chosen or []) + list(extra or [])
+        if not messages:
+            raise TemplateError(f"row {example.row} has no messages", "remove the row or fix its columns")
+        lay = Layout(example.row, self.render(example.row, messages))
+        turns = self._fast_turns(lay, messages)
+        if turns is None:
+            turns = self._slow_turns(lay, messages)
+        if turns is None:
+            return self._flat(lay, messages)
+        lay.loss = self._loss_regions(lay, example, messages, turns)
+        return lay
+
+    def pair_layout(self, example, prompt: str, completion: list) -> Layout:
+        """A preference side: prompt (tokenized on its own) then completion, loss on the completion."""
+        from studio.core.conversation import Example
+
+        lay = self.layout(Example(example.row, list(example.messages)), completion)
+        edge = common_prefix(prompt, lay.text)
+        if edge < len(prompt):
+            lay.warnings.append(f"row {example.row}: the prompt rendered alone is not a prefix of prompt + completion")
+        lay.splits, lay.loss = [edge], [(edge, len(lay.text))]
+        return lay
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def _fast_turns(self, lay: Layout, messages: list) -> list[Turn] | None:
+        """Turns read from the learned pieces, if they reassemble into exactly the rendered text."""
+        pieces, text, pos, turns, spans = self.pieces, lay.text, 0, [], []
+        for i, msg in enumerate(messages):
+            head = pieces.heads.get((i == 0, msg.role))
+            close = pieces.closes.get(msg.role)
+            if head is None or close is None:
+                return None
+            content = msg.content.strip() if pieces.strips[msg.role] else msg.content
+            c_start = pos + len(head)
+            c_end = c_start + len(content)
+            if not (text.startswith(head, pos) and text.startswith(content, c_start)
+                    and text.startswith(close, c_end)):
+                return None
+            body = c_start if msg.role == "assistant" else None
+            spans += _spans([(pos, "header"), (c_start, msg.role), (c_end, "eot")], c_end + len(close))
+            turns.append((pos, body, c_end + len(close)))
+            pos = c_end + len(close)
+        if pos != len(text) or (pieces.gen != pieces.heads.get((False, "assistant"))):
+            return None
+        lay.roles = spans
+        return turns
+
+    def _slow_turns(self, lay: Layout, messages: list) -> list[Turn] | None:
+        """Turns from prefix renders; ``None`` when the template rewrites earlier turns."""
+        text, start, turns, spans = lay.text, 0, [], []
+        for i, msg in enumerate(messages):
+            end = len(text) if i == len(messages) - 1 else self._prefix_end(lay, messages[: i + 1])
+            if end is None or end < start:
+                return None
+            body = self._body_start(lay, messages, i, start, end) if msg.role == "assistant" else None
+            c_start, c_end = self._content_bounds(text, start if body is None else body, end, msg)
+            spans += _spans([(start, "header"), (c_start if body is None else body, msg.role), (c_end, "eot")], end)
+            turns.append((start, body, end))
+            start = end
+        lay.roles = spans
+        return turns
+
+    def _prefix_end(self, lay: Layout, prefix: list, generation: bool = False) -> int | None:
+        """Where ``render(prefix)`` ends inside the full text, or ``None`` if it is not a prefix of it."""
+        try:
+            part = self.template.render(prefix, generation)
+        except TemplateError:
+            return None
+        return len(part) if lay.text.startswith(part) else None
+
+    def _body_start(self, lay: Layout, messages: list, i: int, start: int, end: int) -> int:
+        """Where an assistant turn's trained part begins: right after its generation prompt."""
+        gen = self._prefix_end(lay, messages[:i], True) if i > 0 else None
+        if gen is not None and start <= gen <= end:
+            return gen
+        return self._content_bounds(lay.text, start, end, messages[i])[0]
+
+    def _content_bounds(self, text: str, start: int, end: int, msg) -> tuple[int, int]:
+        """Character bounds of a turn's content: just before the template's closing text."""
+        closing = self.pieces.closes.get(msg.role, "")
+        stop = end - len(closing) if closing and text.endswith(closing, start, end) else end
+        for content in (msg.content, msg.content.strip()):
+            if content and stop - len(content) >= start and text.startswith(content, stop - len(content), stop):
+                return stop - len(content), stop
+        return start, stop
+
+    # -- loss ---------------------------------------------------------------------------------
+
+    def _loss_regions(self, lay: Layout, example, messages: list, turns: list[Turn]) -> list[tuple[int, int]]:
+        if self.loss == "all":
+            return [(0, len(lay.text))]
+        if self.loss == "completion":
+            return self._completion_region(lay, example, messages, turns)
+        regions = [(body, end) for _, body, end in turns if body is not None]
+        if not regions:
+            lay.warnings.append(f"row {lay.row} has no assistant turn, so no token carries loss")
+        return regions[-1:] if self.loss == "last_assistant" else regions
+
+    def _completion_region(self, lay: Layout, example, messages: list, turns: list[Turn]) -> list[tuple[int, int]]:
+        cut = example.completion_start
+        if cut is None:  # a chat row: its trailing assistant turns are the completion
+            cut = len(messages)
+            while cut > 0 and messages[cut - 1].role == "assistant":
+                cut -= 1
+        if cut >= len(messages) or cut == 0:
+            lay.warnings.append(f"row {lay.row} has no prompt and completion, so no token carries loss")
+            return []
+        start, body, _ = turns[cut]
+        if body is not None and body - start == len(self.pieces.gen or "") \
+                and lay.text.startswith(self.pieces.gen or "\0", start):
+            return [(body, len(lay.text))]  # the generation prompt is this turn's header
+        prompt = self.render(lay.row, messages[:cut], True)
+        edge = common_prefix(prompt, lay.text)
+        if edge < len(prompt):
+            lay.warnings.append(f"row {lay.row}: the prompt rendered alone is not a prefix of the whole "
+                                "conversation; the completion starts where they differ")
+        return [(edge, len(lay.text))]
+
+    def _flat(self, lay: Layout, messages: list) -> Layout:
+        """Fallback for a template that rewrites earlier turns: only the final assistant turn trains."""
+        lay.warnings.append(f"row {lay.row}: the template does not render this conversation as growing "
+                            "prefixes, so only the final assistant turn can carry loss")
+        lay.roles = [(0, "user")]
+        if self.loss == "all":
+            lay.loss = [(0, len(lay.text))]
+        elif messages[-1].role == "assistant":
+            edge = common_prefix(self.render(lay.row, messages[:-1], True), lay.text)
+            lay.roles.append((edge, "assistant"))
+            lay.loss = [(edge, len(lay.text))]
+        return lay
+
+
+def _spans(spans: list[tuple[int, str]], end: int) -> list[tuple[int, str]]:
+    """Drop empty spans (a span ends where the next begins; the last ends at ``end``)."""
+    return [s for s, nxt in zip(spans, spans[1:] + [(end, "")]) if s[0] < nxt[0]]

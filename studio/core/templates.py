@@ -1,0 +1,372 @@
+"""Chat templates: the model's own first, else a built-in one by name.
+
+Templates are rendered with a Jinja environment built like transformers' ``apply_chat_template``
+(``ImmutableSandboxedEnvironment`` with ``trim_blocks``, ``lstrip_blocks``, ``loopcontrols``, the
+``{% generation %}`` tag, ``tojson``, ``raise_exception`` and ``strftime_now``), so the text we
+render is byte-identical to transformers' for the same template and messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from studio.core.errors import TemplateError
+
+# Meta's Llama 3 (3.0) Instruct template, byte for byte as Meta and TRL ship it (TRL recognises
+# this exact string and swaps in its training variant, so keep it identical).
+LLAMA3 = (
+    ''
+    '{% set loop_messages = messages %}'
+    '{% for message in loop_messages %}'
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+    '{% if loop.index0 == 0 %}'
+    '{% set content = bos_token + content %}'
+    '{% endif %}{{ content }}'
+    '{% endfor %}'
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    '{% endif %}'
+)
+
+# Meta's Llama 3.1 Instruct template. Its "Today Date" is fixed to Meta's default, 26 Jul 2024,
+# so the rendered text (and the tokens trained on) never change with the day a run starts.
+LLAMA3_1 = r"""{{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\n\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|start_header_id|>user<|end_header_id|>\n\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\n\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot_id|>"}}
+{%- endif %}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- "<|python_tag|>" + tool_call.name + ".call(" }}
+            {%- for arg_name, arg_val in tool_call.arguments | items %}
+                {{- arg_name + '="' + arg_val + '"' }}
+                {%- if not loop.last %}
+                    {{- ", " }}
+                {%- endif %}
+                {%- endfor %}
+            {{- ")" }}
+        {%- else  %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- '{"name": "' + tool_call.name + '", ' }}
+            {{- '"parameters": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- "}" }}
+        {%- endif %}
+        {%- if builtin_tools is defined %}
+            {#- This means we're in ipython mode #}
+            {{- "<|eom_id|>" }}
+        {%- else %}
+            {{- "<|eot_id|>" }}
+        {%- endif %}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+"""
+
+# The ChatML layout used by Qwen, SmolLM and many others.
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+BUILTIN_TEMPLATES: dict[str, str] = {"llama3": LLAMA3, "llama3.1": LLAMA3_1, "chatml": CHATML}
+
+# Marker-looking literals such as <|eot_id|> in a template, checked against the vocabulary.
+_MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+PROBE = "STUDIO_PROBE_TEXT"
+
+
+@dataclass
+class ResolvedTemplate:
+    """The chat template a run uses.
+
+    Attributes:
+        name: ``"model"`` for the model's own template, else the built-in name.
+        source: the Jinja source text.
+        warnings: sentences worth showing (template differs from the model's own, markers that
+            are not single tokens in this vocabulary...).
+        origin: ``"model"`` or ``"builtin"``.
+        specials: the template variables transformers passes (``bos_token``, ``eos_token``...).
+    """
+
+    name: str
+    source: str
+    warnings: list[str] = field(default_factory=list)
+    origin: str = "builtin"
+    specials: dict[str, str] = field(default_factory=dict)
+
+    def render(self, messages: list, add_generation_prompt: bool = False) -> str:
+        """The text of ``messages`` (``Message`` objects or role/content dicts)."""
+        return render(self.source, messages, add_generation_prompt, self.specials)
+
+    @functools.cached_property
+    def pieces(self) -> TurnPieces:
+        """How this template writes each turn, learned once from probe conversations."""
+        return learn_pieces(self)
+
+    @property
+    def closings(self) -> dict[str, str]:
+        """Per role, the text the template writes after a message's content (e.g. ``<|eot_id|>``)."""
+        return self.pieces.closes
+
+
+@dataclass
+class TurnPieces:
+    """A template seen as a sequence of turns: header + content + closing, one turn after another.
+
+    Learned from probes; a conversation may be assembled from these pieces only after checking
+    that the assembled text equals the real rendering (see ``studio.core.layout``).
+
+    Attributes:
+        heads: header text per (is first turn, role); the first one includes BOS and any
+            preamble (such as Llama 3.1's date block).
+        closes: closing text per role.
+        strips: per role, whether the template trims the content.
+        gen: the generation prompt appended by ``add_generation_prompt=True``.
+    """
+
+    heads: dict[tuple[bool, str], str] = field(default_factory=dict)
+    closes: dict[str, str] = field(default_factory=dict)
+    strips: dict[str, bool] = field(default_factory=dict)
+    gen: str | None = None
+
+
+def _probe_turn(template: ResolvedTemplate, context: list[dict], role: str) -> tuple[str, str, bool] | None:
+    """(header, closing, trims content) of a ``role`` turn written after ``context``, or None."""
+    try:
+        base = template.render(context) if context else ""
+        plain = template.render(context + [{"role": role, "content": PROBE}])
+        spaced = template.render(context + [{"role": role, "content": f" {PROBE} "}])
+    except TemplateError:
+        return None
+    if not plain.startswith(base) or plain[len(base):].count(PROBE) != 1:
+        return None
+    head, close = plain[len(base):].split(PROBE)
+    if spaced == plain:
+        return head, close, True
+    if spaced == f"{base}{head} {PROBE} {close}":
+        return head, close, False
+    return None
+
+
+def learn_pieces(template: ResolvedTemplate) -> TurnPieces:
+    """Probe ``template`` for its turn headers, closings and generation prompt."""
+    out = TurnPieces()
+    hi, ok = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}
+    for role in ("system", "user", "assistant"):
+        for first, context in ((True, []), (False, [hi, ok] if role == "user" else [hi])):
+            found = _probe_turn(template, context, role)
+            if found is None or out.closes.get(role, found[1]) != found[1] \
+                    or out.strips.get(role, found[2]) != found[2]:
+                continue
+            out.heads[(first, role)], out.closes[role], out.strips[role] = found
+    try:
+        base, gen = template.render([hi]), template.render([hi], True)
+        out.gen = gen[len(base):] if gen.startswith(base) else None
+    except TemplateError:
+        pass
+    return out
+
+
+def _raise(message: str) -> None:
+    import jinja2.exceptions
+
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    # transformers overrides Jinja's tojson, which would HTML-escape characters.
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+@functools.lru_cache(maxsize=32)
+def _environment():
+    """The sandboxed Jinja environment, configured as transformers configures its own."""
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationTag(jinja2.ext.Extension):
+        """``{% generation %}...{% endgeneration %}`` renders its body unchanged (masks come from prefixes)."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+    return env
+
+
+@functools.lru_cache(maxsize=32)
+def compile_template(source: str):
+    """A compiled template (cached by source).
+
+    Raises:
+        TemplateError: the source is not valid Jinja.
+    """
+    import jinja2
+
+    try:
+        return _environment().from_string(source)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"the chat template is not valid Jinja: {exc}",
+                            "fix the template or choose a built-in one (llama3, llama3.1, chatml)") from exc
+
+
+def as_dicts(messages: list) -> list[dict]:
+    """Messages as the plain ``{"role", "content"}`` dicts templates expect."""
+    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
+
+
+def render(source: str, messages: list, add_generation_prompt: bool = False,
+           specials: dict[str, str] | None = None) -> str:
+    """Render ``messages`` with a template exactly as transformers' ``apply_chat_template(tokenize=False)``.
+
+    Raises:
+        TemplateError: the template raised or failed on these messages.
+    """
+    import jinja2
+
+    template = compile_template(source)
+    try:
+        return template.render(messages=as_dicts(messages), tools=None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **(specials or {}))
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"the chat template cannot render this conversation: {exc}",
+                            "check the roles and their order, or choose another template") from exc
+
+
+def _marker_warnings(source: str, tokenizer) -> list[str]:
+    """Markers the template writes that this vocabulary does not hold as single tokens."""
+    missing = sorted({m for m in _MARKER.findall(source) if tokenizer.token_to_id(m) is None})
+    if not missing:
+        return []
+    return [f"the template writes {', '.join(missing)}, which the tokenizer does not have as tokens; "
+            "they will be split into pieces of text. Choose the template the model was trained with"]
+
+
+def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
+    """The template to use: the model's own for ``"auto"``, else a built-in by name.
+
+    Args:
+        tokenizer: a core :class:`~studio.core.tokenizer.Tokenizer`.
+        name: ``"auto"``, ``"llama3"``, ``"llama3.1"`` or ``"chatml"``.
+
+    Raises:
+        TemplateError: an unknown name, or ``"auto"`` with a model that has no template.
+    """
+    own = tokenizer.chat_template
+    specials = dict(tokenizer.specials)
+    if name in ("auto", "", None):
+        if not own:
+            raise TemplateError(f"the model at {tokenizer.path} has no chat template",
+                                "set model.template (or --template) to a built-in one: llama3, llama3.1 or chatml")
+        builtin = next((n for n, s in BUILTIN_TEMPLATES.items() if s == own), "model")
+        return ResolvedTemplate(builtin, own, _marker_warnings(own, tokenizer), "model", specials)
+    if name not in BUILTIN_TEMPLATES:
+        raise TemplateError(f"unknown chat template {name!r}",
+                            f"use auto or one of: {', '.join(BUILTIN_TEMPLATES)}")
+    source = BUILTIN_TEMPLATES[name]
+    warnings = _marker_warnings(source, tokenizer)
+    if own and own != source:
+        warnings.insert(0, f"the built-in template {name!r} differs from the model's own chat template; the model "
+                        "will learn a format other than the one it was built for (use 'auto' to keep its own)")
+    return ResolvedTemplate(name, source, warnings, "builtin", specials)
