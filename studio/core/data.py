@@ -161,10 +161,10 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
 
 def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str]) -> tuple[list, list]:
     """Every record through ``read_row``: (examples, bad rows sorted by row number)."""
-    used = {c for f, c in cols.items() if f not in EVAL_FIELDS}
+    mapped = set(cols.values())
     # (name in extra, column): eval columns under Studio's names, other columns under their own.
     extra_keys = [(f, cols[f]) for f in EVAL_FIELDS if f in cols]
-    extra_keys += [(c, c) for c in table.columns if c not in set(cols.values())]
+    extra_keys += [(c, c) for c in table.columns if c not in mapped]
     examples, bad = [], list(table.bad_rows)
     for row, rec in table.records:
         try:
