@@ -87,7 +87,8 @@ def read_table(path: str | Path) -> RawTable:
     else:
         kind = EXTENSIONS.get(path.suffix.lower())
         if kind is None:
-            raise DataError(f"{path}: Studio cannot read '{path.suffix or 'no extension'}' files as a dataset",
+            kind_name = f"'{path.suffix}' files" if path.suffix else "files without an extension"
+            raise DataError(f"{path}: Studio cannot read {kind_name} as a dataset",
                             f"convert it to {ACCEPTED} (a JSON Lines file that is only misnamed can be renamed)")
         table = _read_parquet(path) if kind == "parquet" else _READERS[kind](path, _read_text(path))
     table.columns = _columns(table.records)
