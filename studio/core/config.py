@@ -50,7 +50,7 @@ class DataConfig:
     eval_fraction: float = _f(0.1, "Share of training rows held out for evaluation when no eval file is given.", min=0.0, max=0.5)
     general_eval: str = _f("", "Optional file of general text whose loss is tracked to catch forgetting.")
     format: str = _f("auto", "Dataset format; 'auto' detects it.",
-                     choices=("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference"))
+                     choices=("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text"))
     columns: dict = _f({}, "Column mapping that overrides detection, e.g. {messages: dialog}.")
     loss: str = _f("assistant", "Which tokens carry loss: every assistant turn, the last one, all tokens, or the completion.",
                    choices=LOSS_OPTIONS)
