@@ -28,7 +28,7 @@ def run(ctx) -> str:
     loss = LOSS_NAMES.get(cfg.train.dpo_loss, cfg.train.dpo_loss)
     args = common.training_args(ctx, DPOConfig, beta=cfg.train.beta, loss_type=[loss],
                                 max_length=cfg.data.max_length, truncation_mode="keep_start")
-    trainer = DPOTrainer(model=ctx.load_model(), args=args, train_dataset=common.dataset(train_rows),
+    trainer = DPOTrainer(model=common.load_model(ctx), args=args, train_dataset=common.dataset(train_rows),
                          eval_dataset=common.dataset(eval_rows), processing_class=ctx.hf_tokenizer(),
                          callbacks=[common.StudioCallback(ctx, len(train_rows), len(eval_rows), loss_type=loss)])
     return common.train(ctx, trainer)

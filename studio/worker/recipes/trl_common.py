@@ -61,6 +61,33 @@ def dataset(rows: list[dict]):
     return Dataset.from_list(rows)
 
 
+def runtime(ctx) -> tuple[str, str]:
+    """(device kind, precision) without creating an Accelerator.
+
+    The trainer's arguments reset accelerate's shared state when they are built, so an
+    Accelerator made before them would be left stale; :func:`bind` hands the trainer's own
+    accelerator to the context instead.
+    """
+    from studio.worker.device import pick_device, resolve_precision
+
+    device = pick_device(ctx.cfg.train.device)
+    return device, resolve_precision(ctx.cfg.train.precision, device)
+
+
+def load_model(ctx):
+    """The base model with the run's method applied, on the run's device and precision."""
+    from studio.worker.methods import load_model as load
+
+    device, precision = runtime(ctx)
+    return load(ctx.cfg, ctx.model_path, device, precision)
+
+
+def bind(ctx, trainer):
+    """Make the trainer's accelerator the run's, so ``ctx.device``/``ctx.is_main`` agree with it."""
+    ctx.__dict__["accelerator"] = trainer.accelerator
+    return trainer
+
+
 def training_args(ctx, config_cls, **extra):
     """A TRL config (``DPOConfig``, ``KTOConfig``...) filled from the run config.
 
@@ -68,6 +95,7 @@ def training_args(ctx, config_cls, **extra):
     Reports go through Studio's own loggers (events), so ``report_to`` is ``none``.
     """
     cfg, t = ctx.cfg, ctx.cfg.train
+    device, precision = runtime(ctx)
     has_eval = bool(ctx.eval_examples)
     kwargs = dict(
         output_dir=str(ctx.checkpoints_dir / STAGING), max_steps=t.max_steps if t.max_steps > 0 else -1,
@@ -77,8 +105,8 @@ def training_args(ctx, config_cls, **extra):
         seed=t.seed, data_seed=cfg.data.seed, logging_steps=t.logging_steps,
         eval_strategy="steps" if has_eval and cfg.eval.every_steps else "no",
         eval_steps=cfg.eval.every_steps or None, save_strategy="steps", save_steps=cfg.output.save_every_steps,
-        bf16=ctx.precision == "bf16", fp16=ctx.precision == "fp16", use_cpu=ctx.device.type == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing, report_to="none", disable_tqdm=True,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
+        activation_checkpointing=t.gradient_checkpointing, report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, include_num_input_tokens_seen=True,
     )
     kwargs.update(extra)
@@ -161,6 +189,7 @@ def resume_path(ctx) -> str | None:
 
 def train(ctx, trainer) -> str:
     """Resume if asked, train, evaluate once more, save ``final/``; returns the run status."""
+    bind(ctx, trainer)
     trainer.train(resume_from_checkpoint=resume_path(ctx))
     if ctx.stop_requested:
         return "stopped"
