@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
@@ -119,7 +119,7 @@ class MethodPage(QWidget):
         self.problem_list.itemClicked.connect(self._focus_problem)
         box.addWidget(self.problem_list)
         col.addWidget(problems, 1)
-        col.addWidget(self._preflight_box(panel), 2)
+        col.addWidget(self._preflight_box(panel), 3)
         return panel
 
     def _preflight_box(self, parent) -> QGroupBox:
@@ -130,6 +130,7 @@ class MethodPage(QWidget):
         self.memory.setWordWrap(True)
         self.lint_list = named(QListWidget(box), "lintList", "Pitfalls found")
         self.lint_list.setWordWrap(True)
+        self.lint_list.setSpacing(4)
         form.addRow(self.busy)
         form.addRow("Memory", self.memory)
         form.addRow(QLabel("Pitfalls"))
@@ -181,9 +182,11 @@ class MethodPage(QWidget):
         self.memory.setText(_memory_text(report.get("estimate"), budget))
         self.lint_list.clear()
         for lint in report.get("lints", []):
-            item = QListWidgetItem(f"{'⛔' if lint['severity'] == 'error' else '⚠'} {lint['message']}\n"
-                                   f"   What to do: {lint['hint']}")
-            item.setToolTip(lint["code"])
+            error = lint["severity"] == "error"
+            item = QListWidgetItem(f"{'Must fix' if error else 'Check'}: {lint['message']}\n"
+                                   f"What to do: {lint['hint']}")
+            item.setForeground(QColor("#b91c1c" if error else "#92400e"))
+            item.setToolTip(f"{lint['severity']} ({lint['code']})")
             self.lint_list.addItem(item)
         if not report.get("lints"):
             self.lint_list.addItem(f"No pitfalls found in {report.get('rows_checked', 0)} rows checked.")

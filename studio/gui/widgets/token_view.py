@@ -174,6 +174,7 @@ class LegendWidget(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         for text, chip in self.ENTRIES:
             sample = TokenChipsWidget("legendChip", self)
+            sample.setAccessibleName(f"Sample chip: {text}")
             sample.set_tokens([chip])
             sample.setFixedSize(sample.chip_rect(0).right() + _MARGIN + 2, sample.heightForWidth(400))
             row.addWidget(sample)
