@@ -96,3 +96,17 @@ def test_dpo_trains_and_reports(model_dir, tmp_path):
     _check(status, events, run_dir)
     step = next(e for e in events if e["type"] == "step")
     assert "rewards/margins" in step  # TRL's preference metrics travel with the step event
+
+
+def test_kto_rows_come_from_pairs_and_train(model_dir, tmp_path):
+    from studio.worker.recipes.kto import unpaired_rows
+
+    pair = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "assistant", "content": "bad"}]}
+    assert [(r["completion"][0]["content"], r["label"]) for r in unpaired_rows([pair])] == [("good", True),
+                                                                                           ("bad", False)]
+    _check(*_run(model_dir, tmp_path, "kto", PREFS))
+
+
+def test_orpo_trains_and_reports(model_dir, tmp_path):
+    _check(*_run(model_dir, tmp_path, "orpo", PREFS))
