@@ -149,7 +149,7 @@ def test_batch_tab_packs_rows_with_restarting_positions(page, state, qtbot):
     page.padding.setCurrentText("packing")
     page.batch_size.setValue(3)
     qtbot.waitUntil(lambda: page.batch is not None and "packed" in page.batch.summary
-                    and page.batch.summary.startswith("3 rows"), timeout=20_000)
+                    and page.batch.summary.startswith("3 sequences"), timeout=20_000)
     chips = [c for r in page.batch.rows for c in r if not c.pad]
     assert sum(1 for c in chips if c.position_id == 0) == 3
     assert all(c.role != "text" for c in chips), "every packed token is matched to its source row"
@@ -201,3 +201,20 @@ def test_real_llama_tokenizer_matches_core_encoding(qtbot):
     assert [c.label for c in chips] == encoded.labels
     assert chips[0].token_id == 128000 and chips[0].special  # one <|begin_of_text|>, never two
     assert chips[1].token_id != 128000
+
+
+def test_preference_rows_show_chosen_or_rejected(qtbot):
+    cfg = initial_config()
+    cfg.data.train = str(Path(cfg.data.train).with_name("travel_prefs.jsonl"))
+    cfg.train.objective = "dpo"
+    cfg.data.padding = "longest"
+    state = StudioState(cfg)
+    p = _shown(qtbot, state)
+    assert p.side_combo.isVisibleTo(p)
+    tokenizer = load_tokenizer(cfg.model.path)
+    example = load_examples(cfg.data.train).examples[0]
+    pair = Encoder(tokenizer, EncodeOptions(max_length=cfg.data.max_length)).encode_pair(example)
+    assert [c.token_id for c in _real(p)] == pair.chosen.input_ids
+    p.side_combo.setCurrentText("rejected")
+    qtbot.waitUntil(lambda: [c.token_id for c in _real(p)] == pair.rejected.input_ids, timeout=20_000)
+    qtbot.waitUntil(lambda: p.batch is not None and len(p.batch.rows) == 2 * cfg.train.batch_size, timeout=20_000)

@@ -87,8 +87,10 @@ class InspectPage(QWidget):
                  ("Loss on", self.loss), ("Max length", self.max_length), ("Cut from", self.trunc_side),
                  ("Padding", self.padding), ("Multiple of", self.multiple), ("Pad side", self.pad_side),
                  ("Batch size", self.batch_size)]
+        self.labels = {}
         for i, (label, widget) in enumerate(cells):
-            grid.addWidget(QLabel(label), i // 5 * 2, i % 5)
+            self.labels[widget] = QLabel(label)
+            grid.addWidget(self.labels[widget], i // 5 * 2, i % 5)
             grid.addWidget(widget, i // 5 * 2 + 1, i % 5)
         grid.addWidget(self.busy, 4, 0, 1, 5)
         return grid
@@ -167,7 +169,10 @@ class InspectPage(QWidget):
         self.row_spin.setRange(1, max(count, 1))
         self.row_spin.setSuffix(f" of {count}")
         self.row_spin.blockSignals(False)
-        self.side_combo.setEnabled(bool(count) and sources.report.examples[0].chosen is not None)
+        # Only preference rows have two sequences to choose from.
+        pairs = bool(count) and sources.report.examples[0].chosen is not None
+        self.side_combo.setVisible(pairs)
+        self.labels[self.side_combo].setVisible(pairs)
         self.refresh_views()
 
     def refresh_views(self) -> None:

@@ -185,7 +185,7 @@ def _summary(encoded_rows: list, rows: list[list[TokenChip]], strategy: str) -> 
     total = sum(len(r) for r in rows)
     share = 100 * pads / total if total else 0
     if strategy == "packing":
-        return (f"{len(encoded_rows)} rows packed into {len(rows)} sequence(s) of up to {width} tokens; "
+        return (f"{len(encoded_rows)} sequences packed into {len(rows)} sequence(s) of up to {width} tokens; "
                 f"{real} real tokens, {pads} padding ({share:.0f} %). Position ids restart at each row.")
-    return (f"{len(encoded_rows)} rows padded to {width} tokens each ({strategy}): {real} real tokens, "
+    return (f"{len(encoded_rows)} sequences padded to {width} tokens each ({strategy}): {real} real tokens, "
             f"{pads} padding tokens ({share:.0f} % of the batch).")
