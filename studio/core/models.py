@@ -283,17 +283,24 @@ def looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not Path(text).expanduser().exists() and not text.startswith((".", "~"))
 
 
-#: called with (files done, files total)
+#: called with (MiB done, MiB total) while a download runs
 Progress = Callable[[int, int], None]
+_MIB = 2**20
 
 
 def _progress_class(progress: Progress | None):
-    """A tqdm subclass that reports snapshot_download's file counter to ``progress``."""
+    """A tqdm subclass that reports snapshot_download's byte counters to ``progress`` in MiB.
+
+    The hub library creates several bars (bytes transferred, bytes written, files); only the
+    byte bars are reported, and nothing is printed.
+    """
+    import io
+
     from tqdm.auto import tqdm
 
     class _Report(tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs["disable"] = False
+            kwargs.update(disable=False, file=io.StringIO())
             kwargs.pop("name", None)
             super().__init__(*args, **kwargs)
             self._emit()
@@ -303,9 +310,15 @@ def _progress_class(progress: Progress | None):
             self._emit()
             return out
 
+        def refresh(self, *args, **kwargs):
+            # the hub library grows ``total`` as it learns file sizes, then refreshes
+            out = super().refresh(*args, **kwargs)
+            self._emit()
+            return out
+
         def _emit(self):
-            if progress is not None and self.total:
-                progress(int(self.n), int(self.total))
+            if progress is not None and self.unit == "B" and self.total:
+                progress(int(self.n // _MIB), max(int(self.total // _MIB), 1))
 
     return _Report
 

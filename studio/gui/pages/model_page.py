@@ -194,7 +194,7 @@ class ModelPage(QWidget):
         self._tasks.submit("download", lambda report: models.download_model(repo_id, report),
                            self._downloaded, self._download_failed,
                            lambda done, total: self.progress.progress(done, total, f"Downloading {repo_id}: "
-                                                                      f"{done} of {total} files"))
+                                                                      f"{done} of {total} MiB"))
 
     def _downloaded(self, folder: str) -> None:
         self.progress.stop()

@@ -125,3 +125,15 @@ def test_offline_download_says_offline(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.startswith("ModelError"), out.stdout + out.stderr
     assert "offline" in out.stdout and "local folder" in out.stdout
+
+
+def test_download_progress_reports_bytes_in_mib():
+    seen = []
+    bar_class = models._progress_class(lambda done, total: seen.append((done, total)))
+    files = bar_class(total=3, unit="it")
+    files.update(1)
+    data = bar_class(total=0, unit="B")
+    data.total = 10 * 2**20  # the hub library grows the total as file sizes become known
+    data.refresh()
+    data.update(4 * 2**20)
+    assert seen == [(0, 10), (4, 10)]
