@@ -110,3 +110,14 @@ def test_kto_rows_come_from_pairs_and_train(model_dir, tmp_path):
 
 def test_orpo_trains_and_reports(model_dir, tmp_path):
     _check(*_run(model_dir, tmp_path, "orpo", PREFS))
+
+
+def test_reward_model_trains_a_score_head(model_dir, tmp_path):
+    status, events, run_dir = _run(model_dir, tmp_path, "reward", PREFS)
+    _check(status, events, run_dir)
+    evals = [e for e in events if e["type"] == "eval"]
+    assert "accuracy" in evals[-1]["metrics"]
+    manifest = json.loads((run_dir / "final" / "studio.json").read_text())
+    assert manifest["task"] == "reward"
+    adapter = json.loads((run_dir / "final" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
