@@ -35,39 +35,54 @@ def write_log(run_dir: Path, steps: int) -> None:
         fh.write(json.dumps({"v": 1, "type": "finished", "time": steps * 0.01, "status": "completed"}) + "\n")
 
 
+def _probe_class():
+    from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
+
+    class InputProbe(QObject):
+        """Posts an event, as a mouse click or key press would be, and records how long it waited."""
+
+        def post(self) -> None:
+            self._sent = time.perf_counter()
+            QCoreApplication.postEvent(self, QEvent(QEvent.Type.User))
+
+        def event(self, ev) -> bool:
+            if ev.type() == QEvent.Type.User:
+                self.waits.append(time.perf_counter() - self._sent)
+                QTimer.singleShot(10, self.post)  # not at once: a busy probe would slow the replay
+                return True
+            return super().event(ev)
+
+    InputProbe.waits = []
+    return InputProbe
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
     args = parser.parse_args()
-    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from studio.gui.run_view import RunView
     from studio.gui.runner import RunProcess
 
     app = QApplication(sys.argv)
+    InputProbe = _probe_class()
     run_dir = Path(tempfile.mkdtemp())
     write_log(run_dir, args.steps)
     view = RunView()
     view.resize(1280, 800)
     view.show()
-    worst = [0.0]
-    beat = QElapsedTimer()
-    beat.start()
-
-    def heartbeat() -> None:
-        worst[0] = max(worst[0], beat.restart() / 1000)
-
-    timer = QTimer(interval=10, timeout=heartbeat)
-    timer.start()
+    probe = InputProbe()
     proc = RunProcess(run_dir)
-    done = []
-    proc.finished.connect(done.append)
+    loop = QEventLoop()
+    proc.finished.connect(loop.quit)
     view.watch(proc)
     t0 = time.perf_counter()
     proc.follow(None)
-    while not done:
-        app.processEvents()
+    probe.post()
+    loop.exec()
+    gaps = probe.waits
     replay = time.perf_counter() - t0
     t1 = time.perf_counter()
     view.panel.loss._dirty.update(view.panel.loss.series)
@@ -75,7 +90,8 @@ def main() -> int:
     app.processEvents()
     redraw = time.perf_counter() - t1
     print(f"steps={args.steps} points_in_loss_plot={view.panel.loss.point_count('train')} "
-          f"replay_s={replay:.2f} longest_event_loop_block_s={worst[0]:.3f} full_redraw_s={redraw:.3f}")
+          f"replay_s={replay:.2f} input_wait_max_s={max(gaps):.3f} "
+          f"input_wait_p99_s={sorted(gaps)[int(0.99 * len(gaps))]:.3f} waits={len(gaps)} full_redraw_s={redraw:.3f}")
     return 0
 
 

@@ -10,6 +10,7 @@ clip-to-view, so drawing cost follows the pixels on screen, not the number of st
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,7 +19,9 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 
 #: Colour-blind friendly palette (Okabe-Ito) for curves and compared runs.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
-REDRAW_MS = 150
+REDRAW_MS = 250
+MAX_REDRAW_MS = 2000
+PAINT_SHARE = 8
 EMA_ALPHA = 0.1
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
@@ -51,6 +54,17 @@ class SeriesBuffer:
         self._y[self._n] = math.nan if y is None else y
         self._n += 1
 
+    def extend(self, xs: list[float], ys: list[float | None]) -> None:
+        """Add many points at once (one numpy copy instead of a Python call per point)."""
+        ys = [math.nan if y is None else y for y in ys]
+        need = self._n + len(xs)
+        if need > len(self._x):
+            size = max(need, 2 * len(self._x))
+            self._x, self._y = np.resize(self._x, size), np.resize(self._y, size)
+        self._x[self._n:need] = xs
+        self._y[self._n:need] = ys
+        self._n = need
+
     @property
     def x(self) -> np.ndarray:
         return self._x[: self._n]
@@ -79,6 +93,10 @@ class EmaSeries(SeriesBuffer):
             self._value = y if self._value is None else self.alpha * y + (1 - self.alpha) * self._value
         super().append(x, self._value)
 
+    def extend(self, xs: list[float], ys: list[float | None]) -> None:
+        for x, y in zip(xs, ys):
+            self.append(x, y)
+
     def clear(self) -> None:
         super().clear()
         self._value = None
@@ -101,6 +119,14 @@ class MetricPlot(pg.PlotWidget):
         self.series: dict[str, SeriesBuffer] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._dirty: set[str] = set()
+        self.paint_seconds = 0.0
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        # Timed so the redraw timer can slow down when painting is expensive (slow machine,
+        # big window) and keep most of the time for input and for reading events.
+        start = time.perf_counter()
+        super().paintEvent(event)
+        self.paint_seconds = time.perf_counter() - start
 
     def add_curve(self, name: str, color: str, width: float = 1.5, series: SeriesBuffer | None = None,
                   dashed: bool = False, symbol: str | None = None) -> None:
@@ -118,6 +144,11 @@ class MetricPlot(pg.PlotWidget):
     def append(self, name: str, x: float, y: float | None) -> None:
         self.series[name].append(x, y)
         self._dirty.add(name)
+
+    def extend(self, name: str, xs: list[float], ys: list[float | None]) -> None:
+        if xs:
+            self.series[name].extend(xs, ys)
+            self._dirty.add(name)
 
     def point_count(self, name: str) -> int:
         return len(self.series[name])
@@ -156,11 +187,16 @@ def prefixed(prefix: str, name: str) -> str:
 
 
 class RedrawTimer(QObject):
-    """One timer that redraws a set of plots a few times per second (coalesces bursts of events)."""
+    """One timer that redraws a set of plots a few times per second (coalesces bursts of events).
+
+    The interval adapts: at least ``interval_ms``, and at least eight times what the last paint
+    of all plots cost, so painting never takes more than about an eighth of the window's time.
+    """
 
     def __init__(self, plots: list[MetricPlot], parent: QObject | None = None, interval_ms: int = REDRAW_MS) -> None:
         super().__init__(parent)
         self.plots = plots
+        self._base_ms = interval_ms
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.redraw)
@@ -169,6 +205,8 @@ class RedrawTimer(QObject):
     def redraw(self) -> None:
         for plot in self.plots:
             plot.redraw()
+        cost_ms = 1000 * sum(plot.paint_seconds for plot in self.plots)
+        self._timer.setInterval(int(min(MAX_REDRAW_MS, max(self._base_ms, PAINT_SHARE * cost_ms))))
 
 
 class MetricsPanel(QWidget):
@@ -211,25 +249,31 @@ class MetricsPanel(QWidget):
         grid.setRowStretch(1, 1)
         grid.setRowStretch(2, 1)
 
+    def add_events(self, events: list[dict]) -> None:
+        """Take a slice of events: step metrics are added column by column, in one go each."""
+        steps = [e for e in events if e.get("type") == "step"]
+        if steps:
+            xs = [e.get("step", 0) for e in steps]
+            for plot, name, key in self._STEP_CURVES:
+                getattr(self, plot).extend(name, xs, [e.get(key) for e in steps])
+        for event in events:
+            if event.get("type") == "eval":
+                self.add_event(event)
+
+    _STEP_CURVES = (("loss", "train", "loss"), ("loss", "train (smoothed)", "loss"),
+                    ("lr", "learning rate", "learning_rate"), ("grad", "grad norm", "grad_norm"),
+                    ("speed", "tokens/s", "tokens_per_second"), ("memory", "memory", "memory_mib"))
+
     def add_event(self, event: dict) -> None:
         """Take one protocol event; only ``step`` and ``eval`` carry curve points."""
         if event.get("type") == "step":
-            self._add_step(event)
+            self.add_events([event])
         elif event.get("type") == "eval":
             step = event.get("step", 0)
             self.loss.append("eval", step, event.get("eval_loss"))
             general = (event.get("metrics") or {}).get("general_loss")
             if general is not None:
                 self.loss.append("general text (forgetting)", step, general)
-
-    def _add_step(self, event: dict) -> None:
-        step = event.get("step", 0)
-        self.loss.append("train", step, event.get("loss"))
-        self.loss.append("train (smoothed)", step, event.get("loss"))
-        self.lr.append("learning rate", step, event.get("learning_rate"))
-        self.grad.append("grad norm", step, event.get("grad_norm"))
-        self.speed.append("tokens/s", step, event.get("tokens_per_second"))
-        self.memory.append("memory", step, event.get("memory_mib"))
 
     def _plot(self, title: str, object_name: str, y_label: str = "") -> MetricPlot:
         plot = MetricPlot(title, y_label)

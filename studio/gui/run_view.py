@@ -83,6 +83,7 @@ class RunView(QWidget):
         self.status = ""
         self.samples: list[dict] = []
         self._pending_log: list[str] = []
+        self._progress_dirty = False
         self._build()
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(REDRAW_MS)
@@ -150,19 +151,18 @@ class RunView(QWidget):
     def watch(self, proc: RunProcess | None) -> None:
         """Show ``proc``'s run from its first event (replayed) on; ``None`` empties the view."""
         if self.proc is not None:
-            self.proc.event.disconnect(self.add_event)
+            self.proc.events.disconnect(self.add_events)
             self.proc.finished.disconnect(self.show_outcome)
         self.clear()
         self.proc = proc
         if proc is None:
             return
         # Events the process has already read are replayed from the log; newer ones arrive live.
-        for event in proc.history():
-            self.add_event(event)
+        self.add_events(proc.history())
         if not proc.is_running():
             self.show_outcome(proc.outcome())
             return
-        proc.event.connect(self.add_event)
+        proc.events.connect(self.add_events)
         proc.finished.connect(self.show_outcome)
         self._set_status("running")
 
@@ -183,9 +183,16 @@ class RunView(QWidget):
         self.progress_bar.setFormat("No run yet")
         self._set_status("")
 
+    def add_events(self, events: list[dict]) -> None:
+        """Take a slice of protocol events (curves are redrawn by a timer, not here)."""
+        self.panel.add_events(events)
+        for event in events:
+            self._handle(event)
+
     def add_event(self, event: dict) -> None:
-        """Take one protocol event (curves are redrawn by a timer, not here)."""
-        self.panel.add_event(event)
+        self.add_events([event])
+
+    def _handle(self, event: dict) -> None:
         handler = getattr(self, f"_on_{event.get('type')}", None)
         if handler is not None:
             handler(event)
@@ -202,7 +209,7 @@ class RunView(QWidget):
 
     def _on_step(self, event: dict) -> None:
         self.progress.stepped(event)
-        self._update_progress()
+        self._progress_dirty = True  # the bar is redrawn by the flush timer, not per step
 
     def _on_log(self, event: dict) -> None:
         self._pending_log.append(event.get("text", ""))
@@ -231,12 +238,15 @@ class RunView(QWidget):
                                          f"Answer: {event.get('text', '')}\n")
 
     def _update_progress(self) -> None:
+        self._progress_dirty = False
         total = max(self.progress.max_steps, self.progress.step, 1)
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(self.progress.step, total))
         self.progress_bar.setFormat(self.progress.text())
 
     def _flush_log(self) -> None:
+        if self._progress_dirty:
+            self._update_progress()
         if self._pending_log:
             lines, self._pending_log = self._pending_log[-MAX_LOG_LINES:], []
             self.log_view.appendPlainText("\n".join(lines))

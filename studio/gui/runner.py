@@ -19,16 +19,23 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
 
-from studio.core.protocol import LineReader, read_events
+from studio.core.protocol import LineReader
 
 log = logging.getLogger("studio.gui.runner")
 
 POLL_MS = 200
+CATCH_UP_MS = 30
+#: Longest time one poll spends reading a backlog before letting the window paint and take input.
+SLICE_BUDGET_S = 0.05
+#: Bytes of event log read per poll (about 500 step events): replaying a million-step log then
+#: takes many short slices between which the window keeps painting, instead of one long freeze.
+MAX_READ = 128 * 1024
 LOG_TAIL_LINES = 30
 #: The source checkout (or site-packages) holding the ``studio`` package, for the child's path.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -102,14 +109,25 @@ def log_tail(run_dir: str | Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def read_history(run_dir: str | Path, end: int) -> list[dict]:
-    """Events of a run's ``events.jsonl`` from its start up to byte ``end`` (a follower's offset)."""
+def read_span(run_dir: str | Path, offset: int, limit: int) -> tuple[list[dict], int]:
+    """Complete event lines of a run's ``events.jsonl`` within ``limit`` bytes from ``offset``.
+
+    Returns the events and the offset after the last complete line; a partial line (a worker
+    still writing it) is left for the next read, like :func:`studio.core.protocol.read_events`.
+    """
     try:
         with open(Path(run_dir) / "events.jsonl", "rb") as fh:
-            data = fh.read(end)
+            fh.seek(offset)
+            data = fh.read(limit)
     except OSError:
-        return []
-    return LineReader().feed(data)
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    return LineReader().feed(data[:end]), offset + end
+
+
+def read_history(run_dir: str | Path, end: int) -> list[dict]:
+    """Events of a run's ``events.jsonl`` from its start up to byte ``end`` (a follower's offset)."""
+    return read_span(run_dir, 0, end)[0]
 
 
 def events_size(run_dir: str | Path) -> int:
@@ -131,10 +149,12 @@ class RunProcess(QObject):
 
     Signals:
         event(dict): one protocol event, in log order.
+        events(list): the same events, a slice at a time (cheaper for views that take many).
         finished(object): the :class:`RunOutcome` once the run has ended.
     """
 
     event = Signal(dict)
+    events = Signal(list)
     finished = Signal(object)
 
     def __init__(self, run_dir: str | Path, parent: QObject | None = None) -> None:
@@ -202,25 +222,36 @@ class RunProcess(QObject):
         if self._outcome is not None:
             return
         alive = self.is_alive()  # taken before reading, so no event written before death is missed
-        self._read_new()
+        deadline = time.monotonic() + SLICE_BUDGET_S
+        behind = self._read_new()
+        while behind and self._final is None and time.monotonic() < deadline:
+            behind = self._read_new()
+        self._timer.setInterval(POLL_MS)
         if self._final is not None:
             self._finish(self._outcome_from_final())
+        elif behind:
+            self._timer.setInterval(CATCH_UP_MS)  # one slice per tick; input and painting run between
         elif not alive:
             self._finish(self._outcome_dead())
 
-    def _read_new(self) -> None:
-        if self.offset < self._history_end:
-            for ev in read_history(self.run_dir, self._history_end):
-                self._dispatch(ev, history=True)
-            self.offset = self._history_end
-        try:
-            events, self.offset = read_events(str(Path(self.run_dir) / "events.jsonl"), self.offset)
-        except OSError:
-            return  # the worker has not created its log yet
+    def _read_new(self) -> bool:
+        """Read one slice of new events; True when more complete data is waiting."""
+        history = self.offset < self._history_end
+        limit = min(MAX_READ, self._history_end - self.offset) if history else MAX_READ
+        events, offset = read_span(self.run_dir, self.offset, limit)
+        if history and offset == self.offset:
+            offset = self._history_end  # an unfinished line left by a worker that died mid-write
+        self.offset = offset
+        # An emit costs tens of microseconds even with no receiver: skip per-event signals
+        # nobody listens to (views take the cheaper per-slice ``events`` signal).
+        per_event = self.isSignalConnected(QMetaMethod.fromSignal(self.event))
         for ev in events:
-            self._dispatch(ev, history=False)
+            self._dispatch(ev, history, per_event)
+        if events:
+            self.events.emit(events)
+        return events_size(self.run_dir) - self.offset > 0 and (bool(events) or history)
 
-    def _dispatch(self, ev: dict, history: bool) -> None:
+    def _dispatch(self, ev: dict, history: bool, emit: bool = True) -> None:
         kind = ev.get("type")
         if kind == "finished" and not history:
             self._final = ev
@@ -228,7 +259,8 @@ class RunProcess(QObject):
             self._logs.append(ev.get("text", ""))
         if ev.get("error"):
             self._last_error = (str(ev.get("error")), str(ev.get("hint", "")))
-        self.event.emit(ev)
+        if emit:
+            self.event.emit(ev)
 
     def _finish(self, outcome: RunOutcome) -> None:
         self._timer.stop()
