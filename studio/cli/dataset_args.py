@@ -50,13 +50,22 @@ def _positive(text: str) -> int:
 
 @dataclass
 class Inputs:
-    """A loaded tokenizer, dataset report and the resolved template and encode options."""
+    """A loaded tokenizer and dataset report, and the encoder (template, options) for them."""
 
     tokenizer: Any
     report: Any
-    template: Any
-    options: Any
+    encoder: Any
     model_path: Path
+
+    @property
+    def template(self):
+        """The resolved chat template."""
+        return self.encoder.template
+
+    @property
+    def options(self):
+        """The encode options."""
+        return self.encoder.options
 
 
 def load_inputs(args, max_length: int | None = None) -> Inputs:
@@ -72,21 +81,19 @@ def load_inputs(args, max_length: int | None = None) -> Inputs:
         TemplateError: the template is unknown or the model has none.
     """
     from studio.core.data import load_examples
-    from studio.core.encoding import EncodeOptions
+    from studio.core.encoding import EncodeOptions, Encoder
     from studio.core.models import resource_path
-    from studio.core.templates import resolve_template
     from studio.core.tokenizer import load_tokenizer
 
     model_path = resource_path(args.model)
     tokenizer = load_tokenizer(model_path)
-    template = resolve_template(tokenizer, args.template)
+    encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length))
     report = load_examples(_data_path(args.data), format=args.format)
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",
                         "fix the rows listed above (or pick the right --format) and try again")
-    options = EncodeOptions(template=args.template, loss=args.loss, max_length=max_length)
-    return Inputs(tokenizer, report, template, options, Path(model_path))
+    return Inputs(tokenizer, report, encoder, Path(model_path))
 
 
 def _data_path(text: str) -> Path:

@@ -33,8 +33,7 @@ def run(args) -> int:
     from studio.core import stats
 
     inputs = load_inputs(args)
-    measured = stats.measure_dataset(inputs.report, inputs.tokenizer, inputs.options,
-                                     use_cache=not args.no_cache)
+    measured = stats.measure_dataset(inputs.report, inputs.encoder, use_cache=not args.no_cache)
     result = stats.compute(measured, batch_size=max(1, args.batch_size), max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),
                            multiple_of=max(1, args.multiple_of), bins=max(1, args.bins))
@@ -52,7 +51,7 @@ def _as_json(inputs, measured, result) -> dict:
                  "usable_rows": report.usable_rows,
                  "bad_rows": [{"row": b.row, "reason": b.reason} for b in report.bad_rows]},
         "model": str(inputs.model_path),
-        "template": {"name": inputs.template.name, "warnings": list(inputs.template.warnings)},
+        "template": {"name": inputs.template.name, "warnings": list(inputs.encoder.warnings)},
         "encoding_warnings": {"count": measured.warning_count,
                               "first": [{"row": r, "message": m} for r, m in measured.warnings]},
         "stats": result.to_dict(),
@@ -67,7 +66,7 @@ def _text_report(inputs, measured, result) -> list[str]:
 def _validation(inputs, measured) -> list[str]:
     lines = ["Dataset", *("  " + line for line in inputs.report.summary().splitlines())]
     lines.append(f"Model     {inputs.model_path}   template: {inputs.template.name}")
-    lines += [f"  template warning: {w}" for w in inputs.template.warnings]
+    lines += [f"  warning: {w}" for w in inputs.encoder.warnings]
     if measured.warning_count:
         lines.append(f"  encoding warnings: {measured.warning_count:,}")
         lines += [f"    row {row}: {message}" for row, message in measured.warnings[:10]]
@@ -85,11 +84,16 @@ def _lengths(result) -> list[str]:
     return lines
 
 
+def percent(share: float) -> str:
+    """``0.4%``; a share too small for one decimal but not zero reads ``<0.1%``."""
+    return "<0.1%" if 0 < share < 0.0005 else f"{share:.1%}"
+
+
 def _truncation(result) -> list[str]:
     t = result.truncation
     return [f"Truncation at max_length {t.max_length:,}",
-            f"  sequences truncated   {t.truncated:,} of {t.sequences:,} ({t.share:.1%})",
-            f"  loss tokens lost      {t.lost_loss_tokens:,} of {t.loss_tokens:,} ({t.lost_share:.1%})",
+            f"  sequences truncated   {t.truncated:,} of {t.sequences:,} ({percent(t.share)})",
+            f"  loss tokens lost      {t.lost_loss_tokens:,} of {t.loss_tokens:,} ({percent(t.lost_share)})",
             f"  left with no loss     {t.emptied:,} sequences (they would train nothing)"]
 
 
@@ -97,7 +101,7 @@ def _waste(result) -> list[str]:
     lines = [f"Padding waste at batch size {result.batch_size}, max_length {result.max_length:,}",
              f"  {'strategy':<12}{'pad tokens':>14}{'all tokens':>14}{'waste':>8}{'batches':>9}{'peak batch':>12}"]
     for w in result.waste:
-        lines.append(f"  {w.strategy:<12}{w.pad_tokens:>14,}{w.total_tokens:>14,}{w.share:>8.1%}"
+        lines.append(f"  {w.strategy:<12}{w.pad_tokens:>14,}{w.total_tokens:>14,}{percent(w.share):>8}"
                      f"{w.batches:>9,}{w.peak_batch_tokens:>12,}")
     lines.append("  (waste = pad tokens / all tokens; packing wastes the unused tail of each packed row)")
     return lines

@@ -23,7 +23,7 @@ import sys
 
 from studio.cli import token_view
 from studio.cli.dataset_args import add_dataset_arguments, load_inputs, warn_bad_rows
-from studio.core.errors import DataError
+from studio.core.errors import DataError, StudioError
 
 PADDING = ("none", "longest", "multiple", "max_length", "packing")
 
@@ -44,16 +44,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from studio.core.encoding import Encoder
-
     inputs = load_inputs(args, max_length=args.max_length)
     warn_bad_rows(inputs.report)
     examples = select_rows(inputs.report.examples, args.rows)
-    encoder = Encoder(inputs.tokenizer, inputs.options)
-    sequences = [s for example in examples for s in _encode(encoder, example)]
+    sequences = [s for example in examples for s in _encode(inputs.encoder, example)]
     for seq in sequences:
         seq["view"].max_length = args.max_length
-    if args.padding != "none":
+    if args.padding == "packing":
+        sequences = _packed(sequences, args.max_length)
+    elif args.padding != "none":
         _pad(sequences, inputs.tokenizer, args)
     out = sys.stdout
     if args.json:
@@ -122,15 +121,54 @@ def _pad(sequences: list[dict], tokenizer, args) -> None:
         seq["position_ids"] = batch["position_ids"][i]
 
 
+def _packed(sequences: list[dict], max_length: int | None) -> list[dict]:
+    """The shown rows packed as the trainer packs them: ``pack_groups``, then ``collate``."""
+    from studio.core.encoding import PadOptions, collate, pack_groups
+
+    if max_length is None:
+        raise StudioError("--padding packing needs --max-length", "add --max-length N: rows are packed up to N tokens")
+    if any(seq["part"] for seq in sequences):
+        raise StudioError("preference rows are not packed (chosen and rejected are padded per pair)",
+                          "use --padding longest, multiple or max_length")
+    groups = pack_groups([len(s["encoded"].input_ids) for s in sequences], max_length)
+    return [_pack(i, [sequences[j] for j in sorted(g)], collate([sequences[j]["encoded"] for j in sorted(g)],
+                                                                   PadOptions(strategy="packing")))
+            for i, g in enumerate(groups, 1)]
+
+
+def _pack(number: int, members: list[dict], batch: dict) -> dict:
+    """One packed row as a shown sequence, with a marker where each source row starts."""
+    ids = batch["input_ids"][0]
+    starts, at = {}, 0
+    for seq in members:
+        starts[at] = f"row {seq['encoded'].row}"
+        at += len(seq["encoded"].input_ids)
+    rows = ", ".join(str(s["encoded"].row) for s in members)
+    view = token_view.Sequence(f"pack {number} · rows {rows}", ids, batch["labels"][0],
+                               [r for s in members for r in s["view"].roles], [1] * len(ids),
+                               [w for s in members for w in s["view"].warnings], starts=starts)
+    facts = {"truncated": any(s["encoded"].truncated for s in members),
+             "original_length": sum(s["encoded"].original_length for s in members),
+             "lost_loss_tokens": sum(s["encoded"].lost_loss_tokens for s in members)}
+    return {"encoded": members[0]["encoded"], "kind": "packed", "part": "", "prompt_len": None, "view": view,
+            "position_ids": batch["position_ids"][0], "attention_mask": None, "facts": facts,
+            "rows": batch["rows"], "seq_lengths": batch["seq_lengths"][0]}
+
+
 def _record(seq: dict, tokenizer) -> dict:
     view, encoded = seq["view"], seq["encoded"]
     record = {"row": encoded.row, "kind": seq["kind"]}
     if seq["part"]:
         record.update(part=seq["part"], prompt_len=seq["prompt_len"])
-    record.update(input_ids=view.input_ids, labels=view.labels, attention_mask=view.attention_mask,
-                  position_ids=seq["position_ids"], tokens=[tokenizer.id_to_token(i) for i in view.input_ids],
-                  roles=view.roles, warnings=view.warnings, truncated=encoded.truncated,
-                  original_length=encoded.original_length, lost_loss_tokens=encoded.lost_loss_tokens)
+    if seq["kind"] == "packed":
+        # padding-free packing has no attention mask: position_ids restart at each row instead
+        record.update(rows=seq["rows"], seq_lengths=seq["seq_lengths"])
+    facts = seq.get("facts") or {"truncated": encoded.truncated, "original_length": encoded.original_length,
+                                 "lost_loss_tokens": encoded.lost_loss_tokens}
+    record.update(input_ids=view.input_ids, labels=view.labels,
+                  attention_mask=seq.get("attention_mask", view.attention_mask), position_ids=seq["position_ids"],
+                  tokens=[tokenizer.id_to_token(i) for i in view.input_ids], roles=view.roles,
+                  warnings=view.warnings, **facts)
     return record
 
 
@@ -139,4 +177,5 @@ def _intro(inputs, shown: int) -> str:
     cut = f", max_length {inputs.options.max_length}" if inputs.options.max_length else ""
     return (f"{report.path}: {report.format}, {report.usable_rows} usable of {report.total_rows} rows; "
             f"showing {shown}\nmodel {inputs.model_path}, template {inputs.template.name}, "
-            f"loss on {inputs.options.loss}{cut}")
+            f"loss on {inputs.options.loss}{cut}"
+            + "".join(f"\nwarning: {w}" for w in inputs.encoder.warnings))

@@ -11,7 +11,7 @@ visible: loss-carrying text is wrapped in ``⟦ ⟧``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RESET = "\x1b[0m"
 STYLES = {
@@ -24,6 +24,7 @@ STYLES = {
     "user": "\x1b[36m",
     "assistant": "\x1b[34m",
     "header": "\x1b[1m",
+    "mark": "\x1b[7m",
     "warning": "\x1b[33;1m",
 }
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
@@ -51,6 +52,8 @@ class Sequence:
     original_length: int = 0
     lost_loss_tokens: int = 0
     max_length: int | None = None
+    #: token position -> label of a marker shown before it (where each row of a pack starts)
+    starts: dict[int, str] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -120,7 +123,9 @@ def _kind(token_id: int, mask: int, tokenizer, special: set[str]) -> str:
 def _runs(seq: Sequence, tokenizer, special: set[str]) -> list[tuple[str, str, bool, list[int]]]:
     """Group tokens into (kind, role, carries_loss, ids) runs; a special token is its own run."""
     runs: list[tuple[str, str, bool, list[int]]] = []
-    for token_id, label, role, mask in zip(seq.input_ids, seq.labels, seq.roles, seq.attention_mask):
+    for pos, (token_id, label, role, mask) in enumerate(zip(seq.input_ids, seq.labels, seq.roles, seq.attention_mask)):
+        if pos in seq.starts:
+            runs.append(("mark", seq.starts[pos], False, []))
         key = (_kind(token_id, mask, tokenizer, special), role, label != -100)
         if runs and runs[-1][:3] == key and key[0] != "special":
             runs[-1][3].append(token_id)
@@ -131,6 +136,8 @@ def _runs(seq: Sequence, tokenizer, special: set[str]) -> list[tuple[str, str, b
 
 def _render_run(run: tuple[str, str, bool, list[int]], tokenizer, colour: bool) -> str:
     kind, role, loss, ids = run
+    if kind == "mark":
+        return ("\n" if colour else "") + paint(f"⟪{role}⟫", "mark", colour)
     if kind == "pad":
         return paint(f"⟨pad ×{len(ids)}⟩", "pad", colour)
     text = tokenizer.id_to_token(ids[0]) if kind == "special" else tokenizer.decode(ids)

@@ -215,3 +215,25 @@ def test_inspect_as_a_real_process(tmp_path):
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: data file") and "Traceback" not in bad.stderr
+
+
+def test_preview_packing_shows_packs_as_the_trainer_builds_them(capsys):
+    from studio.core.data import load_examples
+    from studio.core.encoding import pack_groups
+
+    code, out, _ = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--rows", "0:6", "--json",
+                       "--padding", "packing", "--max-length", "256")
+    assert code == 0
+    records = json_lines(out)
+    _, encoder = encoder_for(DEMO, max_length=256)
+    encoded = encoder.encode_many(load_examples(CHAT).examples[:6])
+    groups = pack_groups([len(e.input_ids) for e in encoded], 256)
+    assert [r["rows"] for r in records] == [[encoded[i].row for i in sorted(g)] for g in groups]
+    for r in records:
+        assert r["kind"] == "packed" and r["attention_mask"] is None
+        assert len(r["input_ids"]) == sum(r["seq_lengths"]) <= 256
+        starts = [i for i, p in enumerate(r["position_ids"]) if p == 0]
+        assert len(starts) == len(r["rows"])
+        assert all(r["labels"][i] == -100 for i in starts)  # no loss across a row boundary
+    code, _, err = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--padding", "packing")
+    assert code == 2 and "--max-length" in err

@@ -23,6 +23,15 @@ def test_histogram_counts_every_sequence_in_equal_bins():
     assert [(b.lo, b.hi, b.count) for b in bins] == [(0, 10, 3), (10, 20, 2), (20, 30, 0), (30, 40, 1)]
     assert sum(b.count for b in stats.histogram(LENGTHS, bins=20)) == len(LENGTHS)
     assert stats.histogram([]) == []
+    # widths are rounded to 1, 2, 5 x 10^k: 461 / 16 = 28.8 -> 50, so 10 bars cover 0..499
+    bins = stats.histogram([0, 460], bins=16)
+    assert [(b.lo, b.hi) for b in (bins[0], bins[-1])] == [(0, 50), (450, 500)] and len(bins) == 10
+
+
+def test_loss_spans_are_runs_of_labels_that_are_not_ignored():
+    assert stats.loss_spans([-100, -100, 5, 6, -100, 7]) == [2, 4, 5, 6]
+    assert stats.loss_spans([1, 2]) == [0, 2]
+    assert stats.loss_spans([-100]) == [] and stats.loss_spans([]) == []
 
 
 def test_recommended_max_length_covers_99_percent_in_steps_of_64():
@@ -47,9 +56,9 @@ def test_padding_waste_multiple_of_8():
     assert (w.pad_tokens, w.total_tokens) == (31, 72)
 
 
-def test_padding_waste_multiple_never_pads_past_max_length():
+def test_padding_waste_multiple_rounds_up_past_max_length_as_collate_does():
     w = stats.padding_waste([10, 12], "multiple", batch_size=2, max_length=12, multiple_of=8)
-    assert (w.pad_tokens, w.total_tokens) == (2, 24)
+    assert (w.pad_tokens, w.total_tokens) == (10, 32)
 
 
 def test_padding_waste_max_length():
@@ -105,12 +114,12 @@ CHAT = ROOT / "resources" / "datasets" / "travel_chat.jsonl"
 
 def _measure(path):
     from studio.core.data import load_examples
-    from studio.core.encoding import EncodeOptions
+    from studio.core.encoding import EncodeOptions, Encoder
     from studio.core.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(DEMO)
     report = load_examples(path)
-    return stats.measure_dataset(report, tokenizer, EncodeOptions(max_length=32)), report, tokenizer
+    return stats.measure_dataset(report, Encoder(tokenizer, EncodeOptions(max_length=32))), report, tokenizer
 
 
 def test_measured_lengths_and_loss_are_the_encoders():
@@ -159,3 +168,23 @@ def test_compute_counts_preference_rows_as_two_sequences():
     assert (longest.pad_tokens, longest.total_tokens, longest.batches) == (2 + 2, 24 + 18, 2)
     assert result.to_dict()["truncation"]["share"] == 0.0
     assert result.recommended_max_length == 64
+
+
+def test_padding_waste_counts_exactly_the_pads_collate_adds():
+    from studio.core.data import load_examples
+    from studio.core.encoding import EncodeOptions, Encoder, PadOptions, collate, pack_groups
+    from studio.core.tokenizer import load_tokenizer
+
+    encoded = Encoder(load_tokenizer(DEMO), EncodeOptions(max_length=128)).encode_many(load_examples(CHAT).examples)
+    lengths = [len(e.input_ids) for e in encoded]
+    for strategy in ("longest", "multiple", "max_length"):
+        options = PadOptions(strategy=strategy, pad_id=0, multiple_of=8, max_length=128)
+        batches = [collate(encoded[i:i + 8], options) for i in range(0, len(encoded), 8)]
+        pads = sum(row.count(0) for b in batches for row in b["attention_mask"])
+        total = sum(len(row) for b in batches for row in b["input_ids"])
+        w = stats.padding_waste(lengths, strategy, batch_size=8, max_length=128, multiple_of=8)
+        assert (w.pad_tokens, w.total_tokens, w.batches) == (pads, total, len(batches)), strategy
+    groups = pack_groups(lengths, 128)
+    packed = sum(len(collate([encoded[i] for i in g], PadOptions(strategy="packing"))["input_ids"][0]) for g in groups)
+    w = stats.padding_waste(lengths, "packing", batch_size=8, max_length=128)
+    assert (w.pad_tokens, w.total_tokens) == (len(groups) * 128 - packed, len(groups) * 128)
