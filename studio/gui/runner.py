@@ -25,7 +25,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
 
-from studio.core.protocol import LineReader
+from studio.core.runs import pid_alive
+from studio.gui.run_files import LOG_TAIL_LINES, events_size, log_tail, read_history, read_span
 
 log = logging.getLogger("studio.gui.runner")
 
@@ -36,7 +37,6 @@ SLICE_BUDGET_S = 0.05
 #: Bytes of event log read per poll (about 500 step events): replaying a million-step log then
 #: takes many short slices between which the window keeps painting, instead of one long freeze.
 MAX_READ = 128 * 1024
-LOG_TAIL_LINES = 30
 #: The source checkout (or site-packages) holding the ``studio`` package, for the child's path.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
@@ -73,68 +73,6 @@ class RunOutcome:
 
     def was_sigterm(self) -> bool:
         return self.status == "stopped"
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (signal 0 checks without sending anything)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A dead child not yet reaped still answers signal 0; /proc tells the difference on Linux."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-def log_tail(run_dir: str | Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a run's ``worker.log`` (empty when there is none)."""
-    path = Path(run_dir) / "worker.log"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def read_span(run_dir: str | Path, offset: int, limit: int) -> tuple[list[dict], int]:
-    """Complete event lines of a run's ``events.jsonl`` within ``limit`` bytes from ``offset``.
-
-    Returns the events and the offset after the last complete line; a partial line (a worker
-    still writing it) is left for the next read, like :func:`studio.core.protocol.read_events`.
-    """
-    try:
-        with open(Path(run_dir) / "events.jsonl", "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(limit)
-    except OSError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    return LineReader().feed(data[:end]), offset + end
-
-
-def read_history(run_dir: str | Path, end: int) -> list[dict]:
-    """Events of a run's ``events.jsonl`` from its start up to byte ``end`` (a follower's offset)."""
-    return read_span(run_dir, 0, end)[0]
-
-
-def events_size(run_dir: str | Path) -> int:
-    try:
-        return (Path(run_dir) / "events.jsonl").stat().st_size
-    except OSError:
-        return 0
 
 
 class RunProcess(QObject):
@@ -326,156 +264,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-class RunsController(QObject):
-    """Starts, resumes, reattaches to and stops runs, and keeps the registry up to date.
+# The controller lives in its own module to keep files small; pages import both from here.
+from studio.gui.run_controller import RunsController  # noqa: E402
 
-    The window creates one controller and hands it to the pages that show runs; a page asks it
-    for the :class:`RunProcess` of a run and connects to that process's signals.
-
-    Signals:
-        run_started(object): a :class:`RunProcess` now followed (launched, resumed or reattached).
-        run_finished(object): the :class:`RunOutcome` of a followed run that ended.
-        runs_changed(): the registry changed (a run was added or its status changed).
-    """
-
-    run_started = Signal(object)
-    run_finished = Signal(object)
-    runs_changed = Signal()
-
-    def __init__(self, parent: QObject | None = None, registry=None) -> None:
-        super().__init__(parent)
-        self._registry = registry
-        self._procs: dict[str, RunProcess] = {}
-
-    @property
-    def registry(self):
-        if self._registry is None:
-            from studio.core.runs import Registry
-
-            self._registry = Registry()
-        return self._registry
-
-    # -- launching ----------------------------------------------------------------------
-
-    def start_run(self, cfg, run_dir: str | Path | None = None) -> RunProcess:
-        """Write a run folder for ``cfg``, register it and launch its worker."""
-        from studio.core import runs
-
-        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from studio.core import config as configmod
-
-        configmod.save(cfg, run_dir / "config.yaml")
-        self.registry.add(str(run_dir), cfg, cfg.name or run_dir.name)
-        return self._launch(run_dir, _worker_args(cfg, run_dir))
-
-    def resume(self, run_dir: str | Path, checkpoint: str | None = None) -> RunProcess:
-        """Continue a stopped or failed run in its own folder, from ``checkpoint`` (default: latest)."""
-        args = ["-m", "studio", "train", "--resume", str(run_dir)]
-        if checkpoint:
-            args += ["--from", str(checkpoint)]
-        return self._launch(Path(run_dir), args)
-
-    def branch(self, run_dir: str | Path, checkpoint: str, cfg=None) -> RunProcess:
-        """A new run with ``cfg`` (default: the old run's config) that starts from another run's checkpoint."""
-        from studio.core import config as configmod
-        from studio.core import runs
-
-        cfg = cfg or configmod.load(Path(run_dir) / "config.yaml")
-        new_dir = runs.new_run_dir(cfg)
-        new_dir.mkdir(parents=True, exist_ok=True)
-        configmod.save(cfg, new_dir / "config.yaml")
-        self.registry.add(str(new_dir), cfg, cfg.name or new_dir.name)
-        return self.resume(new_dir, checkpoint)
-
-    def _launch(self, run_dir: Path, args: list[str]) -> RunProcess:
-        old = self._procs.get(str(run_dir))
-        if old is not None and old.is_running() and old.is_alive():
-            raise RuntimeError(f"run {run_dir} is still training")
-        proc = self._adopt(RunProcess(run_dir, self))
-        proc.launch(args)
-        self._record(run_dir, status="running", pid=proc.pid)
-        self.run_started.emit(proc)
-        return proc
-
-    def _adopt(self, proc: RunProcess) -> RunProcess:
-        self._procs[proc.run_dir] = proc
-        proc.finished.connect(self._on_finished)
-        return proc
-
-    # -- following ----------------------------------------------------------------------
-
-    def reattach(self) -> list[RunProcess]:
-        """Follow every registered run still marked running whose worker is alive."""
-        self.registry.refresh_status()
-        found = []
-        for row in self.registry.list():
-            run_dir, pid = _field(row, "run_dir"), _field(row, "pid")
-            if _field(row, "status") == "running" and pid_alive(pid) and str(run_dir) not in self._procs:
-                proc = self._adopt(RunProcess(run_dir, self))
-                proc.follow(pid)
-                found.append(proc)
-                self.run_started.emit(proc)
-        return found
-
-    def process(self, run_dir: str | Path) -> RunProcess | None:
-        """The process followed for ``run_dir``, if any."""
-        return self._procs.get(str(run_dir))
-
-    def open_run(self, run_dir: str | Path, pid: int | None = None) -> RunProcess:
-        """The followed process of a run, following it now if nobody does (live or finished)."""
-        proc = self._procs.get(str(run_dir))
-        if proc is None:
-            proc = self._adopt(RunProcess(run_dir, self))
-            proc.follow(pid)
-        return proc
-
-    def live_runs(self) -> list[RunProcess]:
-        """Runs whose worker is alive and still training (asked when the window closes)."""
-        return [p for p in self._procs.values() if p.is_running() and p.is_alive()]
-
-    def stop(self, run_dir: str | Path) -> bool:
-        proc = self._procs.get(str(run_dir))
-        return bool(proc and proc.stop())
-
-    def stop_all(self) -> int:
-        """Ask every live run to checkpoint and stop; returns how many were asked."""
-        return sum(p.stop() for p in self.live_runs())
-
-    def detach_all(self) -> None:
-        """Stop following (the window is closing and the person left the runs training)."""
-        for proc in self._procs.values():
-            proc.detach()
-
-    def _on_finished(self, outcome: RunOutcome) -> None:
-        fields = {"status": outcome.status}
-        final = outcome.final_event or {}
-        for key in ("final_eval_loss", "best_eval_loss"):
-            if final.get(key) is not None:
-                fields[key] = final[key]
-        if outcome.error:
-            fields["error"] = outcome.error
-        self._record(Path(outcome.run_dir), **fields)
-        self.run_finished.emit(outcome)
-
-    def _record(self, run_dir: Path, **fields) -> None:
-        """Update the registry row of ``run_dir``; a registry problem never breaks the window."""
-        try:
-            row = self.registry.find(str(run_dir))
-            if row is not None:
-                self.registry.update(_field(row, "id"), **fields)
-        except Exception:
-            log.exception("could not update the registry for %s", run_dir)
-        self.runs_changed.emit()
-
-
-def _worker_args(cfg, run_dir: Path) -> list[str]:
-    """``-m studio.worker RUN_DIR``, or the accelerate launcher when the config asks for several processes."""
-    processes = int(getattr(cfg.distributed, "num_processes", 1) or 1)
-    module = "studio.worker.launch" if processes > 1 else "studio.worker"
-    return ["-m", module, str(run_dir)]
-
-
-def _field(row, name: str):
-    """A registry row's field whether rows are mappings or objects."""
-    return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+__all__ = ["RunOutcome", "RunProcess", "RunsController", "log_tail", "pid_alive"]

@@ -1,0 +1,176 @@
+"""The window's one owner of training runs: start, resume, branch, reattach, stop.
+
+Imported through :mod:`studio.gui.runner`, which the main window and pages use.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.core import config as configmod
+from studio.core import runs
+from studio.gui.runner import RunOutcome, RunProcess
+
+log = logging.getLogger("studio.gui.runner")
+
+
+class RunsController(QObject):
+    """Starts, resumes, reattaches to and stops runs, and keeps the registry up to date.
+
+    The window creates one controller and hands it to the pages that show runs; a page asks it
+    for the :class:`RunProcess` of a run and connects to that process's signals. The worker
+    keeps its own registry row current while it lives; the controller records what only the
+    window can see (a worker that died without a word).
+
+    Signals:
+        run_started(object): a :class:`RunProcess` now followed (launched, resumed or reattached).
+        run_finished(object): the :class:`RunOutcome` of a followed run that ended.
+        runs_changed(): the registry changed (a run was added or its status changed).
+    """
+
+    run_started = Signal(object)
+    run_finished = Signal(object)
+    runs_changed = Signal()
+
+    def __init__(self, parent: QObject | None = None, registry: runs.Registry | None = None) -> None:
+        super().__init__(parent)
+        self._registry = registry
+        self._procs: dict[str, RunProcess] = {}
+
+    @property
+    def registry(self) -> runs.Registry:
+        if self._registry is None:
+            self._registry = runs.Registry()
+        return self._registry
+
+    # -- launching ------------------------------------------------------------------------
+
+    def start_run(self, cfg: configmod.RunConfig, run_dir: str | Path | None = None, processes: int = 1,
+                  cpu: bool = False) -> RunProcess:
+        """Write a run folder for ``cfg``, register it and launch its worker.
+
+        Args:
+            cfg: the validated run configuration.
+            run_dir: the folder (default: a new one under the Studio data folder).
+            processes: more than one launches ``accelerate launch`` with that many processes.
+            cpu: with several processes, train on CPU processes (DDP over gloo).
+        """
+        run_dir = self._new_folder(cfg, run_dir)
+        if processes > 1:
+            return self._launch(run_dir, _accelerate_args(cfg, run_dir, processes, cpu))
+        return self._launch(run_dir, ["-m", "studio.worker", str(run_dir)])
+
+    def resume(self, run_dir: str | Path, checkpoint: str | None = None) -> RunProcess:
+        """Continue a stopped or failed run in its own folder, from ``checkpoint`` (default: latest)."""
+        args = ["-m", "studio.worker", str(run_dir), "--resume"]
+        return self._launch(Path(run_dir), args + [str(checkpoint)] if checkpoint else args)
+
+    def branch(self, run_dir: str | Path, checkpoint: str, cfg: configmod.RunConfig | None = None) -> RunProcess:
+        """A new run (``cfg``, default the old run's config) that starts from another run's checkpoint."""
+        cfg = cfg or configmod.load(Path(run_dir) / "config.yaml")
+        cfg.name = f"{cfg.name or Path(run_dir).name}-branch"
+        new_dir = self._new_folder(cfg, None)
+        return self.resume(new_dir, str(Path(checkpoint).resolve()))
+
+    def _new_folder(self, cfg: configmod.RunConfig, run_dir: str | Path | None) -> Path:
+        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or _default_name(cfg))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        configmod.save(cfg, run_dir / "config.yaml")
+        self.registry.add(run_dir, cfg, cfg.name or run_dir.name)
+        return run_dir.resolve()
+
+    def _launch(self, run_dir: Path, args: list[str]) -> RunProcess:
+        old = self._procs.get(str(run_dir))
+        if old is not None and old.is_running() and old.is_alive():
+            raise RuntimeError(f"run {run_dir} is still training; stop it first")
+        proc = self._adopt(RunProcess(run_dir, self))
+        proc.launch(args)
+        self._record(run_dir, status="running", pid=proc.pid, ended=None, error="", hint="")
+        self.run_started.emit(proc)
+        return proc
+
+    def _adopt(self, proc: RunProcess) -> RunProcess:
+        self._procs[proc.run_dir] = proc
+        proc.finished.connect(self._on_finished)
+        return proc
+
+    # -- following --------------------------------------------------------------------------
+
+    def reattach(self) -> list[RunProcess]:
+        """Follow every registered run still training (its worker alive), e.g. after a restart."""
+        self.registry.refresh_status()  # settles runs whose worker died while the window was closed
+        found = []
+        for rec in self.registry.list():
+            if rec.status == "running" and runs.pid_alive(rec.pid) and rec.run_dir not in self._procs:
+                proc = self._adopt(RunProcess(rec.run_dir, self))
+                proc.follow(rec.pid)
+                found.append(proc)
+                self.run_started.emit(proc)
+        if found:
+            log.info("reattached to %d live run(s)", len(found))
+        return found
+
+    def process(self, run_dir: str | Path) -> RunProcess | None:
+        """The process followed for ``run_dir``, if any."""
+        return self._procs.get(str(run_dir))
+
+    def open_run(self, run_dir: str | Path) -> RunProcess:
+        """The followed process of a run, following it now if nobody does (live or finished)."""
+        proc = self._procs.get(str(run_dir))
+        if proc is None:
+            rec = self.registry.find(run_dir)
+            pid = rec.pid if rec is not None and rec.status == "running" else None
+            proc = self._adopt(RunProcess(run_dir, self))
+            proc.follow(pid)
+        return proc
+
+    def live_runs(self) -> list[RunProcess]:
+        """Runs whose worker is alive and still training (asked when the window closes)."""
+        return [p for p in self._procs.values() if p.is_running() and p.is_alive()]
+
+    def stop(self, run_dir: str | Path) -> bool:
+        proc = self._procs.get(str(run_dir))
+        return bool(proc and proc.stop())
+
+    def stop_all(self) -> int:
+        """Ask every live run to checkpoint and stop; returns how many were asked."""
+        return sum(p.stop() for p in self.live_runs())
+
+    def detach_all(self) -> None:
+        """Stop following (the window is closing and the person left the runs training)."""
+        for proc in self._procs.values():
+            proc.detach()
+
+    def _on_finished(self, outcome: RunOutcome) -> None:
+        if outcome.final_event is None:  # died without a word: only the window can record it
+            self._record(Path(outcome.run_dir), status="failed", error=outcome.error, hint=outcome.hint)
+        else:
+            self.runs_changed.emit()
+        self.run_finished.emit(outcome)
+
+    def _record(self, run_dir: Path, **fields) -> None:
+        """Update the registry row of ``run_dir``; a registry problem never breaks the window."""
+        try:
+            rec = self.registry.find(run_dir)
+            if rec is not None:
+                self.registry.update(rec.id, **fields)
+        except Exception:
+            log.exception("could not update the registry for %s", run_dir)
+        self.runs_changed.emit()
+
+
+def _default_name(cfg: configmod.RunConfig) -> str:
+    return f"{Path(cfg.model.path).name or 'model'}-{cfg.method.name}-{cfg.train.objective}"
+
+
+def _accelerate_args(cfg: configmod.RunConfig, run_dir: Path, processes: int, cpu: bool) -> list[str]:
+    """``-m accelerate.commands.launch ...``: the launch command studio.worker.launch writes, run
+    with this Python (so the worker gets the same environment as the window)."""
+    from studio.worker.launch import launch_commands  # light: yaml and the core config only
+
+    command = shlex.split(launch_commands(cfg, run_dir, gpus_per_node=processes, cpu=cpu)[0])
+    return ["-m", "accelerate.commands.launch", *command[2:]]
