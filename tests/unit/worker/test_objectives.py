@@ -121,3 +121,41 @@ def test_reward_model_trains_a_score_head(model_dir, tmp_path):
     assert manifest["task"] == "reward"
     adapter = json.loads((run_dir / "final" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
+
+
+def test_reward_functions_score_what_they_say():
+    from studio.core.errors import ConfigError
+    from studio.worker import rewards
+
+    length, no_repeat, keyword, fmt = rewards.resolve(["length:4", "no_repeat", "contains_keyword:metro,museum",
+                                                       "format"])
+    answers = [[{"role": "assistant", "content": "Take the metro today."}], "go go go go go go",
+               "<|eot_id|>assistant: museum"]
+    assert length(None, answers) == [1.0, 0.5, 1.0]  # markup words count too
+    assert no_repeat(None, answers)[0] == 1.0 and no_repeat(None, answers)[1] == 0.25
+    assert keyword(None, answers) == [0.5, 0.0, 0.5]
+    assert fmt(None, answers) == [1.0, 0.5, 0.25]
+    (ref_keyword,) = rewards.resolve(["contains_keyword"])
+    assert ref_keyword(None, ["Lisbon trams"], reference=["Ride the trams in Lisbon"]) == [1.0]
+    with pytest.raises(ConfigError) as err:
+        rewards.resolve(["lenght", "length:x"])
+    assert len(err.value.errors) == 2
+
+
+def test_grpo_prompts_and_batches():
+    from studio.core.conversation import Example, Message
+    from studio.worker.recipes.grpo import generation_batch, prompt_rows
+
+    chat = Example(row=1, messages=[Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Tip?"),
+                                    Message("assistant", "Walk.")])
+    (row,) = prompt_rows([chat])
+    assert [m["content"] for m in row["prompt"]] == ["Hi", "Hello", "Tip?"] and row["reference"] == "Walk."
+    assert generation_batch(2, 1, 1, 4) == 4 and generation_batch(4, 2, 1, 4) == 8 and generation_batch(3, 1, 1, 2) == 6
+
+
+def test_grpo_samples_scores_and_trains(model_dir, tmp_path):
+    status, events, run_dir = _run(model_dir, tmp_path, "grpo", CHAT, num_generations=2, max_completion_length=8,
+                                   reward_functions=["length:6", "no_repeat", "format"])
+    _check(status, events, run_dir)
+    step = next(e for e in events if e["type"] == "step")
+    assert "reward" in step and any(k.startswith("rewards/length_6") for k in step)
