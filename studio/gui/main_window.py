@@ -63,6 +63,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle("Studio — fine-tune language models")
+        # An explicit minimum keeps the window's size steady while pages fill in (otherwise
+        # every longer label would change it) and keeps the pages usable at the smallest size.
+        self.setMinimumSize(960, 640)
         self.state = state
         self.runs_controller = _make_runs_controller(self)
         self.nav = QListWidget()
@@ -157,11 +160,16 @@ class MainWindow(QMainWindow):
                           f"{len(live)} run(s) are still training. They keep running in the background "
                           "and reappear here when you open Studio again, unless you stop them now "
                           "(stopping saves a checkpoint you can resume from).", parent=self)
+        box.setObjectName("closeRunsDialog")
         leave = box.addButton("Leave running", QMessageBox.AcceptRole)
+        leave.setObjectName("leaveRunningButton")
         stop = box.addButton("Stop them", QMessageBox.DestructiveRole)
+        stop.setObjectName("stopRunsButton")
         box.addButton(QMessageBox.Cancel)
         box.setDefaultButton(leave)
         box.exec()
         if box.clickedButton() is stop:
             self.runs_controller.stop_all()
+        elif box.clickedButton() is leave and hasattr(self.runs_controller, "detach_all"):
+            self.runs_controller.detach_all()
         return box.clickedButton() in (leave, stop)

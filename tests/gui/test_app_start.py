@@ -86,3 +86,61 @@ def test_gui_process_never_imports_torch_even_after_pages_load():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+class _Controller:
+    """Stands in for the runs controller's answer to 'which runs are live' (the dialog is under test)."""
+
+    def __init__(self, live):
+        self.live, self.calls = live, []
+
+    def live_runs(self):
+        return self.live
+
+    def stop_all(self):
+        self.calls.append("stop_all")
+
+    def detach_all(self):
+        self.calls.append("detach_all")
+
+
+def _answer_close_dialog(qtbot, window, button_name):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QPushButton
+
+    def click():
+        box = QApplication.activeModalWidget()
+        qtbot.mouseClick(box.findChild(QPushButton, button_name), __import__("PySide6.QtCore").QtCore.Qt.LeftButton)
+
+    QTimer.singleShot(200, click)
+    return window.close()
+
+
+# QMessageBox fixes its own size when shown; the offscreen platform has no window manager to
+# pass that to and says so. That message is about the test platform, not about Studio.
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+@pytest.mark.parametrize("button, call", [("stopRunsButton", "stop_all"), ("leaveRunningButton", "detach_all")])
+def test_closing_with_live_runs_asks_what_to_do(window, qtbot, button, call):
+    controller = _Controller(live=["run-1"])
+    window.runs_controller = controller
+    assert _answer_close_dialog(qtbot, window, button)
+    assert controller.calls == [call]
+
+
+def test_closing_without_live_runs_asks_nothing(window):
+    window.runs_controller = _Controller(live=[])
+    assert window.close()
+
+
+def test_no_display_is_a_plain_error(monkeypatch):
+    from studio.core.errors import StudioError
+    from studio.gui import app
+
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    with pytest.raises(StudioError) as exc:
+        app._choose_platform(screenshot=False)
+    assert "display" in exc.value.message and "--screenshot" in exc.value.hint
+    app._choose_platform(screenshot=True)
+    assert app.os.environ["QT_QPA_PLATFORM"] == "offscreen"
