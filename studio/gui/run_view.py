@@ -281,11 +281,15 @@ class RunView(QWidget):
 
 
 def list_checkpoints(run_dir: str | Path) -> list[str]:
-    """Checkpoint folders of a run, oldest first (ordered by the step number in their names)."""
+    """Complete checkpoint folders of a run, oldest first (by the step number in their names).
+
+    A checkpoint is complete once the worker has written its ``state.json`` (it writes into a
+    hidden temporary folder and renames it, so a half-written one is never listed).
+    """
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir()]
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "state.json").exists()]
     return [str(p) for p in sorted(found, key=lambda p: (_step_of(p.name), p.name))]
 
 
