@@ -147,6 +147,14 @@ class StudioCallback(EventsCallback):
             control.should_save = True
         return control
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=logs, **kwargs)
+        # a stop asked while this step was reported: the trainer saves right after its logs
+        if self.ctx.stop_requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
     def on_save(self, args, state, control, **kwargs):
         from accelerate import PartialState
 

@@ -45,16 +45,25 @@ def model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     for f in DEMO.iterdir():
         shutil.copy(f, out / f.name)
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(DEMO / "tokenizer.json"))
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=3072, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=0, eos_token_id=9, tie_word_embeddings=True)
+                         bos_token_id=ids.token_to_id("<|begin_of_text|>"), eos_token_id=ids.token_to_id("<|eot_id|>"),
+                         tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
 
 
-def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, **train) -> tuple[str, list[dict], Path]:
-    """Train one objective in this process through the worker's own RunContext; returns (status, events, run dir)."""
+def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, stop_at: int = 0, resume: str = "",
+         **train) -> tuple[str, list[dict], Path]:
+    """Train one objective in this process through the worker's own RunContext; returns (status, events, run dir).
+
+    ``stop_at``: request a stop (as SIGTERM does) once that step is reported; ``resume``: a
+    checkpoint name under the same run folder to continue from.
+    """
     from studio.worker.context import RunContext
     from studio.worker.events import Events
 
@@ -68,10 +77,13 @@ def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, **train) -
         "output": {"save_every_steps": 1, "keep_checkpoints": 1, "report_to": ["none"]},
     })
     run_dir = tmp_path / objective
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     config_mod.save(cfg, run_dir / "config.yaml")
     events = Events(run_dir / "events.jsonl", stdout=None)
-    ctx = RunContext(cfg, run_dir, events)
+    ctx = RunContext(cfg, run_dir, events, resume_from=run_dir / "checkpoints" / resume if resume else None)
+    if stop_at:
+        events.subscribe(lambda e: setattr(ctx, "stop_requested", ctx.stop_requested or
+                                           (e["type"] == "step" and e["step"] >= stop_at)))
     status = importlib.import_module(f"studio.worker.recipes.{objective}").run(ctx)
     events.close()
     lines = (run_dir / "events.jsonl").read_text().splitlines()
@@ -159,3 +171,17 @@ def test_grpo_samples_scores_and_trains(model_dir, tmp_path):
     _check(status, events, run_dir)
     step = next(e for e in events if e["type"] == "step")
     assert "reward" in step and any(k.startswith("rewards/length_6") for k in step)
+
+
+def test_stop_saves_and_resume_continues(model_dir, tmp_path):
+    status, events, run_dir = _run(model_dir, tmp_path, "dpo", PREFS, stop_at=1, max_steps=3)
+    assert status == "stopped"
+    assert [e["step"] for e in events if e["type"] == "checkpoint"] == [1]
+    assert not (run_dir / "final").exists()
+    status, events, run_dir = _run(model_dir, tmp_path, "dpo", PREFS, resume="step-000001", max_steps=3)
+    assert status == "completed"
+    started = [e for e in events if e["type"] == "started"]
+    assert started[-1]["start_step"] == 1 and started[-1]["resumed_from"].endswith("step-000001")
+    # the resumed run continues at step 2; it does not redo step 1
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2, 3]
+    assert (run_dir / "final" / "adapter_config.json").exists()
