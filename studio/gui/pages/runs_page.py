@@ -176,8 +176,9 @@ class RunsPage(QWidget):
 
     def _fill_checkpoints(self, checkpoints: list[str]) -> None:
         self.checkpoint_combo.clear()
-        for path in reversed(checkpoints):
+        for path in reversed(checkpoints):  # newest first: the usual choice
             self.checkpoint_combo.addItem(Path(path).name, path)
+        self.checkpoint_combo.setCurrentIndex(0 if checkpoints else -1)  # a placeholder leaves it at -1
         self._update_buttons()
 
     def _update_buttons(self) -> None:

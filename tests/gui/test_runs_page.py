@@ -1,0 +1,136 @@
+"""The Runs page over a real registry holding runs made from recorded worker streams."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from studio.core import config as configmod
+from studio.core.runs import Registry
+from studio.gui.pages.run_compare import config_diff, flatten
+from studio.gui.pages.runs_page import RunsPage
+from studio.gui.runner import RunsController
+from studio.gui.state import StudioState
+
+ROOT = Path(__file__).resolve().parents[2]
+STREAMS = ROOT / "tests" / "fixtures" / "streams"
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
+
+def make_run(tmp_path: Path, registry: Registry, name: str, stream: str, status: str, lr: float, **fields) -> Path:
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    cfg = configmod.RunConfig(name=name)
+    cfg.train.learning_rate = lr
+    configmod.save(cfg, run_dir / "config.yaml")
+    shutil.copy(STREAMS / f"{stream}.jsonl", run_dir / "events.jsonl")
+    run_id = registry.add(run_dir, cfg, name)
+    registry.update(run_id, status=status, started=time.time() - 120, ended=time.time() - 60, **fields)
+    return run_dir.resolve()
+
+
+@pytest.fixture
+def runs(tmp_path):
+    registry = Registry()
+    return {
+        "done": make_run(tmp_path, registry, "lr-2e-4", "completed", "completed", 2e-4,
+                         final_eval_loss=1.2911, best_eval_loss=1.2911),
+        "stopped": make_run(tmp_path, registry, "lr-1e-3", "stopped", "stopped", 1e-3),
+    }
+
+
+@pytest.fixture
+def page(qtbot, runs):
+    widget = RunsPage(StudioState(), RunsController())
+    qtbot.addWidget(widget)
+    widget.resize(1280, 800)
+    widget.show()
+    return widget
+
+
+def row_of(page, run_dir: Path) -> int:
+    return next(i for i, rec in enumerate(page.records) if rec.run_dir == str(run_dir))
+
+
+def click_row(qtbot, page, row: int, modifier=Qt.NoModifier) -> None:
+    rect = page.table.visualRect(page.table.model().index(row, 1))
+    qtbot.mouseClick(page.table.viewport(), Qt.LeftButton, modifier, rect.center())
+
+
+def test_table_lists_the_registry(page, runs):
+    assert page.table.rowCount() == 2
+    done = row_of(page, runs["done"])
+    assert page.table.item(done, 0).text() == "✓ completed"
+    assert page.table.item(done, 1).text() == "lr-2e-4"
+    assert page.table.item(done, 6).text() == "1.2911"
+    assert page.table.item(done, 3).text() == "1:00"  # duration
+    assert page.table.item(row_of(page, runs["stopped"]), 0).text() == "■ stopped"
+
+
+def test_clicking_a_run_opens_its_curves(qtbot, page, runs):
+    click_row(qtbot, page, row_of(page, runs["done"]))
+    qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") == 40, timeout=5000)
+    assert page.view.panel.loss.point_count("eval") == 4
+    qtbot.waitUntil(lambda: page.view.status_label.text() == "Completed", timeout=5000)
+    assert page.state.current_run == str(runs["done"])
+
+
+def test_selecting_two_runs_overlays_loss_and_diffs_config(qtbot, page, runs):
+    click_row(qtbot, page, row_of(page, runs["done"]))
+    click_row(qtbot, page, row_of(page, runs["stopped"]), Qt.ControlModifier)
+    assert page.tabs.currentWidget() is page.compare
+    series = page.compare.plot.series
+    assert len(series["lr-2e-4 train"]) == 40 and len(series["lr-1e-3 train"]) == 12
+    assert len(series["lr-2e-4 eval"]) == 4 and len(series["lr-1e-3 eval"]) == 1
+    diff = {page.compare.diff.item(r, 0).text(): (page.compare.diff.item(r, 1).text(), page.compare.diff.item(r, 2).text())
+            for r in range(page.compare.diff.rowCount())}
+    assert set(diff) == {"name", "train.learning_rate"}
+    assert set(diff["train.learning_rate"]) == {"0.0002", "0.001"}
+
+
+def test_stopped_run_offers_its_checkpoint(qtbot, page, runs):
+    ckpt = runs["stopped"] / "checkpoints" / "checkpoint-12"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text("{}")
+    click_row(qtbot, page, row_of(page, runs["stopped"]))
+    qtbot.waitUntil(lambda: page.view.status_label.text().startswith("Stopped"), timeout=5000)
+    assert page.checkpoint_combo.currentText() == "checkpoint-12"
+    assert page.resume_button.isEnabled() and page.branch_button.isEnabled()
+
+
+def test_run_whose_worker_died_shows_failed_with_error_and_log_tail(qtbot, tmp_path, runs):
+    registry = Registry()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = make_run(tmp_path, registry, "killed", "crashed", "running", 2e-4)
+    (run_dir / "worker.log").write_text("step 5 done\nKilled: out of memory (oom-killer)\n")
+    registry.update(registry.find(run_dir).id, pid=dead.pid, ended=None)
+    page = RunsPage(StudioState(), RunsController())
+    qtbot.addWidget(page)
+    page.show()
+    row = row_of(page, run_dir)
+    assert page.table.item(row, 0).text() == "✗ failed"
+    click_row(qtbot, page, row)
+    qtbot.waitUntil(lambda: page.view.status_label.text() == "Failed", timeout=5000)
+    assert "ended without reporting" in page.view.banner.text
+    assert "oom-killer" in page.view.log_tail.toPlainText()
+
+
+def test_export_of_an_unfinished_run_says_why_it_failed(qtbot, page, runs, tmp_path):
+    click_row(qtbot, page, row_of(page, runs["stopped"]))
+    assert page.export.adapter_button.isEnabled()
+    with qtbot.waitSignal(page.export.proc.finished, timeout=60000):
+        page.export.export("adapter", str(tmp_path / "out"))
+    assert page.export.result.text().startswith("Export failed")
+    assert "final/" in page.export.result.text()
+
+
+def test_config_diff_keeps_only_differing_settings():
+    a, b = flatten({"train": {"lr": 1, "bs": 4}, "name": "a"}), flatten({"train": {"lr": 2, "bs": 4}, "name": "a"})
+    assert config_diff([a, b]) == [("train.lr", [1, 2])]
