@@ -68,12 +68,14 @@ class Inputs:
         return self.encoder.options
 
 
-def load_inputs(args, max_length: int | None = None) -> Inputs:
+def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> Inputs:
     """Load ``args.model`` and ``args.data`` and resolve ``args.template``.
 
     Args:
         args: parsed arguments from :func:`add_dataset_arguments`.
         max_length: the encode ``max_length`` (``None`` encodes untruncated).
+        load_data: load the data file; otherwise only check that it exists
+            (``report`` is then ``None``).
 
     Raises:
         ModelError: no tokenizer in the model folder.
@@ -88,7 +90,10 @@ def load_inputs(args, max_length: int | None = None) -> Inputs:
     model_path = resource_path(args.model)
     tokenizer = load_tokenizer(model_path)
     encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length))
-    report = load_examples(_data_path(args.data), format=args.format)
+    data = data_path(args.data)
+    if not load_data:
+        return Inputs(tokenizer, None, encoder, Path(model_path))
+    report = load_examples(data, format=args.format)
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",
@@ -96,7 +101,12 @@ def load_inputs(args, max_length: int | None = None) -> Inputs:
     return Inputs(tokenizer, report, encoder, Path(model_path))
 
 
-def _data_path(text: str) -> Path:
+def data_path(text: str) -> Path:
+    """The data file named by ``--data``.
+
+    Raises:
+        DataError: it does not exist.
+    """
     from studio.core.models import resource_path
 
     path = resource_path(text)

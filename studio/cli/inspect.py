@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from studio.cli.dataset_args import add_dataset_arguments, load_inputs
+from studio.cli.dataset_args import add_dataset_arguments, data_path, load_inputs
 
 BAR_WIDTH = 40
 
@@ -31,9 +31,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from studio.core import stats
+    from studio.core.lengths import measure_file
 
-    inputs = load_inputs(args)
-    measured = stats.measure_dataset(inputs.report, inputs.encoder, use_cache=not args.no_cache)
+    inputs = load_inputs(args, load_data=False)
+    inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format,
+                                           use_cache=not args.no_cache)
     result = stats.compute(measured, batch_size=max(1, args.batch_size), max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),
                            multiple_of=max(1, args.multiple_of), bins=max(1, args.bins))
@@ -49,7 +51,7 @@ def _as_json(inputs, measured, result) -> dict:
     return {
         "data": {"path": str(report.path), "format": report.format, "total_rows": report.total_rows,
                  "usable_rows": report.usable_rows,
-                 "bad_rows": [{"row": b.row, "reason": b.reason} for b in report.bad_rows]},
+                 "bad_rows": [{"row": row, "reason": reason} for row, reason in report.bad_rows]},
         "model": str(inputs.model_path),
         "template": {"name": inputs.template.name, "warnings": list(inputs.encoder.warnings)},
         "encoding_warnings": {"count": measured.warning_count,

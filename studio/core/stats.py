@@ -1,19 +1,23 @@
 """Token-length statistics of a dataset: what ``max_length`` to pick and what padding costs.
 
-The numbers come from the very encoding the trainer uses (:mod:`studio.core.encoding`), so a
-length shown here is the length that will be trained. The pure functions at the top work on
-plain lists of lengths; :func:`measure` turns a dataset into those lists and
-:mod:`studio.core.stats_cache` remembers them per file content, tokenizer, template and
-options, so a second look at a 100k-row file costs only the loading.
+The numbers come from the very encoding the trainer uses: :mod:`studio.core.lengths` measures
+every sequence through the trainer's ``Encoder`` (and caches the result per file content);
+the functions here turn those lengths into a histogram, percentiles, the cost of a
+``max_length`` cut, the padding waste of each strategy and a recommended ``max_length``.
 
 Conventions:
     * Every sequence is measured untruncated; truncation at any ``max_length`` is then
-      computed from the lengths and the positions of the loss tokens, so one measurement
-      answers every ``max_length`` question.
+      computed from the lengths and the positions of the loss tokens (as the encoder cuts:
+      ``right`` keeps the first tokens, ``left`` the last), so one measurement answers every
+      ``max_length`` question.
     * A preference row is two sequences (chosen, rejected), as the preference trainers feed
       both through the model; a batch of ``B`` rows is then ``2B`` sequences.
-    * Batches are formed in dataset order, ``batch_size`` rows each, the last one short,
-      as the trainer's collator sees them when shuffling is off.
+    * Batches are formed in dataset order, ``batch_size`` rows each, the last one short.
+      (The trainer shuffles rows each epoch; on data whose lengths do not follow the file
+      order the waste is about the same.)
+    * Padding widths are the trainer's ``collate``'s: ``multiple`` rounds the batch's
+      longest up to ``multiple_of`` (even past ``max_length``); packing groups are
+      ``pack_groups``'s, and their waste is the unused tail of each packed row.
 """
 
 from __future__ import annotations
@@ -242,118 +246,6 @@ def waste_table(lengths: list[int], batch_size: int, max_length: int | None,
     return [padding_waste(lengths, s, batch_size, max_length, multiple_of) for s in STRATEGIES]
 
 
-# --- measuring a dataset ----------------------------------------------------------------------
-
-#: at most this many encoder warnings are kept (with their row); the rest are only counted
-MAX_WARNINGS = 50
-
-
-@dataclass
-class Measured:
-    """Untruncated length and loss-token spans of every sequence of a dataset, in order.
-
-    Attributes:
-        rows: the source row number of each sequence.
-        lengths: tokens per sequence, untruncated.
-        loss_spans: per sequence, flat ``[start, end, ...]`` spans of tokens that carry loss.
-        sequences_per_row: 2 for preference data (chosen, rejected), else 1.
-        warnings: the first :data:`MAX_WARNINGS` encoder warnings as ``[row, message]``.
-        warning_count: all encoder warnings.
-        cache_hit: these numbers came from the statistics cache.
-    """
-
-    rows: list[int] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    loss_spans: list[list[int]] = field(default_factory=list)
-    sequences_per_row: int = 1
-    warnings: list[list] = field(default_factory=list)
-    warning_count: int = 0
-    cache_hit: bool = False
-
-    def add(self, encoded) -> None:
-        """Record one ``Encoded`` sequence."""
-        self.rows.append(encoded.row)
-        self.lengths.append(len(encoded.input_ids))
-        self.loss_spans.append(loss_spans(encoded.labels))
-        self.warning_count += len(encoded.warnings)
-        room = MAX_WARNINGS - len(self.warnings)
-        self.warnings.extend([encoded.row, w] for w in encoded.warnings[:max(room, 0)])
-
-
-def loss_spans(labels: list[int]) -> list[int]:
-    """Flat ``[start, end, ...]`` spans of positions whose label is not -100."""
-    # A byte mask searched with bytes.find keeps the per-token work in C: 100k rows of a few
-    # hundred tokens each would otherwise spend seconds in a Python loop here.
-    mask = bytes(map((-100).__ne__, labels))
-    spans: list[int] = []
-    pos = 0
-    while (start := mask.find(1, pos)) >= 0:
-        end = mask.find(0, start)
-        pos = len(mask) if end < 0 else end
-        spans += (start, pos)
-    return spans
-
-
-def measure(examples: list, encoder) -> Measured:
-    """Encode ``examples`` untruncated with ``encoder`` and record every sequence.
-
-    Chat and completion rows go through ``encode_many`` in one batched call (the fast path);
-    a preference row adds its chosen then its rejected sequence.
-    """
-    plain = [e for e in examples if e.kind != "preference"]
-    encoded = iter(encoder.encode_many(plain) if plain else [])
-    out = Measured(sequences_per_row=2 if len(plain) < len(examples) else 1)
-    for example in examples:
-        if example.kind == "preference":
-            pair = encoder.encode_pair(example)
-            out.add(pair.chosen)
-            out.add(pair.rejected)
-        else:
-            out.add(next(encoded))
-    return out
-
-
-def measure_dataset(report, encoder, columns=None, use_cache: bool = True) -> Measured:
-    """:func:`measure` a loaded dataset, through the statistics cache.
-
-    Args:
-        report: a ``DataReport`` from ``load_examples``; its ``path`` keys the cache.
-        encoder: the ``Encoder`` (tokenizer, template, options) to measure with; when its
-            ``max_length`` is set an untruncated copy is used instead.
-        columns: the column mapping the report was loaded with (part of the key).
-        use_cache: read and write the cache.
-
-    Raises:
-        TemplateError: the template cannot render a row.
-    """
-    from dataclasses import replace
-
-    from studio.core import stats_cache
-    from studio.core.encoding import Encoder
-
-    if encoder.options.max_length is not None:
-        encoder = Encoder(encoder.tokenizer, replace(encoder.options, max_length=None))
-    key = _cache_key(report, encoder, columns) if use_cache and report.path else None
-    entry = stats_cache.load(key) if key else None
-    if entry is not None:
-        return Measured(**{k: entry[k] for k in _STORED}, cache_hit=True)
-    measured = measure(report.examples, encoder)
-    if key:
-        stats_cache.store(key, {k: getattr(measured, k) for k in _STORED})
-    return measured
-
-
-_STORED = ("rows", "lengths", "loss_spans", "sequences_per_row", "warnings", "warning_count")
-
-
-def _cache_key(report, encoder, columns) -> str:
-    from studio.core import stats_cache
-
-    settings = {k: v for k, v in asdict(encoder.options).items() if k not in ("max_length", "truncation_side")}
-    return stats_cache.make_key(report.path, encoder.tokenizer.path, options=settings, format=report.format,
-                                columns=columns, template=[encoder.template.name, encoder.template.source])
-
-
 # --- the whole picture -------------------------------------------------------------------------
 
 
@@ -384,13 +276,13 @@ class DatasetStats:
         return out
 
 
-def compute(measured: Measured, batch_size: int = 8, max_length: int | None = None,
+def compute(measured, batch_size: int = 8, max_length: int | None = None,
             context: int | None = None, multiple_of: int = 8, side: str = "right",
             bins: int = 20) -> DatasetStats:
     """The statistics of measured sequences at one ``max_length`` and batch size.
 
     Args:
-        measured: from :func:`measure` or :func:`measure_dataset`.
+        measured: a ``Measured`` from :mod:`studio.core.lengths`.
         batch_size: rows per batch; preference rows count as two sequences each.
         max_length: the cut for truncation and padding; the recommended one when ``None``.
         context: the model's context length (caps the recommendation).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from studio.core import stats
@@ -26,12 +28,6 @@ def test_histogram_counts_every_sequence_in_equal_bins():
     # widths are rounded to 1, 2, 5 x 10^k: 461 / 16 = 28.8 -> 50, so 10 bars cover 0..499
     bins = stats.histogram([0, 460], bins=16)
     assert [(b.lo, b.hi) for b in (bins[0], bins[-1])] == [(0, 50), (450, 500)] and len(bins) == 10
-
-
-def test_loss_spans_are_runs_of_labels_that_are_not_ignored():
-    assert stats.loss_spans([-100, -100, 5, 6, -100, 7]) == [2, 4, 5, 6]
-    assert stats.loss_spans([1, 2]) == [0, 2]
-    assert stats.loss_spans([-100]) == [] and stats.loss_spans([]) == []
 
 
 def test_recommended_max_length_covers_99_percent_in_steps_of_64():
@@ -103,64 +99,10 @@ def test_truncation_on_the_left_drops_the_start():
     assert stats.lost_loss(10, [0, 10], 24) == 0
 
 
-# --- measuring a real dataset, through the cache ------------------------------------------------
-
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[3]
-DEMO = ROOT / "resources" / "demo-model"
-CHAT = ROOT / "resources" / "datasets" / "travel_chat.jsonl"
-
-
-def _measure(path):
-    from studio.core.data import load_examples
-    from studio.core.encoding import EncodeOptions, Encoder
-    from studio.core.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(DEMO)
-    report = load_examples(path)
-    return stats.measure_dataset(report, Encoder(tokenizer, EncodeOptions(max_length=32))), report, tokenizer
-
-
-def test_measured_lengths_and_loss_are_the_encoders():
-    from studio.core.encoding import EncodeOptions, Encoder
-
-    measured, report, tokenizer = _measure(CHAT)
-    encoded = Encoder(tokenizer, EncodeOptions()).encode_many(report.examples)
-    assert measured.lengths == [len(e.input_ids) for e in encoded]  # untruncated despite max_length=32
-    assert measured.rows == [e.row for e in encoded]
-    assert [stats.span_total(s) for s in measured.loss_spans] == [
-        sum(1 for lab in e.labels if lab != -100) for e in encoded]
-
-
-def test_second_measure_is_a_cache_hit_and_a_changed_file_a_miss(tmp_path, studio_home):
-    data = tmp_path / "chat.jsonl"
-    data.write_bytes(CHAT.read_bytes())
-    first, _, _ = _measure(data)
-    assert not first.cache_hit
-    assert list((studio_home / "cache" / "stats").glob("*.json"))
-    second, _, _ = _measure(data)
-    assert second.cache_hit
-    assert (second.lengths, second.loss_spans, second.rows) == (first.lengths, first.loss_spans, first.rows)
-    lines = CHAT.read_text(encoding="utf-8").splitlines()
-    data.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # drop the last row
-    third, _, _ = _measure(data)
-    assert not third.cache_hit
-    assert third.lengths == first.lengths[:-1]
-
-
-def test_a_damaged_cache_entry_is_a_miss_not_an_error(tmp_path, studio_home):
-    data = tmp_path / "chat.jsonl"
-    data.write_bytes(CHAT.read_bytes())
-    first, _, _ = _measure(data)
-    for entry in (studio_home / "cache" / "stats").glob("*.json"):
-        entry.write_text("{truncated", encoding="utf-8")
-    again, _, _ = _measure(data)
-    assert not again.cache_hit and again.lengths == first.lengths
-
-
 def test_compute_counts_preference_rows_as_two_sequences():
-    measured = stats.Measured(rows=[1, 1, 2, 2], lengths=[10, 12, 7, 9],
+    from studio.core.lengths import Measured
+
+    measured = Measured(rows=[1, 1, 2, 2], lengths=[10, 12, 7, 9],
                               loss_spans=[[5, 10], [5, 12], [3, 7], [3, 9]], sequences_per_row=2)
     result = stats.compute(measured, batch_size=1, max_length=16)
     longest = result.waste[0]
@@ -168,6 +110,11 @@ def test_compute_counts_preference_rows_as_two_sequences():
     assert (longest.pad_tokens, longest.total_tokens, longest.batches) == (2 + 2, 24 + 18, 2)
     assert result.to_dict()["truncation"]["share"] == 0.0
     assert result.recommended_max_length == 64
+
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO = ROOT / "resources" / "demo-model"
+CHAT = ROOT / "resources" / "datasets" / "travel_chat.jsonl"
 
 
 def test_padding_waste_counts_exactly_the_pads_collate_adds():

@@ -1,0 +1,123 @@
+"""Measuring a dataset through the encoder, and the statistics cache keyed by file content."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.core import lengths
+from studio.core.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO = ROOT / "resources" / "demo-model"
+CHAT = ROOT / "resources" / "datasets" / "travel_chat.jsonl"
+PREFS = ROOT / "resources" / "datasets" / "travel_prefs.jsonl"
+
+
+def encoder(**options):
+    from studio.core.encoding import EncodeOptions, Encoder
+    from studio.core.tokenizer import load_tokenizer
+
+    return Encoder(load_tokenizer(DEMO), EncodeOptions(**options))
+
+
+def copy_of(path: Path, tmp_path: Path) -> Path:
+    target = tmp_path / path.name
+    target.write_bytes(path.read_bytes())
+    return target
+
+
+def cache_entries(home: Path) -> list[Path]:
+    return list((home / "cache" / "stats").glob("*.json"))
+
+
+def test_loss_spans_are_runs_of_labels_that_are_not_ignored():
+    assert lengths.loss_spans([-100, -100, 5, 6, -100, 7]) == [2, 4, 5, 6]
+    assert lengths.loss_spans([1, 2]) == [0, 2]
+    assert lengths.loss_spans([-100]) == [] and lengths.loss_spans([]) == []
+
+
+def test_measured_lengths_and_loss_are_the_encoders():
+    from studio.core.data import load_examples
+
+    examples = load_examples(CHAT).examples
+    measured = lengths.measure_dataset(load_examples(CHAT), encoder(max_length=32))
+    encoded = encoder().encode_many(examples)
+    assert measured.lengths == [len(e.input_ids) for e in encoded]  # untruncated despite max_length=32
+    assert measured.rows == [e.row for e in encoded]
+    assert [sum(s[1::2]) - sum(s[::2]) for s in measured.loss_spans] == [e.loss_tokens for e in encoded]
+
+
+def test_preference_rows_are_measured_as_chosen_then_rejected():
+    from studio.core.data import load_examples
+
+    report = load_examples(PREFS)
+    measured = lengths.measure(report.examples[:3], encoder())
+    pairs = [encoder().encode_pair(e) for e in report.examples[:3]]
+    assert measured.sequences_per_row == 2
+    assert measured.lengths == [len(s.input_ids) for p in pairs for s in (p.chosen, p.rejected)]
+    assert measured.rows == [p.row for p in pairs for _ in range(2)]
+
+
+def test_second_measure_is_a_cache_hit_and_a_changed_file_a_miss(tmp_path, studio_home):
+    data = copy_of(CHAT, tmp_path)
+    first_summary, first = lengths.measure_file(data, encoder())
+    assert not first.cache_hit and len(cache_entries(studio_home)) == 1
+    summary, second = lengths.measure_file(data, encoder(max_length=64))  # the cut is not part of the key
+    assert second.cache_hit and summary == first_summary
+    assert (second.lengths, second.loss_spans, second.rows) == (first.lengths, first.loss_spans, first.rows)
+    lines = CHAT.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # drop the last row
+    summary, third = lengths.measure_file(data, encoder())
+    assert not third.cache_hit and third.lengths == first.lengths[:-1] and summary.usable_rows == 299
+
+
+def test_other_options_or_template_are_a_miss(tmp_path):
+    data = copy_of(CHAT, tmp_path)
+    lengths.measure_file(data, encoder())
+    _, other_loss = lengths.measure_file(data, encoder(loss="all"))
+    _, other_template = lengths.measure_file(data, encoder(template="chatml"))
+    assert not other_loss.cache_hit and not other_template.cache_hit
+
+
+def test_a_hit_does_not_load_the_file_again(tmp_path, monkeypatch):
+    import studio.core.data
+
+    data = copy_of(CHAT, tmp_path)
+    summary, _ = lengths.measure_file(data, encoder())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data file was loaded again")
+
+    monkeypatch.setattr(studio.core.data, "load_examples", refuse)
+    again, measured = lengths.measure_file(data, encoder())
+    assert measured.cache_hit and again.text == summary.text and again.total_rows == 300
+
+
+def test_bad_rows_are_kept_in_the_cached_summary(tmp_path):
+    good = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(json.dumps(good) + "\n{oops\n" + json.dumps(good) + "\n", encoding="utf-8")
+    first, _ = lengths.measure_file(data, encoder())
+    again, measured = lengths.measure_file(data, encoder())
+    assert measured.cache_hit and again.bad_rows == first.bad_rows and [r for r, _ in again.bad_rows] == [2]
+
+
+def test_a_damaged_cache_entry_is_a_miss_not_an_error(tmp_path, studio_home):
+    data = copy_of(CHAT, tmp_path)
+    _, first = lengths.measure_file(data, encoder())
+    for entry in cache_entries(studio_home):
+        entry.write_text("{truncated", encoding="utf-8")
+    _, again = lengths.measure_file(data, encoder())
+    assert not again.cache_hit and again.lengths == first.lengths
+
+
+def test_cache_lives_under_studio_home(studio_home):
+    assert lengths.cache_dir() == studio_home / "cache" / "stats"
+
+
+def test_an_unreadable_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="missing.jsonl"):
+        lengths.measure_file(tmp_path / "missing.jsonl", encoder())
