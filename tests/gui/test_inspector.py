@@ -218,3 +218,13 @@ def test_preference_rows_show_chosen_or_rejected(qtbot):
     p.side_combo.setCurrentText("rejected")
     qtbot.waitUntil(lambda: [c.token_id for c in _real(p)] == pair.rejected.input_ids, timeout=20_000)
     qtbot.waitUntil(lambda: p.batch is not None and len(p.batch.rows) == 2 * cfg.train.batch_size, timeout=20_000)
+
+
+def test_unrelated_settings_do_not_re_encode(page, state, qtbot):
+    before = page.row_result
+    state.set_field("train", "learning_rate", 1e-5)
+    tasks.wait_idle(10)
+    assert page.row_result is before
+    state.set_field("data", "loss", "all")
+    qtbot.waitUntil(lambda: page.row_result is not before, timeout=20_000)
+    assert all(c.loss for c in _real(page)[1:])

@@ -50,6 +50,7 @@ class InspectPage(QWidget):
         self.batch = None
         self.stats = None
         self._sources_key = None
+        self._view_key = None
         self._tasks = TaskRunner(self)
         layout = page_layout(self, "Inspect", "Exactly what the model is trained on: the chat template, which "
                              "tokens carry loss, padding and truncation. Hover a token for its id and label.")
@@ -140,11 +141,16 @@ class InspectPage(QWidget):
         self._show_settings(cfg)
         key = (cfg.model.path, cfg.data.train, cfg.data.format, json.dumps(cfg.data.columns, sort_keys=True),
                cfg.data.pad_token)
+        d = cfg.data
+        view_key = (cfg.model.template, d.loss, d.max_length, d.truncation_side, d.padding, d.pad_to_multiple_of,
+                    d.padding_side, cfg.train.batch_size)
         if key != self._sources_key:
-            self._sources_key = key
+            self._sources_key, self._view_key = key, view_key
             self.sources = None
             self._tasks.submit("sources", lambda: work.load_sources(cfg), self._sources_loaded, self._failed)
-        elif self.sources is not None:
+        elif self.sources is not None and view_key != self._view_key:
+            # Only settings the encoder or collator reads change what this page shows.
+            self._view_key = view_key
             self.refresh_views()
 
     def _show_settings(self, cfg) -> None:

@@ -98,13 +98,14 @@ def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
 
 def length_stats(src: Sources, cfg: RunConfig):
     """Length histogram, truncation and padding waste per strategy (:mod:`studio.core.stats`)."""
-    from studio.core import stats
-    from studio.core.encoding import EncodeOptions
+    from studio.core import lengths, stats
+    from studio.core.encoding import EncodeOptions, Encoder
 
     d = cfg.data
+    # Measured untruncated: one measurement answers every max_length (and is cached per file).
     options = EncodeOptions(template=cfg.model.template, loss=d.loss, max_length=None,
                             truncation_side=d.truncation_side)
-    measured = stats.measure_dataset(src.report, src.tokenizer, options, dict(d.columns) or None)
+    measured = lengths.measure_dataset(src.report, Encoder(src.tokenizer, options), dict(d.columns) or None)
     context = stats.context_length(cfg.model.path, src.tokenizer)
     return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
                          multiple_of=d.pad_to_multiple_of, side=d.truncation_side, bins=30)
