@@ -275,6 +275,15 @@ def test_encode_many_equals_encode_for_every_row(llama, loss):
         assert encoder.encode(example) == batched
 
 
+def test_chunked_encode_many_equals_encode(llama, monkeypatch):
+    from studio.core import encoding
+
+    monkeypatch.setattr(encoding, "CHUNK", 64)  # 300 rows: tokenizing one chunk while rendering the next
+    rows = dataset_rows()
+    encoder = Encoder(llama, EncodeOptions(template="llama3.1", loss="last_assistant"))
+    assert encoder.encode_many(rows) == [encoder.encode(example) for example in rows]
+
+
 @pytest.mark.parametrize("name", ["llama3", "llama3.1", "chatml"])
 def test_fast_layout_equals_prefix_rendering(llama, name):
     from studio.core.layout import Layout

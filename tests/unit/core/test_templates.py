@@ -121,3 +121,11 @@ def test_turn_pieces_of_llama3(llama):
     assert pieces.closes["assistant"] == "<|eot_id|>" and pieces.strips["assistant"] is True
     assert pieces.gen == pieces.heads[(False, "assistant")]
     assert resolve_template(llama, "chatml").pieces.strips["user"] is False
+
+
+def test_demo_model_carries_the_llama3_template():
+    demo = Path(__file__).resolve().parents[3] / "resources" / "demo-model"
+    if not (demo / "tokenizer.json").exists():
+        pytest.skip("the demo model is not built yet")
+    resolved = resolve_template(load_tokenizer(demo), "auto")
+    assert (resolved.name, resolved.origin, resolved.warnings) == ("llama3", "model", [])
