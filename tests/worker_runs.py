@@ -62,3 +62,68 @@ def make_run_dir(tmp_path: Path, model: Path, overrides: dict | None = None, row
     run_dir.mkdir()
     configmod.save(cfg, run_dir / "config.yaml")
     return run_dir
+
+
+def start_worker(run_dir: Path, *args: str):
+    """``python -m studio.worker RUN_DIR ...`` as a child process with its stdout piped."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "studio.worker", str(run_dir), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT))
+
+
+def wait_for_event(proc, predicate, timeout: float = 120.0) -> dict:
+    """Read the worker's stdout until an event matches ``predicate``; returns it."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if predicate(event):
+            return event
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError("the worker ended or timed out before the expected event")
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    import json
+
+    with open(run_dir / "events.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def step_losses(events: list[dict]) -> dict[int, tuple]:
+    """step -> (loss, grad_norm, learning_rate) from step events (a resumed run's steps overwrite none)."""
+    return {e["step"]: (e["loss"], e["grad_norm"], e["learning_rate"]) for e in events if e["type"] == "step"}
+
+
+def train_in_process(run_dir: Path, stop_after_step: int | None = None, resume: Path | None = None) -> str:
+    """Run the SFT recipe in this process (no worker start-up cost); returns its status.
+
+    ``stop_after_step`` sets the stop flag when that step's event is emitted, exactly as the
+    SIGTERM handler would.
+    """
+    from studio.worker.context import RunContext
+    from studio.worker.events import Events
+    from studio.worker.recipes import sft
+
+    cfg = configmod.load(run_dir / "config.yaml")
+    events = Events(run_dir / "events.jsonl", stdout=None)
+    ctx = RunContext(cfg, run_dir, events, resume)
+    if stop_after_step is not None:
+        def stop(event):
+            if event["type"] == "step" and event["step"] == stop_after_step:
+                ctx.stop_requested = True
+        events.subscribe(stop)
+    try:
+        status = sft.run(ctx)
+        events.emit("finished", status=status)
+        return status
+    finally:
+        events.close()

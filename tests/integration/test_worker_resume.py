@@ -1,0 +1,89 @@
+"""Stop then resume equals an uninterrupted run, step for step; kill -9 then resume works too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from studio.core.protocol import validate_event
+from studio.core.runs import Registry
+from studio.worker.checkpoint import latest_checkpoint
+
+from worker_runs import (build_tiny_model, make_run_dir, read_events, start_worker, step_losses, train_in_process,
+                         wait_for_event)
+
+pytestmark = pytest.mark.integration
+
+# Dropout on, accumulation, several evaluations and checkpoints: all that could make a resume drift.
+SETTINGS = {"train.max_steps": 8, "train.batch_size": 2, "train.grad_accum": 2, "method.dropout": 0.1,
+            "eval.every_steps": 3, "output.save_every_steps": 2, "output.keep_checkpoints": 2,
+            "eval.sample_prompts": [], "data.max_length": 128, "train.learning_rate": 5e-3}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, model):
+    """Step losses of an uninterrupted run."""
+    run_dir = make_run_dir(tmp_path_factory.mktemp("baseline"), model, SETTINGS)
+    assert train_in_process(run_dir) == "completed"
+    losses = step_losses(read_events(run_dir))
+    assert sorted(losses) == list(range(1, 9))
+    return losses
+
+
+def test_stop_then_resume_gives_the_same_losses(tmp_path, model, baseline):
+    run_dir = make_run_dir(tmp_path, model, SETTINGS)
+    assert train_in_process(run_dir, stop_after_step=3) == "stopped"
+    first = read_events(run_dir)
+    assert max(step_losses(first)) == 3
+    assert [e["type"] for e in first[-2:]] == ["checkpoint", "finished"] and first[-2]["step"] == 3
+    assert train_in_process(run_dir, resume=latest_checkpoint(run_dir / "checkpoints")) == "completed"
+    events = read_events(run_dir)
+    assert step_losses(events) == baseline, "a resumed run must repeat the uninterrupted run exactly"
+    assert [e["step"] for e in events if e["type"] == "eval"] == [3, 6, 8]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step-")) == \
+        ["step-000006", "step-000008"], "retention keeps the newest two"
+
+
+@pytest.mark.slow
+def test_worker_process_kill_9_then_sigterm_then_resume(tmp_path, model, baseline):
+    """The real process path: registry status, a crash mid-save, SIGTERM, and two resumes."""
+    run_dir = make_run_dir(tmp_path, model, SETTINGS)
+    proc = start_worker(run_dir)
+    wait_for_event(proc, lambda e: e["type"] == "checkpoint" and e["step"] == 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    registry = Registry()
+    assert registry.find(run_dir).status == "running", "nobody has looked yet"
+    registry.refresh_status()
+    rec = registry.find(run_dir)
+    assert rec.status == "failed" and "ended without" in rec.error
+    # A checkpoint half-written when the process died must not be picked up.
+    ckpts = run_dir / "checkpoints"
+    shutil.copytree(ckpts / "step-000002", ckpts / ".tmp-step-000004-1")
+    (ckpts / ".tmp-step-000004-1" / "state.json").unlink()
+
+    resumed = start_worker(run_dir, "--resume")
+    started = wait_for_event(resumed, lambda e: e["type"] == "started")
+    assert started["resumed_from"].endswith("step-000002") and started["start_step"] == 2
+    wait_for_event(resumed, lambda e: e["type"] == "step" and e["step"] == 4)
+    resumed.send_signal(signal.SIGTERM)
+    resumed.communicate(timeout=120)
+    assert resumed.returncode == 0 and registry.find(run_dir).status == "stopped"
+    assert read_events(run_dir)[-1]["status"] == "stopped"
+
+    final = start_worker(run_dir, "--resume")
+    final.communicate(timeout=300)
+    assert final.returncode == 0 and registry.find(run_dir).status == "completed"
+    events = read_events(run_dir)
+    problems = [(e["type"], validate_event(e)) for e in events if validate_event(e)]
+    assert not problems, problems
+    assert step_losses(events) == baseline
+    assert not any(p.name.startswith(".tmp-") for p in ckpts.iterdir()), "stale partial checkpoints are cleaned"
