@@ -228,3 +228,11 @@ def test_unrelated_settings_do_not_re_encode(page, state, qtbot):
     state.set_field("data", "loss", "all")
     qtbot.waitUntil(lambda: page.row_result is not before, timeout=20_000)
     assert all(c.loss for c in _real(page)[1:])
+
+
+def test_unreadable_model_clears_the_view_and_says_why(page, state, qtbot, tmp_path):
+    assert page.token_view.tokens
+    state.set_field("model", "path", str(tmp_path / "gone"))
+    qtbot.waitUntil(lambda: page.banner.isVisible() and "gone" in page.banner.text, timeout=20_000)
+    assert page.token_view.tokens == [] and page.batch_view.rows == []
+    assert "Nothing to show" in page.row_info.text()

@@ -147,7 +147,7 @@ class InspectPage(QWidget):
         if key != self._sources_key:
             self._sources_key, self._view_key = key, view_key
             self.sources = None
-            self._tasks.submit("sources", lambda: work.load_sources(cfg), self._sources_loaded, self._failed)
+            self._tasks.submit("sources", lambda: work.load_sources(cfg), self._sources_loaded, self._sources_failed)
         elif self.sources is not None and view_key != self._view_key:
             # Only settings the encoder or collator reads change what this page shows.
             self._view_key = view_key
@@ -225,6 +225,15 @@ class InspectPage(QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         self.banner.show_error(exc)
+
+    def _sources_failed(self, exc: BaseException) -> None:
+        # Never leave the tokens of the previous model or file on screen: they would not be trained.
+        self.row_result = self.batch = self.stats = None
+        self.token_view.set_tokens([])
+        self.batch_view.set_rows([])
+        self.row_info.setText("Nothing to show until the model and the data can be read (see the message above).")
+        self.batch_info.setText("")
+        self._failed(exc)
 
 
 def _help(section: str, field: str) -> str:
