@@ -107,7 +107,9 @@ class ChatModel:
 
 
 def reply(out: IO[str], type_: str, **fields: Any) -> None:
-    out.write(json.dumps({"type": type_, **fields}, ensure_ascii=False) + "\n")
+    # "v" as in the worker's events, so the window's protocol.LineReader takes these lines as
+    # messages rather than as plain log text.
+    out.write(json.dumps({"v": 1, "type": type_, **fields}, ensure_ascii=False) + "\n")
     out.flush()
 
 

@@ -76,6 +76,12 @@ class ChatProcess(QProcess):
         for msg in self._reader.feed(bytes(self.readAllStandardOutput())):
             self.message.emit(msg)
 
+    def drain(self) -> None:
+        """Deliver what the process wrote before it exited (finished can overtake readyRead)."""
+        self._read()
+        for msg in self._reader.flush():
+            self.message.emit(msg)
+
 
 class ChatPage(QWidget):
     """Pick a run, type a prompt, and compare the trained model's answer with the base model's."""
@@ -220,6 +226,7 @@ class ChatPage(QWidget):
         self._set_ready(self._ready)
 
     def _on_exit(self, code: int, status) -> None:
+        self.proc.drain()
         self._waiting.clear()
         self.busy.stop()
         if code != 0 or status != QProcess.ExitStatus.NormalExit:
