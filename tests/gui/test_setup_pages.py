@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLayout, QPushButton, QVBoxLayout, QWidget
 
@@ -243,3 +243,13 @@ def test_preflight_panel_fills_in(qtbot, state):
     assert page.lint_list.count() >= 1
     if page.preflight["estimate"]:
         assert "GiB" in page.memory.text() and ("fits" in page.memory.text())
+
+
+def test_more_data_settings_write_the_config(qtbot, state):
+    page = _page(qtbot, DataPage, state)
+    edit = page.findChild(QWidget, "dataPadTokenEdit")
+    _type(qtbot, edit, "<|reserved_special_token_0|>")
+    assert state.config.data.pad_token == "<|reserved_special_token_0|>"
+    check = page.findChild(QWidget, "dataSkipBadRowsCheck")
+    qtbot.mouseClick(check, Qt.LeftButton, pos=QPoint(8, check.height() // 2))  # on the box itself
+    assert state.config.data.skip_bad_rows is False

@@ -23,10 +23,12 @@ from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
 from studio.gui.widgets.busy import BusyIndicator
 from studio.gui.widgets.common import named, page_layout, role_label
-from studio.gui.widgets.config_form import camel, mark_invalid
+from studio.gui.widgets.config_form import ConfigForm, camel, mark_invalid
 from studio.gui.widgets.examples_model import ExamplesTableModel
 from studio.gui.widgets.path_picker import PathPicker
 
+#: data fields edited here that have no control of their own (the Inspect page has the encoding ones)
+MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval"}
 DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet);;All files (*)"
 NONE = "(none)"
 
@@ -99,9 +101,13 @@ class DataPage(QWidget):
         form.addRow("Hold out", self.fraction)
         form.addRow("or eval file", self.eval_picker)
         form.addRow(self.split_label)
+        more = ConfigForm(self.state, ["data"], only=MORE_FIELDS, titles={"data": "More data settings"}, parent=self)
+        more.editor("data.pad_token").setPlaceholderText("automatic (see the Model page)")
+        more.editor("data.general_eval").setPlaceholderText("optional: text to watch for forgetting")
         row = QHBoxLayout()
         row.addWidget(mapping, 1)
         row.addWidget(split_box, 1)
+        row.addWidget(more, 1)
         return row
 
     def _tabs(self) -> QTabWidget:

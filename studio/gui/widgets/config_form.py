@@ -78,8 +78,19 @@ class ConfigForm(QWidget):
 
     edited = Signal(str, str)
 
-    def __init__(self, state, sections: list[str], exclude: set[str] = frozenset(), parent=None) -> None:
+    def __init__(self, state, sections: list[str], exclude: set[str] = frozenset(), parent=None, *,
+                 only: set[str] | None = None, titles: dict[str, str] | None = None) -> None:
+        """Build editors for ``sections``.
+
+        Args:
+            state: the shared StudioState.
+            sections: config sections to show, in order.
+            exclude: dotted fields to leave out.
+            only: when given, show just these dotted fields.
+            titles: group titles overriding the defaults.
+        """
         super().__init__(parent)
+        self._titles = {**SECTION_TITLES, **(titles or {})}
         self._state = state
         self.editors: dict[str, QWidget] = {}
         self._rows: dict[str, tuple[QFormLayout, QWidget]] = {}
@@ -88,7 +99,8 @@ class ConfigForm(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         by_section: dict[str, list] = {}
         for section, name, f, value in configmod.field_info(state.config):
-            if section in sections and f"{section}.{name}" not in exclude:
+            path = f"{section}.{name}"
+            if section in sections and path not in exclude and (only is None or path in only):
                 by_section.setdefault(section, []).append((name, f, value))
         for section in sections:
             layout.addWidget(self._group(section, by_section.get(section, [])))
@@ -97,7 +109,7 @@ class ConfigForm(QWidget):
         self.refresh()
 
     def _group(self, section: str, fields: list) -> QGroupBox:
-        box = QGroupBox(SECTION_TITLES.get(section, label_text(section)), self)
+        box = QGroupBox(self._titles.get(section, label_text(section)), self)
         box.setObjectName(camel(section, "group"))
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -132,7 +144,7 @@ class ConfigForm(QWidget):
             w.editingFinished.connect(lambda p=path, e=w, t=typ: self._write_text(p, e, t))
             kind = "Edit"
         w.setObjectName(camel(section, name, kind.lower()))
-        w.setAccessibleName(f"{SECTION_TITLES.get(section, section)}: {label_text(name)}")
+        w.setAccessibleName(f"{self._titles.get(section, section)}: {label_text(name)}")
         w.setProperty("help", meta.get("help", ""))
         w.setToolTip(meta.get("help", ""))
         self.editors[path] = w
