@@ -29,6 +29,7 @@ DEMO_PRESET = "resources/presets/demo.yaml"
 STYLE = "resources/style.qss"
 #: longest wait for start-up background loads before a screenshot is taken anyway
 SCREENSHOT_WAIT_S = 20.0
+FIRST_PAINT_FALLBACK_MS = 2000
 
 
 def process_age_s() -> float:
@@ -147,6 +148,8 @@ def main(screenshot: str | None = None) -> int:
     window = build_window(defer_pages=True)
     probe = FirstPaint(window, then=lambda: _after_first_paint(window))
     window.show()
+    # In case no paint ever arrives (a minimised start, an odd platform), go on anyway.
+    QTimer.singleShot(FIRST_PAINT_FALLBACK_MS, lambda: _after_first_paint(window))
     if screenshot:
         deadline = time.monotonic() + 5
         while probe.seconds is None and time.monotonic() < deadline:
