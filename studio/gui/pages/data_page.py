@@ -40,6 +40,7 @@ class DataPage(QWidget):
         super().__init__(parent)
         self.state = state
         self.report: datamod.DataReport | None = None
+        self._bad: list = []
         self._loaded_key: tuple | None = None
         self._tasks = TaskRunner(self)
         layout = page_layout(self, "Data", "The conversations the model learns from. Studio reads JSONL, JSON, "

@@ -95,6 +95,7 @@ class ConfigForm(QWidget):
         self.editors: dict[str, QWidget] = {}
         self._rows: dict[str, tuple[QFormLayout, QWidget]] = {}
         self._parse_errors: dict[str, str] = {}
+        self._refreshing = False  # set while showing state values, so they are not written back
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         by_section: dict[str, list] = {}
@@ -169,14 +170,12 @@ class ConfigForm(QWidget):
         self._write(path, value)
 
     def _write(self, path: str, value: Any) -> None:
-        section, name = path.split(".")
         if self._refreshing:
             return
+        section, name = path.split(".")
         self._state.set_field(section, name, value)
         self.show_problems(self._state.problems())
         self.edited.emit(section, name)
-
-    _refreshing = False
 
     def refresh(self) -> None:
         """Show the state's current values (without writing them back)."""
