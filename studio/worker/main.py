@@ -105,8 +105,12 @@ class RegistryUpdater:
                                  best_eval_loss=best)
 
 
-def install_stop_handlers(ctx) -> None:
-    """SIGTERM/SIGINT ask the recipe to stop after the current step; a second one interrupts."""
+def install_stop_handlers(ctx) -> dict:
+    """SIGTERM/SIGINT ask the recipe to stop after the current step; a second one interrupts.
+
+    Returns:
+        The previous handlers, for :func:`restore_handlers`.
+    """
     def handler(signum, _frame):
         if ctx.stop_requested:
             raise KeyboardInterrupt
@@ -114,8 +118,12 @@ def install_stop_handlers(ctx) -> None:
         ctx.events.log(f"stop requested ({signal.Signals(signum).name}): finishing the current step "
                        "and saving a checkpoint")
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def restore_handlers(previous: dict) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,10 +168,11 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
     """Run the recipe; returns (status, error, hint)."""
     from studio.worker.context import RunContext
 
+    previous: dict = {}
     try:
         cfg = configmod.load(run_dir / "config.yaml")
         ctx = RunContext(cfg, run_dir, events, resolve_resume(run_dir, resume))
-        install_stop_handlers(ctx)
+        previous = install_stop_handlers(ctx)
         from studio.worker.loggers import attach_loggers
 
         attach_loggers(ctx)
@@ -176,6 +185,8 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
         log.exception("run failed")
         error, hint = explain(exc)
         return "failed", error, hint
+    finally:
+        restore_handlers(previous)
 
 
 def _recipe(objective: str):
