@@ -36,14 +36,18 @@ def accelerate_config(cfg: RunConfig, nodes: int = 1, gpus_per_node: int = 1, cp
         cfg: the run; ``cfg.distributed`` picks DDP, FSDP or DeepSpeed and the port.
         nodes: machines taking part.
         gpus_per_node: processes per machine (one per GPU).
-        cpu: CPU processes (tests and machines without GPUs; DDP over gloo).
+        cpu: CPU processes (tests and machines without GPUs; DDP over gloo). The run's
+            ``train.device`` must then be ``cpu`` too.
         main_process_ip: the main node's address (unused on one machine).
     """
     dist = cfg.distributed
     strategy = "ddp" if cpu else dist.strategy
     out = {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "MULTI_CPU" if cpu else _DISTRIBUTED_TYPE[strategy],
+        # CPU processes too are started by accelerate's torchrun launcher (type MULTI_GPU): its
+        # --cpu launcher starts a single process. Each worker then asks for the CPU (use_cpu, and
+        # train.device=cpu), and accelerate joins them over gloo as MULTI_CPU.
+        "distributed_type": _DISTRIBUTED_TYPE[strategy],
         "num_machines": nodes,
         "num_processes": nodes * gpus_per_node,
         "machine_rank": 0,
@@ -116,15 +120,13 @@ def launch_commands(cfg: RunConfig, run_dir: str | Path, nodes: int = 1, gpus_pe
     config_path = run_dir / CONFIG_NAME
     if write:
         write_accelerate_config(cfg, run_dir, nodes, gpus_per_node, cpu=cpu, main_process_ip=main_process_ip)
-    return [_command(cfg, run_dir, config_path, nodes, gpus_per_node, rank, cpu, main_process_ip)
+    return [_command(cfg, run_dir, config_path, nodes, gpus_per_node, rank, main_process_ip)
             for rank in range(nodes)]
 
 
 def _command(cfg: RunConfig, run_dir: Path, config_path: Path, nodes: int, gpus_per_node: int, rank: int,
-             cpu: bool, main_process_ip: str) -> str:
+             main_process_ip: str) -> str:
     parts = ["accelerate", "launch", "--config_file", shlex.quote(str(config_path))]
-    if cpu:
-        parts.append("--cpu")
     parts += ["--num_machines", str(nodes), "--num_processes", str(nodes * gpus_per_node)]
     if nodes > 1:
         parts += ["--machine_rank", str(rank), "--main_process_ip", _shell_value(main_process_ip)]

@@ -46,4 +46,6 @@ def test_fsdp_and_deepspeed_sections():
     assert ds["deepspeed_config"]["zero_stage"] == 3 and ds["deepspeed_config"]["gradient_accumulation_steps"] == 4
     assert ds["deepspeed_config"]["zero3_save_16bit_model"] is True
     cpu = accelerate_config(config_mod.RunConfig(), 1, 2, cpu=True)
-    assert cpu["distributed_type"] == "MULTI_CPU" and cpu["use_cpu"] and cpu["mixed_precision"] == "no"
+    # torchrun starts the CPU processes (accelerate's --cpu launcher would start only one)
+    assert cpu["distributed_type"] == "MULTI_GPU" and cpu["use_cpu"] and cpu["mixed_precision"] == "no"
+    assert "gpu_ids" not in cpu

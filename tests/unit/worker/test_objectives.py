@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -39,22 +38,9 @@ def model_dir(tmp_path_factory) -> Path:
         return DEMO
     if not (DEMO / "tokenizer.json").exists():
         pytest.skip("resources/demo-model is not built yet")
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from worker_runs import build_tiny_model
 
-    out = tmp_path_factory.mktemp("tiny-model")
-    for f in DEMO.iterdir():
-        shutil.copy(f, out / f.name)
-    from tokenizers import Tokenizer
-
-    ids = Tokenizer.from_file(str(DEMO / "tokenizer.json"))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=3072, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=ids.token_to_id("<|begin_of_text|>"), eos_token_id=ids.token_to_id("<|eot_id|>"),
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, stop_at: int = 0, resume: str = "",
