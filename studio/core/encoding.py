@@ -22,7 +22,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from studio.core.errors import TemplateError
+from studio.core.errors import ConfigError, TemplateError
 from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate, pack_groups  # noqa: F401
 from studio.core.layout import Layout, Layouter
 from studio.core.templates import ResolvedTemplate, resolve_template
@@ -115,9 +115,7 @@ class Encoder:
     def __init__(self, tokenizer, options: EncodeOptions | None = None) -> None:
         self.tokenizer = tokenizer
         self.options = options or EncodeOptions()
-        if self.options.loss not in LOSS_OPTIONS:
-            raise TemplateError(f"unknown loss option {self.options.loss!r}",
-                                f"set data.loss to one of: {', '.join(LOSS_OPTIONS)}")
+        _check(self.options)
         self.template: ResolvedTemplate = resolve_template(tokenizer, self.options.template)
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
@@ -167,7 +165,9 @@ class Encoder:
         layouts = [self.layouter.pair_layout(example, prompt, side) for side in sides]
         (c_ids, c_off), (r_ids, r_off) = self._tokenize(layouts)
         prompt_len = bisect_left([start for start, _ in c_off], layouts[0].splits[0])
-        chosen, rejected = self._finish(layouts[0], c_ids, c_off), self._finish(layouts[1], r_ids, r_off)
+        chosen, rejected = self._finish(layouts[0], c_ids, c_off, False), self._finish(layouts[1], r_ids, r_off, False)
+        prompt_len -= _truncate_pair(chosen, rejected, prompt_len, self.options.max_length, self.options.truncation_side)
+        prompt_len = min(prompt_len, len(chosen.input_ids), len(rejected.input_ids))
         return EncodedPair(example.row, prompt_len, chosen, rejected)
 
     # -- tokens -----------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class Encoder:
             out[n][1].extend(offsets if not shift else [(s + shift, e + shift) for s, e in offsets])
         return out
 
-    def _finish(self, lay: Layout, ids: list[int], offsets: list) -> Encoded:
+    def _finish(self, lay: Layout, ids: list[int], offsets: list, cut: bool = True) -> Encoded:
         starts = [s for s, _ in offsets]
         enc = Encoded(lay.row, ids, self._labels(lay, ids, offsets, starts), self._roles(lay, starts, ids),
                       original_length=len(ids), warnings=list(lay.warnings))
@@ -196,7 +196,8 @@ class Encoder:
                                 "or use a template that writes it once")
         if lay.loss and all(label == IGNORE for label in enc.labels):
             enc.warnings.append(f"row {lay.row}: no token carries loss")
-        _truncate(enc, self.options.max_length, self.options.truncation_side)
+        if cut:
+            _truncate(enc, self.options.max_length, self.options.truncation_side)
         return enc
 
     def _labels(self, lay: Layout, ids: list[int], offsets: list, starts: list[int]) -> list[int]:
@@ -243,6 +244,39 @@ class Encoder:
         if count == 0 and self.tokenizer.adds_bos_by_default:
             return [f"the template writes no BOS ({bos}) although this tokenizer normally starts text with it"]
         return []
+
+
+def _check(options: EncodeOptions) -> None:
+    """Raise one ConfigError naming every bad encoding option."""
+    errors = []
+    if options.loss not in LOSS_OPTIONS:
+        errors.append(("data.loss", f"{options.loss!r} is not one of {', '.join(LOSS_OPTIONS)}"))
+    if options.truncation_side not in ("right", "left"):
+        errors.append(("data.truncation_side", f"{options.truncation_side!r} is not right or left"))
+    if options.max_length is not None and options.max_length < 1:
+        errors.append(("data.max_length", f"{options.max_length} must be at least 1"))
+    if errors:
+        raise ConfigError(errors)
+
+
+def _truncate_pair(chosen: Encoded, rejected: Encoded, prompt_len: int, max_length: int | None, side: str) -> int:
+    """Cut a preference pair so both sides keep identical prompt ids; returns the prompt tokens removed.
+
+    Left truncation removes the same prompt tokens from both sides (as many as the longer side
+    needs, at most the whole prompt); whatever is still too long is then cut at the right end.
+    """
+    if max_length is None:
+        return 0
+    drop = 0
+    if side == "left":
+        drop = min(prompt_len, max(len(chosen.input_ids), len(rejected.input_ids)) - max_length)
+        drop = max(drop, 0)
+    for enc in (chosen, rejected):
+        if drop:
+            enc.input_ids, enc.labels, enc.roles = enc.input_ids[drop:], enc.labels[drop:], enc.roles[drop:]
+            enc.truncated = True
+        _truncate(enc, max_length, "right")
+    return drop
 
 
 def _truncate(enc: Encoded, max_length: int | None, side: str) -> None:

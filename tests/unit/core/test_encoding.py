@@ -239,6 +239,30 @@ def test_preference_pair_shares_the_prompt(llama):
     assert pair.rejected.labels == [IGNORE] * 11 + SEE_YOU + [EOT]
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_truncated_pair_keeps_identical_prompts(llama, side):
+    row = Example(5, [Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Bye")],
+                  chosen=[Message("assistant", "See you")], rejected=[Message("assistant", "Hello")])
+    limit = 22 if side == "left" else 25
+    pair = Encoder(llama, EncodeOptions(template="llama3", max_length=limit, truncation_side=side)).encode_pair(row)
+    full = Encoder(llama, EncodeOptions(template="llama3")).encode_pair(row)
+    assert full.prompt_len == 24 and len(full.chosen.input_ids) == 27 and len(full.rejected.input_ids) == 26
+    chosen, rejected = pair.chosen.input_ids, pair.rejected.input_ids
+    assert chosen[:pair.prompt_len] == rejected[:pair.prompt_len]
+    assert len(chosen) <= limit and len(rejected) <= limit and pair.chosen.truncated
+    if side == "left":  # 5 prompt tokens go from both sides; the completions stay whole
+        assert pair.prompt_len == 19 and chosen == full.chosen.input_ids[5:]
+        assert rejected == full.rejected.input_ids[5:] and pair.chosen.lost_loss_tokens == 0
+    else:  # the prompt stays whole; the completions are cut
+        assert pair.prompt_len == 24 and (pair.chosen.lost_loss_tokens, pair.rejected.lost_loss_tokens) == (2, 1)
+
+
+def test_bad_options_are_config_errors(llama):
+    with pytest.raises(ConfigError) as err:
+        Encoder(llama, EncodeOptions(template="llama3", loss="everything", truncation_side="middle"))
+    assert [path for path, _ in err.value.errors] == ["data.loss", "data.truncation_side"]
+
+
 def test_double_bos_is_detected(llama, tmp_path):
     template = "{{ bos_token + bos_token }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}"
     tok = tokenizer_copy(llama, tmp_path, chat_template=template)
