@@ -22,7 +22,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 REDRAW_MS = 250
 MAX_REDRAW_MS = 2000
 PAINT_SHARE = 8
-EMA_ALPHA = 0.1
+EMA_ALPHA = 0.2
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
 
@@ -81,17 +81,23 @@ class SeriesBuffer:
 
 
 class EmaSeries(SeriesBuffer):
-    """A series that stores the exponential moving average of what it is given (skips NaN)."""
+    """A series that stores the bias-corrected exponential moving average of what it is given.
+
+    Bias correction (as TensorBoard's smoothing does) makes the curve start at the first loss
+    instead of creeping up from zero or lagging far behind a short run. NaN points are skipped.
+    """
 
     def __init__(self, alpha: float = EMA_ALPHA) -> None:
         super().__init__()
         self.alpha = alpha
-        self._value: float | None = None
+        self._raw = 0.0
+        self._weight = 0.0
 
     def append(self, x: float, y: float | None) -> None:
         if y is not None and math.isfinite(y):
-            self._value = y if self._value is None else self.alpha * y + (1 - self.alpha) * self._value
-        super().append(x, self._value)
+            self._raw = (1 - self.alpha) * self._raw + self.alpha * y
+            self._weight = (1 - self.alpha) * self._weight + self.alpha
+        super().append(x, self._raw / self._weight if self._weight else None)
 
     def extend(self, xs: list[float], ys: list[float | None]) -> None:
         for x, y in zip(xs, ys):
@@ -99,7 +105,7 @@ class EmaSeries(SeriesBuffer):
 
     def clear(self) -> None:
         super().clear()
-        self._value = None
+        self._raw = self._weight = 0.0
 
 
 class MetricPlot(pg.PlotWidget):
@@ -129,10 +135,13 @@ class MetricPlot(pg.PlotWidget):
         self.paint_seconds = time.perf_counter() - start
 
     def add_curve(self, name: str, color: str, width: float = 1.5, series: SeriesBuffer | None = None,
-                  dashed: bool = False, symbol: str | None = None) -> None:
-        """Declare a curve; ``series`` lets a curve smooth its input (e.g. :class:`EmaSeries`)."""
-        if self._legend is None:
-            self._legend = self.addLegend(offset=(-10, 10))
+                  dashed: bool = False, symbol: str | None = None, legend: bool = True) -> None:
+        """Declare a curve; ``series`` lets a curve smooth its input (e.g. :class:`EmaSeries`).
+
+        ``legend=False`` for a plot's only curve: its title already names it.
+        """
+        if legend and self._legend is None:
+            self._legend = self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
         pen = pg.mkPen(color, width=width, style=_dash(dashed))
         curve = self.plot([], [], pen=pen, name=name, symbol=symbol, symbolSize=6, symbolBrush=color,
                           symbolPen=None, connect="finite")
@@ -222,13 +231,13 @@ class MetricsPanel(QWidget):
         self.loss.add_curve("eval", PALETTE[1], width=2, symbol="o")
         self.loss.add_curve("general text (forgetting)", PALETTE[3], width=1.5, dashed=True, symbol="t")
         self.lr = self._plot("Learning rate", "lrPlot")
-        self.lr.add_curve("learning rate", PALETTE[2])
+        self.lr.add_curve("learning rate", PALETTE[2], legend=False)
         self.grad = self._plot("Gradient norm", "gradNormPlot")
-        self.grad.add_curve("grad norm", PALETTE[4])
+        self.grad.add_curve("grad norm", PALETTE[4], legend=False)
         self.speed = self._plot("Tokens per second", "tokensPerSecondPlot")
-        self.speed.add_curve("tokens/s", PALETTE[0])
+        self.speed.add_curve("tokens/s", PALETTE[0], legend=False)
         self.memory = self._plot("Memory (MiB)", "memoryPlot")
-        self.memory.add_curve("memory", PALETTE[3])
+        self.memory.add_curve("memory", PALETTE[3], legend=False)
         self._layout_plots()
         self.timer = RedrawTimer(self.plots, self)
 

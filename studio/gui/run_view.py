@@ -56,10 +56,10 @@ class Progress:
             return None
         return (self._t_last - self._t0) / done * (self.max_steps - self.step)
 
-    def text(self) -> str:
+    def text(self, with_eta: bool = True) -> str:
         if not self.max_steps:
             return f"Step {self.step}"
-        eta = self.eta_seconds()
+        eta = self.eta_seconds() if with_eta else None
         left = f" · about {format_duration(eta)} left" if eta is not None else ""
         return f"Step {self.step} of {self.max_steps}{left}"
 
@@ -79,6 +79,7 @@ class RunView(QWidget):
         super().__init__(parent)
         self._prefix = prefix
         self.proc: RunProcess | None = None
+        self._connected = False
         self.progress = Progress()
         self.status = ""
         self.samples: list[dict] = []
@@ -107,17 +108,19 @@ class RunView(QWidget):
         self.banner.setAccessibleName("Run error")
         self.log_tail = self._name(QPlainTextEdit(), "logTailView", "Last lines of worker.log")
         self.log_tail.setReadOnly(True)
-        self.log_tail.setMaximumHeight(140)
+        self.log_tail.setMaximumHeight(110)
         self.tail_box = QGroupBox("Last lines of worker.log")
         QVBoxLayout(self.tail_box).addWidget(self.log_tail)
         self.tail_box.hide()
         self.notices = self._name(QListWidget(), "noticeList", "Warnings about this run")
         self.notices.setMaximumHeight(84)
+        self.notices.setWordWrap(True)
         self.notices.hide()
         self.panel = MetricsPanel(self._prefix)
         self.log_view = self._name(QPlainTextEdit(), "logView", "Run log")
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
+        self.log_view.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.sample_view = self._name(QPlainTextEdit(), "sampleView", "Sample generations")
         self.sample_view.setReadOnly(True)
         self.sample_view.setPlaceholderText("Sample answers appear here when the run generates them "
@@ -137,6 +140,8 @@ class RunView(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         split.setChildrenCollapsible(False)
+        tabs.setMinimumWidth(280)
+        split.setSizes([900, 340])
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(top)
@@ -150,9 +155,10 @@ class RunView(QWidget):
 
     def watch(self, proc: RunProcess | None) -> None:
         """Show ``proc``'s run from its first event (replayed) on; ``None`` empties the view."""
-        if self.proc is not None:
+        if self.proc is not None and self._connected:
             self.proc.events.disconnect(self.add_events)
             self.proc.finished.disconnect(self.show_outcome)
+        self._connected = False
         self.clear()
         self.proc = proc
         if proc is None:
@@ -164,6 +170,7 @@ class RunView(QWidget):
             return
         proc.events.connect(self.add_events)
         proc.finished.connect(self.show_outcome)
+        self._connected = True
         self._set_status("running")
 
     def clear(self) -> None:
@@ -230,7 +237,13 @@ class RunView(QWidget):
         item.setToolTip(event.get("message", ""))
         self.notices.addItem(item)
         self.notices.show()
+        self._fit_notices()
         self._pending_log.append(f"Warning ({code}): {event.get('message', '')}")
+
+    def _fit_notices(self) -> None:
+        """As tall as its rows (one notice is one line), at most about four rows."""
+        rows = sum(self.notices.sizeHintForRow(i) for i in range(self.notices.count()))
+        self.notices.setFixedHeight(min(rows + 2 * self.notices.frameWidth() + 4, 96))
 
     def _on_sample(self, event: dict) -> None:
         self.samples.append(event)
@@ -265,7 +278,8 @@ class RunView(QWidget):
         elif outcome.status == "stopped":
             self.banner.show_info("Stopped on request; the last checkpoint can be resumed.")
         if outcome.status != "running":
-            self.progress_bar.setFormat(f"{STATUS_TEXT.get(outcome.status, outcome.status)} · {self.progress.text()}")
+            self.progress_bar.setFormat(f"{STATUS_TEXT.get(outcome.status, outcome.status)} · "
+                                        f"{self.progress.text(with_eta=False)}")
         self.checkpoints_changed.emit(self.checkpoints())
         self.outcome_changed.emit(outcome)
 

@@ -55,12 +55,13 @@ class CompareView(QWidget):
         self.diff = named(QTableWidget(0, 1), "configDiffTable", "Settings that differ between the selected runs")
         self.diff.setEditTriggers(QTableWidget.NoEditTriggers)
         self.diff.verticalHeader().hide()
-        self.diff.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.diff.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.diff.horizontalHeader().setStretchLastSection(True)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.plot)
         split.addWidget(self.diff)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        split.setSizes([640, 420])
         QVBoxLayout(self).addWidget(split)
 
     def show_runs(self, runs: list[tuple[str, str]]) -> None:

@@ -75,12 +75,17 @@ class RunsPage(QWidget):
         self.tabs = named(QTabWidget(), "runsTabs", "Opened run and comparison")
         self.tabs.addTab(self.view, "Opened run")
         self.tabs.addTab(self.compare, "Compare selected")
+        self.table.setMinimumHeight(130)
+        lower = QWidget()
+        lower_box = QVBoxLayout(lower)
+        lower_box.setContentsMargins(0, 6, 0, 0)
+        lower_box.addLayout(self._actions())
+        lower_box.addWidget(self.tabs, 1)
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
-        split.addWidget(self.tabs)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
-        box.addLayout(self._actions())
+        split.addWidget(lower)
+        split.setChildrenCollapsible(False)
+        split.setSizes([190, 560])
         box.addWidget(split, 1)
 
     def _actions(self) -> QHBoxLayout:
@@ -100,7 +105,7 @@ class RunsPage(QWidget):
         self.branch_button.clicked.connect(self.branch)
         self.stop_button.clicked.connect(self.stop)
         row = QHBoxLayout()
-        for w in (QLabel("Checkpoint:"), self.checkpoint_combo, self.resume_button, self.branch_button,
+        for w in (QLabel("Selected run's checkpoint:"), self.checkpoint_combo, self.resume_button, self.branch_button,
                   self.stop_button):
             row.addWidget(w)
         row.addSpacing(16)
@@ -184,7 +189,8 @@ class RunsPage(QWidget):
     def _update_buttons(self) -> None:
         proc = self.view.proc
         live = proc is not None and proc.is_running() and proc.is_alive()
-        has_ckpt = self.checkpoint_combo.count() > 0 and proc is not None
+        single = len(self.selected_dirs()) <= 1  # with several selected, which run to resume is unclear
+        has_ckpt = self.checkpoint_combo.count() > 0 and proc is not None and single
         self.resume_button.setEnabled(has_ckpt and not live)
         self.branch_button.setEnabled(has_ckpt)
         self.stop_button.setEnabled(live)
