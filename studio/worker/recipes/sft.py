@@ -30,8 +30,9 @@ from studio.worker.metrics import memory_mib, perplexity
 
 log = logging.getLogger("studio.worker")
 
-#: Rows of logits computed at once by the chunked loss.
-LOSS_CHUNK = 1024
+#: Rows of logits computed at once by the chunked loss; ``None`` sizes chunks by bytes
+#: (:data:`studio.worker.loss.CHUNK_BYTES`), so a 128k vocabulary does not hold 0.5 GiB per chunk.
+LOSS_CHUNK = None
 
 
 def run(ctx) -> str:
@@ -57,6 +58,25 @@ class hidden_states_only:
 
     def __exit__(self, *exc) -> None:
         del self.head.forward
+
+
+def set_cpu_threads(acc) -> None:
+    """One torch thread per physical core (shared by the processes on this machine).
+
+    Hyper-threads share a core's matrix units, so more threads than cores only adds
+    contention. ``OMP_NUM_THREADS``, when set, wins.
+    """
+    import os
+
+    if acc.device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // max(acc.num_processes, 1)))
 
 
 def to_tensors(batch: dict, device) -> dict:
@@ -97,6 +117,7 @@ class SFTRecipe:
 
         ctx, cfg = self.ctx, self.cfg
         self.acc = ctx.accelerator
+        set_cpu_threads(self.acc)
         set_seed(cfg.train.seed)
         self.train_rows = self._encode(ctx.train_examples, "training")
         self.eval_rows = self._encode(ctx.eval_examples, "evaluation") if ctx.eval_examples else []
