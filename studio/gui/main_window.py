@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         for i, (label, module, cls, needs_runs, tip) in enumerate(PAGES):
             page = QWidget() if defer_pages and i else self._build_page(label, module, cls, needs_runs)
             self._add_page(label, page, tip)
+        if not defer_pages:
+            self._connect_pages()
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.nav.setCurrentRow(0)
         self.setCentralWidget(self._layout())
@@ -116,6 +118,12 @@ class MainWindow(QMainWindow):
             log.warning("page %s unavailable: %s", label, exc)
             return MissingPage(label, str(exc))
 
+    def _connect_pages(self) -> None:
+        """Links between pages (only where both pages are built)."""
+        data, inspect = self.pages.get("Data"), self.pages.get("Inspect")
+        if hasattr(data, "inspect_requested") and hasattr(inspect, "show_row"):
+            data.inspect_requested.connect(lambda row: (self.show_page("Inspect"), inspect.show_row(row)))
+
     def build_remaining_pages(self) -> None:
         """Replace the placeholders left by ``defer_pages`` with the real pages (idempotent)."""
         if not self._deferred:
@@ -130,6 +138,7 @@ class MainWindow(QMainWindow):
             placeholder.deleteLater()
             self.pages[label] = page
         self.stack.setCurrentIndex(current)
+        self._connect_pages()
 
     def _add_page(self, label: str, page: QWidget, tooltip: str) -> None:
         self.pages[label] = page

@@ -144,3 +144,20 @@ def test_no_display_is_a_plain_error(monkeypatch):
     assert "display" in exc.value.message and "--screenshot" in exc.value.hint
     app._choose_platform(screenshot=True)
     assert app.os.environ["QT_QPA_PLATFORM"] == "offscreen"
+
+
+def test_double_clicking_a_data_row_opens_it_in_the_inspector(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    data = window.show_page("Data")
+    tasks.wait_idle(30)
+    table = data.table
+    rect = table.visualRect(table.model().index(4, 1))
+    # A real double-click starts with a press; QTest's double-click event alone carries none.
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(table.viewport(), Qt.LeftButton, pos=rect.center())
+    inspect = window.pages["Inspect"]
+    assert window.stack.currentWidget() is inspect
+    assert inspect.row_spin.value() == 5
+    qtbot.waitUntil(lambda: inspect.row_result is not None and inspect.row_result.view.encoded.row == 5,
+                    timeout=30_000)

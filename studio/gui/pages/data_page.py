@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QSplitter, QTableView,
                                QTabWidget, QVBoxLayout, QWidget)
@@ -34,7 +34,14 @@ NONE = "(none)"
 
 
 class DataPage(QWidget):
-    """Training data: file, format and column mapping, validation report, rows, eval split."""
+    """Training data: file, format and column mapping, validation report, rows, eval split.
+
+    Signals:
+        inspect_requested(int): the person double-clicked a row (index into the usable rows)
+            to see its tokens on the Inspect page.
+    """
+
+    inspect_requested = Signal(int)
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
@@ -119,6 +126,8 @@ class DataPage(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setSelectionBehavior(QTableView.SelectRows)
         self.table.verticalHeader().hide()
+        self.table.setToolTip("Double-click a row to see its tokens on the Inspect page")
+        self.table.doubleClicked.connect(lambda index: self.inspect_requested.emit(index.row()))
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.Interactive)
         header.setStretchLastSection(True)

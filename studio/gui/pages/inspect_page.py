@@ -181,6 +181,11 @@ class InspectPage(QWidget):
         self.labels[self.side_combo].setVisible(pairs)
         self.refresh_views()
 
+    def show_row(self, index: int) -> None:
+        """Show a usable row (0-based index) on the Row tab."""
+        self.tabs.setCurrentIndex(0)
+        self.row_spin.setValue(index + 1)
+
     def refresh_views(self) -> None:
         """Re-encode the row, the batch and the statistics with the current settings."""
         if self.sources is None:
