@@ -129,7 +129,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
     d loss / d logits = softmax(logits) - one_hot(target), divided by the token count; from it
     the chunk's hidden-state gradient (``g @ W``) and head gradient (``g.T @ h``) follow, so no
-    chunk's logits outlive its loop iteration.
+    chunk's logits outlive its loop iteration. ``g`` is held in the matmul dtype (bf16 under
+    autocast), the precision the matmuls that consume it run in anyway.
     """
 
     @staticmethod
@@ -147,24 +148,21 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 logits = h_c @ w.t()
                 if bias is not None:
                     logits = logits + bias.to(dtype)
-                # One fp32 buffer per chunk, turned into the softmax in place: logsumexp and
-                # exp would each allocate another chunk-sized tensor.
-                g = logits.float()
+                # log_softmax reads the (bf16) logits once and writes fp32; the softmax is then
+                # built in place, so a chunk costs a few passes and at most two buffers.
+                log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
                 del logits
-                target_logit = g.gather(1, t_c[:, None]).squeeze(1)
-                row_max = g.max(dim=-1).values
-                g.sub_(row_max[:, None]).exp_()
-                sum_exp = g.sum(dim=-1)
-                total += (row_max + sum_exp.log() - target_logit).sum()
-                g.div_(sum_exp[:, None])
+                total -= log_probs.gather(1, t_c[:, None]).sum()
+                g = log_probs.exp_().to(dtype)
+                del log_probs
                 g[torch.arange(g.shape[0], device=g.device), t_c] -= 1.0
-                g /= denom
                 if need_h:
-                    grad_h[start:start + chunk_size] = (g.to(dtype) @ w).to(h.dtype)
+                    # 1/denom applied to the small (rows x hidden) product, not the chunk's logits.
+                    grad_h[start:start + chunk_size] = ((g @ w) / denom).to(h.dtype)
                 if need_w:
-                    grad_w += g.t().to(dtype).mm(h_c).float()
+                    grad_w += g.t().mm(h_c).float() / denom
                 if need_b:
-                    grad_b += g.sum(0)
+                    grad_b += g.float().sum(0) / denom
         ctx.save_for_backward(*(t for t in (grad_h, grad_w, grad_b) if t is not None))
         ctx.flags = (need_h, need_w, need_b)
         ctx.weight_dtype = weight.dtype

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from studio.worker.loss import chunked_causal_lm_loss, per_token_losses
+from studio.worker.loss import CHUNK_BYTES, auto_chunk_rows, chunked_causal_lm_loss, per_token_losses
 
 
 def _reference(hidden, weight, labels, reduction="mean"):
@@ -67,3 +67,63 @@ def test_bf16_autocast_is_close_to_fp32():
         loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=4)
     assert loss.dtype == torch.float32
     assert abs(loss.item() - _reference(hidden, weight, labels).item()) < 0.1
+
+
+def test_output_bias_value_and_gradients_match():
+    hidden, weight, labels = _case(vocab=40)
+    bias = torch.randn(40, requires_grad=True)
+    logits = (hidden @ weight.t() + bias)[:, :-1]
+    ref = F.cross_entropy(logits.reshape(-1, 40), labels[:, 1:].reshape(-1), ignore_index=-100)
+    ref_grads = torch.autograd.grad(ref, (hidden, weight, bias))
+    loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=3, bias=bias)
+    grads = torch.autograd.grad(loss, (hidden, weight, bias))
+    torch.testing.assert_close(loss, ref)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_large_logits_stay_finite_and_exact():
+    """Logit gaps of hundreds (a confident model) must not overflow the in-place softmax."""
+    hidden, weight, labels = _case(vocab=64, dim=8)
+    with torch.no_grad():
+        hidden.mul_(40.0)
+    ref = _reference(hidden, weight, labels)
+    ref_gh, = torch.autograd.grad(ref, (hidden,))
+    loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=2)
+    gh, = torch.autograd.grad(loss, (hidden,))
+    assert torch.isfinite(loss) and ref.item() > 50
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(gh, ref_gh)
+
+
+def test_default_chunk_is_sized_by_bytes_for_a_llama3_vocabulary():
+    rows = auto_chunk_rows(128256)
+    assert 128 <= rows <= 512 and rows * 128256 * 4 <= CHUNK_BYTES
+    assert auto_chunk_rows(10) == 4096 and auto_chunk_rows(10**9) == 16
+
+
+def test_llama3_sized_vocabulary_matches_plain_cross_entropy():
+    """A batch shaped like real training (vocab 128,256, two rows, prompt tokens unlabelled), fp32."""
+    g = torch.Generator().manual_seed(1)
+    hidden = (torch.randn(2, 300, 16, generator=g) * 0.5).requires_grad_()
+    weight = (torch.randn(128256, 16, generator=g) * 0.5).requires_grad_()
+    labels = torch.randint(0, 128256, (2, 300), generator=g)
+    labels[:, :120] = -100
+    ref = _reference(hidden, weight, labels)
+    ref_gh, ref_gw = torch.autograd.grad(ref, (hidden, weight))
+    loss = chunked_causal_lm_loss(hidden, weight, labels)
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(gh, ref_gh)
+    torch.testing.assert_close(gw, ref_gw)
+
+
+def test_bf16_autocast_gradients_point_the_same_way_as_fp32():
+    hidden, weight, labels = _case(vocab=300, dim=32)
+    ref_gh, = torch.autograd.grad(_reference(hidden, weight, labels), (hidden,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=4)
+    gh, = torch.autograd.grad(loss, (hidden,))
+    assert gh.dtype == torch.float32
+    cosine = F.cosine_similarity(gh.flatten(), ref_gh.flatten(), dim=0)
+    assert cosine > 0.999 and (gh.norm() / ref_gh.norm() - 1).abs() < 0.02
