@@ -116,6 +116,9 @@ def train_in_process(run_dir: Path, stop_after_step: int | None = None, resume: 
     cfg = configmod.load(run_dir / "config.yaml")
     events = Events(run_dir / "events.jsonl", stdout=None)
     ctx = RunContext(cfg, run_dir, events, resume)
+    from studio.worker.loggers import attach_loggers
+
+    attach_loggers(ctx)
     if stop_after_step is not None:
         def stop(event):
             if event["type"] == "step" and event["step"] == stop_after_step:

@@ -1,0 +1,64 @@
+"""Evaluation: SQuAD-style scores, BLEU/ROUGE-L, overfitting and forgetting signals, and a real run's eval events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.worker import evaluate as ev
+
+from worker_runs import DATASETS, make_run_dir, read_events, train_in_process
+
+
+def test_squad_normalisation_exact_match_and_f1():
+    assert ev.normalize_answer("The  Czech!") == "czech"
+    assert ev.exact_match("the Czech.", "Czech") == 1.0 and ev.exact_match("Slovak", "Czech") == 0.0
+    assert ev.token_f1("Czech language", "Czech") == pytest.approx(2 / 3)
+    assert ev.token_f1("", "") == 1.0 and ev.token_f1("x", "") == 0.0
+
+
+def test_task_metrics_per_task():
+    out = ev.task_metrics(["qa", "qa", "generation", "summarization"],
+                          ["Czech", "euro", "Pack light layers for rain.", "Lisbon is best in spring."],
+                          ["Czech", "koruna", "Pack light layers for rain.", "Lisbon shines in spring."])
+    assert out["qa"] == {"exact_match": 0.5, "f1": 0.5, "count": 2}
+    assert out["generation"]["bleu"] == pytest.approx(100.0) and out["generation"]["rougeL"] == pytest.approx(1.0)
+    assert 0 < out["summarization"]["rougeL"] < 1
+
+
+def test_overfitting_needs_rising_eval_and_falling_train():
+    rising = [[10, 1.0, 2.0], [20, 1.1, 1.8], [30, 1.2, 1.5], [40, 1.3, 1.2]]
+    assert ev.overfitting(rising, patience=3)
+    assert not ev.overfitting(rising[:3], patience=3), "not enough evaluations yet"
+    assert not ev.overfitting([[10, 1.0, 1.0], [20, 1.1, 1.1], [30, 1.2, 1.2], [40, 1.3, 1.3]], patience=3)
+    assert not ev.overfitting([[10, 1.0, 2.0], [20, 1.1, 1.8], [30, 1.05, 1.5], [40, 1.3, 1.2]], patience=3)
+
+
+def test_forgetting_is_a_relative_climb():
+    assert ev.forgetting([[0, 2.0], [10, 2.2]]) and not ev.forgetting([[0, 2.0], [10, 2.05]])
+
+
+def test_run_with_tasks_general_text_and_samples(tmp_path, tiny_model):
+    rows = [json.loads(line) for line in (DATASETS / "travel_eval.jsonl").read_text().splitlines()]
+    picked = [next(r for r in rows if r["task"] == t) for t in ("qa", "generation", "summarization")]
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("\n".join(json.dumps(r) for r in picked) + "\n")
+    general = tmp_path / "general.jsonl"
+    general.write_text("\n".join((DATASETS / "general_text.jsonl").read_text().splitlines()[:3]) + "\n")
+    run_dir = make_run_dir(tmp_path, tiny_model, {
+        "train.max_steps": 2, "train.batch_size": 2, "data.eval": str(eval_file), "data.general_eval": str(general),
+        "eval.every_steps": 1, "eval.sample_every_steps": 1, "eval.sample_prompts": ["Hi", "Oslo?"],
+        "eval.sample_max_new_tokens": 3, "data.max_length": 96, "output.report_to": ["tensorboard"]}, rows=8)
+    assert train_in_process(run_dir) == "completed"
+    events = read_events(run_dir)
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [1, 2]
+    assert all(e["general_loss"] > 0 and e["perplexity"] > 1 for e in evals)
+    assert evals[0]["metrics"] == {}, "generation metrics are computed at the final evaluation"
+    final = evals[-1]["metrics"]
+    assert set(final) == {"qa", "generation", "summarization"}
+    assert set(final["qa"]) == {"exact_match", "f1", "count"} and set(final["generation"]) >= {"bleu", "rougeL"}
+    samples = [(e["step"], e["prompt"]) for e in events if e["type"] == "sample"]
+    assert samples == [(1, "Hi"), (1, "Oslo?"), (2, "Hi"), (2, "Oslo?")]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard event file written"
