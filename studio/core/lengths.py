@@ -24,6 +24,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 
 log = logging.getLogger("studio.stats")
@@ -35,6 +36,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "chat_template.json")
 #: at most this many encoder warnings are kept (with their row); the rest are only counted
 MAX_WARNINGS = 50
+IGNORE = -100
 _CHUNK = 1 << 20
 
 
@@ -60,14 +62,16 @@ class Measured:
     warning_count: int = 0
     cache_hit: bool = False
 
-    def add(self, encoded) -> None:
-        """Record one ``Encoded`` sequence."""
-        self.rows.append(encoded.row)
-        self.lengths.append(len(encoded.input_ids))
-        self.loss_spans.append(loss_spans(encoded.labels))
-        self.warning_count += len(encoded.warnings)
-        room = MAX_WARNINGS - len(self.warnings)
-        self.warnings.extend([encoded.row, w] for w in encoded.warnings[:max(room, 0)])
+    def add_all(self, encoded: list) -> None:
+        """Record ``Encoded`` sequences, in order."""
+        self.rows += [e.row for e in encoded]
+        self.lengths += [len(e.input_ids) for e in encoded]
+        self.loss_spans += many_loss_spans([e.labels for e in encoded])
+        for e in encoded:
+            if e.warnings:
+                self.warning_count += len(e.warnings)
+                room = max(MAX_WARNINGS - len(self.warnings), 0)
+                self.warnings.extend([e.row, w] for w in e.warnings[:room])
 
 
 _STORED = ("rows", "lengths", "loss_spans", "sequences_per_row", "warnings", "warning_count")
@@ -114,6 +118,35 @@ def loss_spans(labels: list[int]) -> list[int]:
     return spans
 
 
+def many_loss_spans(label_lists: list[list[int]]) -> list[list[int]]:
+    """:func:`loss_spans` of many sequences at once (the same result, several times faster).
+
+    All labels go into one numpy array, so finding where loss starts and stops costs a few
+    vectorised passes instead of a Python step per token.
+    """
+    import numpy as np
+
+    if not label_lists:
+        return []
+    sizes = np.fromiter(map(len, label_lists), dtype=np.int64, count=len(label_lists))
+    ends_of_rows = np.cumsum(sizes)
+    flat = np.fromiter(chain.from_iterable(label_lists), dtype=np.int64, count=int(ends_of_rows[-1]))
+    loss = np.concatenate(([False], flat != IGNORE, [False]))
+    # a loss run may not continue across a row boundary: break the run at every row start
+    cut = ends_of_rows[:-1][sizes[1:] > 0]
+    rising = np.flatnonzero(loss[1:] & ~loss[:-1])
+    falling = np.flatnonzero(loss[:-1] & ~loss[1:])
+    rising = np.union1d(rising, cut[loss[cut + 1]])
+    falling = np.union1d(falling, cut[loss[cut]])
+    starts_of_rows = ends_of_rows - sizes
+    owner = np.searchsorted(ends_of_rows, rising, side="right")
+    out: list[list[int]] = [[] for _ in label_lists]
+    for row, start, end in zip(owner.tolist(), (rising - starts_of_rows[owner]).tolist(),
+                               (falling - starts_of_rows[owner]).tolist()):
+        out[row] += (start, end)
+    return out
+
+
 def measure(examples: list, encoder) -> Measured:
     """Encode ``examples`` with ``encoder`` and record every sequence.
 
@@ -122,14 +155,15 @@ def measure(examples: list, encoder) -> Measured:
     """
     plain = [e for e in examples if e.kind != "preference"]
     encoded = iter(encoder.encode_many(plain) if plain else [])
-    out = Measured(sequences_per_row=2 if len(plain) < len(examples) else 1)
+    sequences = []
     for example in examples:
         if example.kind == "preference":
             pair = encoder.encode_pair(example)
-            out.add(pair.chosen)
-            out.add(pair.rejected)
+            sequences += (pair.chosen, pair.rejected)
         else:
-            out.add(next(encoded))
+            sequences.append(next(encoded))
+    out = Measured(sequences_per_row=2 if len(plain) < len(examples) else 1)
+    out.add_all(sequences)
     return out
 
 

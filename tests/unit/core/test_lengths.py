@@ -121,3 +121,14 @@ def test_cache_lives_under_studio_home(studio_home):
 def test_an_unreadable_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="missing.jsonl"):
         lengths.measure_file(tmp_path / "missing.jsonl", encoder())
+
+
+def test_many_loss_spans_equals_one_by_one_and_never_crosses_rows():
+    import random
+
+    rng = random.Random(7)
+    rows = [[rng.choice([-100, 3, 9]) for _ in range(rng.randint(0, 15))] for _ in range(400)]
+    assert lengths.many_loss_spans(rows) == [lengths.loss_spans(r) for r in rows]
+    # two rows that both carry loss at the seam stay two spans
+    assert lengths.many_loss_spans([[-100, 1], [2, -100], []]) == [[1, 2], [0, 1], []]
+    assert lengths.many_loss_spans([]) == []
