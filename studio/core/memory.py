@@ -25,6 +25,8 @@ LORA_FAMILY = ("lora", "dora", "qlora")
 #: PEFT's IA3 targets for Llama-style decoders when the config says ``all-linear``.
 IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
 IA3_FEEDFORWARD = ("down_proj",)
+#: Logit bytes one chunk of the SFT recipe's loss may hold (studio.worker.loss.CHUNK_BYTES).
+SFT_LOSS_CHUNK_BYTES = 128 * 1024 * 1024
 #: Bytes per element of a dtype name.
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -175,6 +177,18 @@ def _layer_activation_elements(shape: ModelShape, cfg: RunConfig) -> int:
     return base
 
 
+def _logits_bytes(shape: ModelShape, cfg: RunConfig, tokens: int, act_bytes: int) -> int:
+    """Working memory of the output projection and the loss."""
+    vocab = shape.vocab_size
+    if cfg.train.objective == "sft":
+        # Studio's chunked loss projects at most one chunk of positions at a time (logits and
+        # their gradient); the rule mirrors studio.worker.loss.auto_chunk_rows.
+        rows = min(tokens, max(16, min(4096, SFT_LOSS_CHUNK_BYTES // (4 * max(vocab, 1)))))
+        return rows * vocab * 4 * 2
+    # TRL trainers: full logits in the compute dtype, their float32 upcast, and its gradient
+    return tokens * vocab * (act_bytes + 4 + 4)
+
+
 def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = None,
                     device: str | None = None) -> MemoryEstimate:
     """Estimate the peak memory of one training process.
@@ -200,8 +214,7 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = Non
         act = tokens * (layers * shape.hidden_size + per_layer) * act_bytes
     else:
         act = tokens * layers * per_layer * act_bytes
-    # logits in the compute dtype, their float32 upcast for the loss, and the float32 gradient
-    logits = tokens * shape.vocab_size * (act_bytes + 4 + 4)
+    logits = _logits_bytes(shape, cfg, tokens, act_bytes)
     notes = [f"precision {precision}", f"method {cfg.method.name}",
              "gradient checkpointing on" if cfg.train.gradient_checkpointing else "gradient checkpointing off"]
     overhead = 0

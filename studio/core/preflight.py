@@ -23,13 +23,15 @@ from studio.core.modelshape import ModelShape, read_model_shape
 
 #: Share of rows that may be truncated before the lint fires.
 TRUNCATION_THRESHOLD = 0.05
-#: Usual learning rates per method (low, high); the lint fires 3x outside.
+#: Usual learning rates per method (low, high); the lint fires more than LR_SLACK times outside.
 LR_RANGES = {
     "full": (5e-6, 5e-5), "freeze": (5e-6, 1e-4),
     "lora": (1e-4, 5e-4), "dora": (1e-4, 5e-4), "qlora": (1e-4, 5e-4),
     "ia3": (1e-3, 1e-2), "prompt": (1e-2, 3e-1), "prefix": (1e-3, 3e-2), "ptuning": (1e-3, 3e-2),
 }
-LR_SLACK = 3.0
+LR_SLACK = 5.0
+#: Objectives that move the policy relative to where it starts use rates about 10x lower.
+LOW_LR_OBJECTIVES = ("dpo", "kto", "orpo", "grpo")
 #: Tokens that end a turn in common templates; a pad equal to one of them hides the stop signal.
 END_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "</s>", "<|endoftext|>", "<end_of_turn>")
 PROBE_ANSWER = "Preflight probe answer"
@@ -109,12 +111,14 @@ def _eval_lint(cfg: RunConfig) -> Lint | None:
 
 def _lr_lint(cfg: RunConfig) -> Lint | None:
     low, high = LR_RANGES[cfg.method.name]
+    if cfg.train.objective in LOW_LR_OBJECTIVES:
+        low, high = low / 10, high / 10
     lr = cfg.train.learning_rate
     if low / LR_SLACK <= lr <= high * LR_SLACK:
         return None
     side = "low" if lr < low else "high"
     return Lint("learning_rate", f"train.learning_rate {lr:g} is far too {side} for method {cfg.method.name} "
-                f"(usual range {low:g} to {high:g})",
+                f"with objective {cfg.train.objective} (usual range {low:g} to {high:g})",
                 f"set train.learning_rate between {low:g} and {high:g} unless you have measured otherwise")
 
 

@@ -23,6 +23,7 @@ def run(ctx) -> str:
     from trl import DPOConfig, DPOTrainer
 
     cfg = ctx.cfg
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     train_rows = common.preference_rows(ctx.train_examples)
     eval_rows = common.preference_rows(ctx.eval_examples, "data.eval")
     loss = LOSS_NAMES.get(cfg.train.dpo_loss, cfg.train.dpo_loss)

@@ -56,6 +56,7 @@ def run(ctx) -> str:
     from trl import GRPOConfig, GRPOTrainer
 
     cfg, t = ctx.cfg, ctx.cfg.train
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     reward_funcs = rewards.resolve(t.reward_functions)
     train_rows = prompt_rows(ctx.train_examples)
     eval_rows = prompt_rows(ctx.eval_examples)[:MAX_EVAL_PROMPTS]

@@ -30,6 +30,7 @@ def run(ctx) -> str:
     from trl import KTOConfig, KTOTrainer
 
     cfg = ctx.cfg
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     if cfg.train.batch_size < 2:
         raise ConfigError([("train.batch_size", "KTO estimates its KL term from other rows of the batch; "
                             "use a batch size of 2 or more")])

@@ -20,6 +20,7 @@ def run(ctx) -> str:
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     cfg = ctx.cfg
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     train_rows = common.preference_rows(ctx.train_examples)
     eval_rows = common.preference_rows(ctx.eval_examples, "data.eval")
     args = common.training_args(ctx, ORPOConfig, beta=cfg.train.beta, max_length=cfg.data.max_length,

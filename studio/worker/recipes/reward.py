@@ -76,6 +76,7 @@ def run(ctx) -> str:
     from trl import RewardConfig, RewardTrainer
 
     cfg = ctx.cfg
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     train_rows = common.preference_rows(ctx.train_examples)
     eval_rows = common.preference_rows(ctx.eval_examples, "data.eval")
     tokenizer = ctx.hf_tokenizer()

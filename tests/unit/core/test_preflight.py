@@ -92,7 +92,10 @@ def test_memory_parts_follow_the_settings():
     lora = estimate_memory(shape, _cfg(train={"batch_size": 2, "precision": "fp32"}, data={"max_length": 128}))
     assert lora.gradients == lora.params_trainable * 4 and lora.optimizer == lora.params_trainable * 8
     assert lora.weights == shape.params_total * 4
-    assert lora.logits == 2 * 128 * 1000 * 12
+    assert lora.logits == 2 * 128 * 1000 * 4 * 2  # SFT: one chunk of logits and its gradient, here all 256 rows
+    dpo_logits = estimate_memory(shape, _cfg(train={"batch_size": 2, "precision": "fp32", "objective": "dpo"},
+                                             data={"max_length": 128, "padding": "longest"})).logits
+    assert dpo_logits == 2 * 128 * 1000 * 12  # TRL: full logits, float32 copy and gradient
     bigger = estimate_memory(shape, _cfg(train={"batch_size": 4, "precision": "fp32"}, data={"max_length": 128}))
     assert bigger.activations == 2 * lora.activations
     ckpt = estimate_memory(shape, _cfg(train={"batch_size": 4, "precision": "fp32", "gradient_checkpointing": True},
@@ -143,6 +146,32 @@ def test_demo_config_has_no_lints(demo_tokenizer):
     assert lints(cfg, demo_tokenizer) == []
 
 
+@pytest.mark.parametrize("preset", sorted(p.name for p in (Path(__file__).resolve().parents[3] / "resources"
+                                                          / "presets").glob("*.yaml")))
+def test_shipped_presets_have_no_lints(demo_tokenizer, preset):
+    cfg = config_mod.load(Path(__file__).resolve().parents[3] / "resources" / "presets" / preset)
+    assert [(lint.code, lint.message) for lint in lints(cfg, demo_tokenizer)] == []
+
+
+def test_learning_rate_range_follows_method_and_objective(demo_tokenizer):
+    def flagged(method, objective, lr):
+        cfg = config_mod.from_dict({"method": {"name": method}, "data": {"padding": "longest"},
+                                    "train": {"objective": objective, "learning_rate": lr}})
+        return "learning_rate" in _codes(lints(cfg, demo_tokenizer))
+
+    assert not flagged("lora", "sft", 2e-4) and flagged("lora", "sft", 1e-5) and flagged("lora", "sft", 1e-2)
+    assert not flagged("lora", "dpo", 5e-6) and flagged("lora", "dpo", 1e-3)
+    assert not flagged("full", "sft", 1e-5) and not flagged("prompt", "sft", 3e-2) and flagged("prompt", "sft", 1e-4)
+
+
+def test_sft_logit_chunk_matches_the_worker_loss():
+    pytest.importorskip("torch")
+    from studio.core.memory import SFT_LOSS_CHUNK_BYTES
+    from studio.worker.loss import CHUNK_BYTES
+
+    assert SFT_LOSS_CHUNK_BYTES == CHUNK_BYTES
+
+
 def test_each_lint_fires_on_its_crafted_case(demo_tokenizer):
     tok = demo_tokenizer
     bos = tok.token_to_id(tok.bos_token)
@@ -150,7 +179,7 @@ def test_each_lint_fires_on_its_crafted_case(demo_tokenizer):
     assert "pad_is_eos" in _codes(lints(config_mod.from_dict({**base, "data": {"pad_token": tok.eos_token}}), tok))
     assert "no_eval" in _codes(lints(config_mod.from_dict({**base, "data": {"eval_fraction": 0.0}}), tok))
     assert "learning_rate" in _codes(lints(config_mod.from_dict({**base, "train": {"learning_rate": 0.1}}), tok))
-    full = config_mod.from_dict({**base, "method": {"name": "full"}, "train": {"learning_rate": 2e-4}})
+    full = config_mod.from_dict({**base, "method": {"name": "full"}, "train": {"learning_rate": 1e-3}})
     assert "learning_rate" in _codes(lints(full, tok))
     assert "context_length" in _codes(lints(config_mod.from_dict({**base, "data": {"max_length": 999_999}}), tok))
     cfg = config_mod.from_dict(base)
