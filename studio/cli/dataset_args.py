@@ -32,11 +32,12 @@ def add_dataset_arguments(parser) -> None:
                         help="chat template: auto (the model's own), llama3, llama3.1 or chatml")
     parser.add_argument("--loss", default="assistant", choices=LOSS_OPTIONS,
                         help="which tokens carry loss (default: every assistant turn)")
-    parser.add_argument("--max-length", type=_positive, default=None, metavar="N",
+    parser.add_argument("--max-length", type=positive, default=None, metavar="N",
                         help="longest sequence in tokens; longer rows are truncated")
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     import argparse
 
     try:

@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 import sys
 
-from studio.cli.dataset_args import add_dataset_arguments, data_path, load_inputs
+from studio.cli.dataset_args import add_dataset_arguments, data_path, load_inputs, positive
 
 BAR_WIDTH = 40
 
 
 def add_arguments(parser) -> None:
     add_dataset_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+    parser.add_argument("--batch-size", type=positive, default=8, metavar="B",
                         help="rows per batch for the padding-waste table (default: 8)")
-    parser.add_argument("--multiple-of", type=int, default=8, metavar="N",
+    parser.add_argument("--multiple-of", type=positive, default=8, metavar="N",
                         help="rounding of the 'multiple' padding strategy (default: 8)")
-    parser.add_argument("--bins", type=int, default=16, help="bars in the length histogram (default: 16)")
+    parser.add_argument("--bins", type=positive, default=16, help="bars in the length histogram (default: 16)")
     parser.add_argument("--no-cache", action="store_true", help="measure again instead of using cached lengths")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
 
@@ -36,9 +36,9 @@ def run(args) -> int:
     inputs = load_inputs(args, load_data=False)
     inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format,
                                            use_cache=not args.no_cache)
-    result = stats.compute(measured, batch_size=max(1, args.batch_size), max_length=args.max_length,
+    result = stats.compute(measured, batch_size=args.batch_size, max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),
-                           multiple_of=max(1, args.multiple_of), bins=max(1, args.bins))
+                           multiple_of=args.multiple_of, bins=args.bins)
     if args.json:
         print(json.dumps(_as_json(inputs, measured, result)))
     else:

@@ -17,24 +17,43 @@ the rejected sequence. ``--padding`` pads the shown sequences as one batch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 
 from studio.cli import token_view
-from studio.cli.dataset_args import add_dataset_arguments, load_inputs, warn_bad_rows
+from studio.cli.dataset_args import add_dataset_arguments, load_inputs, positive, warn_bad_rows
 from studio.core.errors import DataError, StudioError
 
 PADDING = ("none", "longest", "multiple", "max_length", "packing")
 
 
+EPILOG = """\
+rows: --rows is a 0-based Python slice of the usable rows (bad rows are skipped and
+listed on stderr): 0:5 is the first five, 10: all from the eleventh, 7 the eighth
+alone; write a negative start with '=', e.g. --rows=-3: for the last three.
+
+view: loss-carrying tokens are green and underlined (wrapped in ⟦ ⟧ without colour),
+special tokens are highlighted, ✂ marks a truncation, ⟨pad ×N⟩ the padding. Preference
+rows show the chosen, then the rejected sequence.
+
+--json: one object per line per sequence with row, kind, input_ids, labels (-100 = no
+loss), attention_mask, position_ids, tokens, roles, warnings, truncated,
+original_length, lost_loss_tokens; preference rows add part (chosen/rejected) and
+prompt_len; packs (--padding packing) add rows and seq_lengths, and have no
+attention_mask (null)."""
+
+
 def add_arguments(parser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     add_dataset_arguments(parser)
     parser.add_argument("--rows", default="0:5", metavar="A:B",
-                        help="0-based slice of the usable rows to show, e.g. 0:5, 10:, -3:, 7 (default: 0:5)")
+                        help="0-based slice of the usable rows to show (default: 0:5; see below)")
     parser.add_argument("--padding", default="none", choices=PADDING,
                         help="pad the shown rows as one batch with this strategy (default: none)")
-    parser.add_argument("--multiple-of", type=int, default=8, metavar="N",
+    parser.add_argument("--multiple-of", type=positive, default=8, metavar="N",
                         help="with --padding multiple, pad to a multiple of N (default: 8)")
     parser.add_argument("--pad-token", default="", metavar="TOKEN",
                         help="pad token (default: the model's own, else a reserved one)")
@@ -109,7 +128,7 @@ def _pad(sequences: list[dict], tokenizer, args) -> None:
     from studio.core.encoding import PadOptions, choose_pad_token, collate
 
     pad = choose_pad_token(tokenizer, args.pad_token)
-    options = PadOptions(strategy=args.padding, pad_id=pad.id, multiple_of=max(1, args.multiple_of),
+    options = PadOptions(strategy=args.padding, pad_id=pad.id, multiple_of=args.multiple_of,
                          max_length=args.max_length)
     batch = collate([s["encoded"] for s in sequences], options)
     for i, seq in enumerate(sequences):

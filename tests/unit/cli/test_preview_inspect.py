@@ -237,3 +237,10 @@ def test_preview_packing_shows_packs_as_the_trainer_builds_them(capsys):
         assert all(r["labels"][i] == -100 for i in starts)  # no loss across a row boundary
     code, _, err = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--padding", "packing")
     assert code == 2 and "--max-length" in err
+
+
+@pytest.mark.parametrize(("spec", "rows"), [("7", [8]), ("-2:", [299, 300]), ("0:3", [1, 2, 3]), ("298:", [299, 300])])
+def test_preview_rows_is_a_zero_based_slice_of_the_usable_rows(capsys, spec, rows):
+    code, out, _ = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--json", f"--rows={spec}")
+    assert code == 0
+    assert [r["row"] for r in json_lines(out)] == rows
