@@ -37,6 +37,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 #: at most this many encoder warnings are kept (with their row); the rest are only counted
 MAX_WARNINGS = 50
 IGNORE = -100
+#: entries kept in the cache folder; the least recently written beyond this are removed
+MAX_ENTRIES = 64
 _CHUNK = 1 << 20
 
 
@@ -316,4 +318,15 @@ def store(key: str, entry: dict) -> Path | None:
     except OSError as exc:
         log.warning("could not write the statistics cache %s: %s", path, exc)
         return None
+    _prune(folder)
     return path
+
+
+def _prune(folder: Path) -> None:
+    """Keep the :data:`MAX_ENTRIES` newest entries: a big dataset's entry is megabytes."""
+    try:
+        entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[MAX_ENTRIES:]:
+            old.unlink()
+    except OSError as exc:  # another process pruning at the same time
+        log.debug("statistics cache pruning skipped: %s", exc)

@@ -132,3 +132,15 @@ def test_many_loss_spans_equals_one_by_one_and_never_crosses_rows():
     # two rows that both carry loss at the seam stay two spans
     assert lengths.many_loss_spans([[-100, 1], [2, -100], []]) == [[1, 2], [0, 1], []]
     assert lengths.many_loss_spans([]) == []
+
+
+def test_the_cache_keeps_only_the_newest_entries(studio_home, monkeypatch):
+    import os
+
+    monkeypatch.setattr(lengths, "MAX_ENTRIES", 3)
+    for i in range(5):
+        path = lengths.store(f"key{i}", {"rows": [], "lengths": [], "loss_spans": [], "sequences_per_row": 1,
+                                         "warnings": [], "warning_count": 0})
+        os.utime(path, (1000 + i, 1000 + i))  # distinct ages, oldest first
+    assert sorted(p.stem for p in cache_entries(studio_home)) == ["key2", "key3", "key4"]
+    assert lengths.load("key4") is not None and lengths.load("key0") is None
