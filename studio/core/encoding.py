@@ -189,8 +189,9 @@ class Encoder:
 
     def _finish(self, lay: Layout, ids: list[int], offsets: list, cut: bool = True) -> Encoded:
         starts = [s for s, _ in offsets]
-        enc = Encoded(lay.row, ids, self._labels(lay, ids, offsets, starts), self._roles(lay, starts, ids),
-                      original_length=len(ids), warnings=list(lay.warnings))
+        labels = self._labels(lay, ids, offsets, starts)  # may add warnings to the layout
+        enc = Encoded(lay.row, ids, labels, self._roles(lay, starts, ids), original_length=len(ids),
+                      warnings=list(lay.warnings))
         if ids[:2] == [self.bos_id, self.bos_id] and self.bos_id is not None:
             enc.warnings.append(f"row {lay.row} starts with two BOS tokens; remove the BOS from the data "
                                 "or use a template that writes it once")
