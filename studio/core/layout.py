@@ -165,13 +165,13 @@ class Layouter:
         if self.loss == "all":
             return [(0, len(lay.text))]
         if self.loss == "completion":
-            return self._completion_region(lay, example, messages, turns)
+            return self._completion_region(lay, example, messages)
         regions = [(body, end) for _, body, end in turns if body is not None]
         if not regions:
             lay.warnings.append(f"row {lay.row} has no assistant turn, so no token carries loss")
         return regions[-1:] if self.loss == "last_assistant" else regions
 
-    def _completion_region(self, lay: Layout, example, messages: list, turns: list[Turn]) -> list[tuple[int, int]]:
+    def _completion_region(self, lay: Layout, example, messages: list) -> list[tuple[int, int]]:
         cut = example.completion_start
         if cut is None:  # a chat row: its trailing assistant turns are the completion
             cut = len(messages)
@@ -180,10 +180,7 @@ class Layouter:
         if cut >= len(messages) or cut == 0:
             lay.warnings.append(f"row {lay.row} has no prompt and completion, so no token carries loss")
             return []
-        start, body, _ = turns[cut]
-        if body is not None and body - start == len(self.pieces.gen or "") \
-                and lay.text.startswith(self.pieces.gen or "\0", start):
-            return [(body, len(lay.text))]  # the generation prompt is this turn's header
+        # Rendered, not read from the turns: a template may write a prompt alone differently.
         prompt = self.render(lay.row, messages[:cut], True)
         edge = common_prefix(prompt, lay.text)
         if edge < len(prompt):
