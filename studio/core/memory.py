@@ -217,6 +217,8 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = Non
     logits = _logits_bytes(shape, cfg, tokens, act_bytes)
     notes = [f"precision {precision}", f"method {cfg.method.name}",
              "gradient checkpointing on" if cfg.train.gradient_checkpointing else "gradient checkpointing off"]
+    if device == "auto":
+        notes.append("device auto: estimated for a GPU; on a CPU adapter methods keep fp32 weights")
     overhead = 0
     if device == "cuda":
         overhead = 600 * 1024**2

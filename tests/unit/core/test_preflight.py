@@ -224,3 +224,17 @@ def test_report_names_a_missing_model(tmp_path):
 
     rep = report(config_mod.from_dict({"model": {"path": str(tmp_path / "nope")}}))
     assert rep.errors and "nope" in rep.errors[0].message
+
+
+@pytest.mark.slow
+def test_estimate_matches_a_real_worker_peak(tmp_path):
+    """The demo-shaped LoRA run of benchmarks/preflight_memory.py: measured peak within 0.5x..2x."""
+    pytest.importorskip("torch")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "preflight_memory.py"
+    spec = importlib.util.spec_from_file_location("preflight_memory", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.run_case("demo-shape lora", tmp_path)
+    assert 0.5 <= result["ratio"] <= 2.0, result
