@@ -161,3 +161,24 @@ def test_double_clicking_a_data_row_opens_it_in_the_inspector(window, qtbot):
     assert inspect.row_spin.value() == 5
     qtbot.waitUntil(lambda: inspect.row_result is not None and inspect.row_result.view.encoded.row == 5,
                     timeout=30_000)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_train_works_with_no_other_click(window, qtbot):
+    """The preselected demo trains from one click on Train: a real worker logs falling steps."""
+    from PySide6.QtCore import Qt
+
+    train = window.show_page("Train")
+    if not hasattr(train, "train_button"):
+        pytest.skip("the Train page is not in this build")
+    qtbot.mouseClick(train.train_button, Qt.LeftButton)
+    proc = train.view.proc
+    assert proc is not None, train.view.banner.text
+    steps = lambda: [e for e in proc.history() if e.get("type") == "step"]  # noqa: E731
+    qtbot.waitUntil(lambda: len(steps()) >= 2 or not proc.is_running(), timeout=240_000)
+    assert len(steps()) >= 2, proc.outcome()
+    assert all(isinstance(e.get("loss"), float) for e in steps())
+    qtbot.mouseClick(train.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not proc.is_running(), timeout=120_000)
+    assert proc.outcome().status in ("stopped", "completed"), proc.outcome()
