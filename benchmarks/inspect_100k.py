@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/inspect_100k.py [--rows 100000] [--model resources/demo-model] [--keep DIR]
+    python benchmarks/inspect_100k.py [--rows 100000] [--model resources/demo-model] [--template auto] [--keep DIR]
 
 Writes a seeded OpenAI-messages JSONL file (system, user, assistant turns of varied length),
 then runs ``python -m studio inspect`` on it twice in a fresh ``STUDIO_HOME``: the first run
@@ -45,7 +45,7 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write(json.dumps({"messages": messages}) + "\n")
 
 
-def timed_inspect(data: Path, model: str, home: Path) -> tuple[float, float, str]:
+def timed_inspect(data: Path, model: str, template: str, home: Path) -> tuple[float, float, str]:
     """Run ``python -m studio inspect`` once: (wall seconds, CPU seconds, its output).
 
     CPU time (user + system of the child) is reported too because wall time on a shared
@@ -54,8 +54,8 @@ def timed_inspect(data: Path, model: str, home: Path) -> tuple[float, float, str
     env = {**os.environ, "STUDIO_HOME": str(home)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "studio", "inspect", "--model", model, "--data", str(data)],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    command = [sys.executable, "-m", "studio", "inspect", "--model", model, "--data", str(data), "--template", template]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--model", default=str(ROOT / "resources" / "demo-model"))
+    parser.add_argument("--template", default="auto", help="chat template (llama3 for a tokenizer-only folder)")
     parser.add_argument("--keep", metavar="DIR", help="write the dataset here and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,12 +76,13 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         data = folder / f"chat_{args.rows}.jsonl"
         start = time.perf_counter()
-        generate(data, args.rows)
+        if not data.exists():  # a kept file is reused: the same seed writes the same rows
+            generate(data, args.rows)
         print(f"generated {args.rows:,} rows ({data.stat().st_size / 1e6:.1f} MB) "
               f"in {time.perf_counter() - start:.1f} s")
         home = Path(tmp) / "home"
-        cold, cold_cpu, report = timed_inspect(data, args.model, home)
-        warm, warm_cpu, _ = timed_inspect(data, args.model, home)
+        cold, cold_cpu, report = timed_inspect(data, args.model, args.template, home)
+        warm, warm_cpu, _ = timed_inspect(data, args.model, args.template, home)
     print(report)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"studio inspect, {args.rows:,} rows: cold {cold:.1f} s wall / {cold_cpu:.1f} s CPU, "
