@@ -66,7 +66,10 @@ def run(args) -> int:
     inputs = load_inputs(args, max_length=args.max_length)
     warn_bad_rows(inputs.report)
     examples = select_rows(inputs.report.examples, args.rows)
-    sequences = [s for example in examples for s in _encode(inputs.encoder, example)]
+    if args.padding in ("packing", "max_length") and args.max_length is None:
+        raise StudioError(f"--padding {args.padding} needs --max-length",
+                          "add --max-length N: rows are padded or packed up to N tokens")
+    sequences = _encode_all(inputs.encoder, examples)
     for seq in sequences:
         seq["view"].max_length = args.max_length
     if args.padding == "packing":
@@ -104,13 +107,18 @@ def select_rows(examples: list, spec: str) -> list:
     return picked
 
 
-def _encode(encoder, example) -> list[dict]:
-    """One dict per sequence: the ``Encoded`` plus its part name (chosen/rejected) and kind."""
-    if example.kind != "preference":
-        return [_sequence(encoder.encode(example), example.kind, "")]
-    pair = encoder.encode_pair(example)
-    return [_sequence(pair.chosen, "preference", "chosen", pair.prompt_len),
-            _sequence(pair.rejected, "preference", "rejected", pair.prompt_len)]
+def _encode_all(encoder, examples: list) -> list[dict]:
+    """One dict per sequence, in row order; chat and completion rows encoded in one batch."""
+    plain = iter(encoder.encode_many([e for e in examples if e.kind != "preference"]))
+    out = []
+    for example in examples:
+        if example.kind != "preference":
+            out.append(_sequence(next(plain), example.kind, ""))
+            continue
+        pair = encoder.encode_pair(example)
+        out += [_sequence(pair.chosen, "preference", "chosen", pair.prompt_len),
+                _sequence(pair.rejected, "preference", "rejected", pair.prompt_len)]
+    return out
 
 
 def _sequence(encoded, kind: str, part: str, prompt_len: int | None = None) -> dict:
@@ -144,8 +152,6 @@ def _packed(sequences: list[dict], max_length: int | None) -> list[dict]:
     """The shown rows packed as the trainer packs them: ``pack_groups``, then ``collate``."""
     from studio.core.encoding import PadOptions, collate, pack_groups
 
-    if max_length is None:
-        raise StudioError("--padding packing needs --max-length", "add --max-length N: rows are packed up to N tokens")
     if any(seq["part"] for seq in sequences):
         raise StudioError("preference rows are not packed (chosen and rejected are padded per pair)",
                           "use --padding longest, multiple or max_length")

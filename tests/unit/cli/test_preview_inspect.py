@@ -235,8 +235,9 @@ def test_preview_packing_shows_packs_as_the_trainer_builds_them(capsys):
         starts = [i for i, p in enumerate(r["position_ids"]) if p == 0]
         assert len(starts) == len(r["rows"])
         assert all(r["labels"][i] == -100 for i in starts)  # no loss across a row boundary
-    code, _, err = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--padding", "packing")
-    assert code == 2 and "--max-length" in err
+    for strategy in ("packing", "max_length"):
+        code, _, err = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--padding", strategy)
+        assert code == 2 and "--max-length" in err
 
 
 @pytest.mark.parametrize(("spec", "rows"), [("7", [8]), ("-2:", [299, 300]), ("0:3", [1, 2, 3]), ("298:", [299, 300])])
