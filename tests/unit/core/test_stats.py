@@ -135,3 +135,19 @@ def test_padding_waste_counts_exactly_the_pads_collate_adds():
     packed = sum(len(collate([encoded[i] for i in g], PadOptions(strategy="packing"))["input_ids"][0]) for g in groups)
     w = stats.padding_waste(lengths, "packing", batch_size=8, max_length=128)
     assert (w.pad_tokens, w.total_tokens) == (len(groups) * 128 - packed, len(groups) * 128)
+
+
+def test_context_length_is_the_smaller_known_limit(tmp_path):
+    import json as _json
+    import shutil
+
+    from studio.core.tokenizer import load_tokenizer
+
+    assert stats.context_length(DEMO, load_tokenizer(DEMO)) == 2048
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO, folder)
+    config = _json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 512  # the model knows less than its tokenizer claims
+    (folder / "config.json").write_text(_json.dumps(config))
+    assert stats.context_length(folder, load_tokenizer(folder)) == 512
+    assert stats.context_length(tmp_path / "nowhere") is None
