@@ -185,6 +185,18 @@ def adopt_checkpoint(ctx, staged: Path, step: int, tokens_seen: int = 0) -> Path
     return final
 
 
+def _drop_reference_adapter(model) -> None:
+    """DPO/KTO keep a frozen copy of the adapter as the reference ("ref"); final/ holds only the trained one."""
+    for name in list(getattr(model, "peft_config", {}) or {}):
+        if name != model.active_adapter:
+            model.delete_adapter(name)
+
+
+def _evaluated_at(state) -> bool:
+    """Whether the trainer already evaluated at its last step (its own end-of-training evaluation)."""
+    return any("eval_loss" in entry and entry.get("step") == state.global_step for entry in state.log_history)
+
+
 def resume_path(ctx) -> str | None:
     """The checkpoint to hand to ``Trainer.train``; RunError for one the trainer cannot read."""
     if not ctx.resume_from:
@@ -201,13 +213,15 @@ def train(ctx, trainer) -> str:
     trainer.train(resume_from_checkpoint=resume_path(ctx))
     if ctx.stop_requested:
         return "stopped"
-    if trainer.eval_dataset is not None:
+    if trainer.eval_dataset is not None and not _evaluated_at(trainer.state):
         trainer.evaluate()
     if trainer.is_world_process_zero():
         from studio.worker.export import save_final
 
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        _drop_reference_adapter(model)
         # the same final/ layout (weights, tokenizer, template, manifest) as every other objective
-        save_final(ctx, trainer.accelerator.unwrap_model(trainer.model))
+        save_final(ctx, model)
         shutil.rmtree(ctx.checkpoints_dir / STAGING, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return "completed"

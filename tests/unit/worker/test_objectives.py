@@ -92,6 +92,8 @@ def _check(status: str, events: list[dict], run_dir: Path) -> None:
 def test_dpo_trains_and_reports(model_dir, tmp_path):
     status, events, run_dir = _run(model_dir, tmp_path, "dpo", PREFS, dpo_loss="ipo")
     _check(status, events, run_dir)
+    assert not (run_dir / "final" / "ref").exists()  # the frozen reference adapter is not shipped
+    assert [e["step"] for e in events if e["type"] == "eval"] == [2]  # evaluated once at the end, not twice
     step = next(e for e in events if e["type"] == "step")
     assert "rewards/margins" in step  # TRL's preference metrics travel with the step event
 
