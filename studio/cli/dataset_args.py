@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.config import LOSS_OPTIONS
+from dataclasses import fields
+
+from studio.core.config import LOSS_OPTIONS, DataConfig
 from studio.core.errors import DataError
 
-FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference")
+#: the formats a run config accepts (one list for the config, the window and these commands)
+FORMATS = next(f.metadata["choices"] for f in fields(DataConfig) if f.name == "format")
 #: bad rows listed one by one before the rest are only counted
 BAD_ROWS_SHOWN = 20
 
@@ -28,12 +31,24 @@ def add_dataset_arguments(parser) -> None:
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="dataset file (JSONL, JSON, CSV, Parquet) or a saved Hugging Face dataset folder")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="dataset format (default: detect it)")
+    parser.add_argument("--columns", default=None, type=column_mapping, metavar="FIELD=COLUMN,...",
+                        help="use the file's own column names, e.g. messages=dialog or instruction=question,output=answer")
     parser.add_argument("--template", default="auto", metavar="NAME",
                         help="chat template: auto (the model's own), llama3, llama3.1 or chatml")
     parser.add_argument("--loss", default="assistant", choices=LOSS_OPTIONS,
                         help="which tokens carry loss (default: every assistant turn)")
     parser.add_argument("--max-length", type=positive, default=None, metavar="N",
                         help="longest sequence in tokens; longer rows are truncated")
+
+
+def column_mapping(text: str) -> dict[str, str]:
+    """An argparse type: ``field=column,field=column`` -> ``{field: column}``."""
+    import argparse
+
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected FIELD=COLUMN pairs separated by commas, got {text!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def positive(text: str) -> int:
@@ -94,7 +109,7 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))
-    report = load_examples(data, format=args.format)
+    report = load_examples(data, format=args.format, columns=args.columns)
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",

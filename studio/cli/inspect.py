@@ -34,7 +34,7 @@ def run(args) -> int:
     from studio.core.lengths import measure_file
 
     inputs = load_inputs(args, load_data=False)
-    inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format,
+    inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format, args.columns,
                                            use_cache=not args.no_cache)
     result = stats.compute(measured, batch_size=args.batch_size, max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),

@@ -245,3 +245,14 @@ def test_preview_rows_is_a_zero_based_slice_of_the_usable_rows(capsys, spec, row
     code, out, _ = cli(capsys, "preview", "--model", DEMO, "--data", CHAT, "--json", f"--rows={spec}")
     assert code == 0
     assert [r["row"] for r in json_lines(out)] == rows
+
+
+def test_columns_map_the_files_own_names(capsys, tmp_path):
+    data = write_jsonl(tmp_path / "dialog.jsonl", [
+        {"dialog": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there!"}]}])
+    code, out, _ = cli(capsys, "inspect", "--model", DEMO, "--data", data, "--columns", "messages=dialog", "--json")
+    assert code == 0 and json.loads(out)["data"]["usable_rows"] == 1
+    code, out, _ = cli(capsys, "preview", "--model", DEMO, "--data", data, "--columns", "messages=dialog", "--json")
+    assert code == 0 and json_lines(out)[0]["row"] == 1
+    with pytest.raises(SystemExit):  # argparse refuses a mapping without '='
+        main(["inspect", "--model", str(DEMO), "--data", str(data), "--columns", "messages"])
