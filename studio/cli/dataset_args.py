@@ -25,7 +25,8 @@ BAD_ROWS_SHOWN = 20
 
 
 def add_dataset_arguments(parser) -> None:
-    """``--model``, ``--data``, ``--format``, ``--template``, ``--loss``, ``--max-length``."""
+    """``--model``, ``--data``, ``--format``, ``--columns``, ``--template``, ``--loss``, ``--max-length``,
+    ``--truncation-side``."""
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="model folder, or a folder holding only the tokenizer files (tokenizer.json ...)")
     parser.add_argument("--data", required=True, metavar="FILE",
@@ -39,6 +40,8 @@ def add_dataset_arguments(parser) -> None:
                         help="which tokens carry loss (default: every assistant turn)")
     parser.add_argument("--max-length", type=positive, default=None, metavar="N",
                         help="longest sequence in tokens; longer rows are truncated")
+    parser.add_argument("--truncation-side", default="right", choices=("right", "left"),
+                        help="which end of an over-long row is cut (default: right)")
 
 
 def column_mapping(text: str) -> dict[str, str]:
@@ -105,7 +108,8 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
 
     model_path = resource_path(args.model)
     tokenizer = load_tokenizer(model_path)
-    encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length))
+    encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length,
+                                               truncation_side=args.truncation_side))
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))

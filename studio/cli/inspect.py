@@ -38,7 +38,7 @@ def run(args) -> int:
                                            use_cache=not args.no_cache)
     result = stats.compute(measured, batch_size=args.batch_size, max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),
-                           multiple_of=args.multiple_of, bins=args.bins)
+                           multiple_of=args.multiple_of, side=args.truncation_side, bins=args.bins)
     if args.json:
         print(json.dumps(_as_json(inputs, measured, result)))
     else:
@@ -93,7 +93,7 @@ def percent(share: float) -> str:
 
 def _truncation(result) -> list[str]:
     t = result.truncation
-    return [f"Truncation at max_length {t.max_length:,}",
+    return [f"Truncation at max_length {t.max_length:,} ({result.truncation_side} side cut)",
             f"  sequences truncated   {t.truncated:,} of {t.sequences:,} ({percent(t.share)})",
             f"  loss tokens lost      {t.lost_loss_tokens:,} of {t.loss_tokens:,} ({percent(t.lost_share)})",
             f"  left with no loss     {t.emptied:,} sequences (they would train nothing)"]

@@ -265,6 +265,7 @@ class DatasetStats:
     truncation: Truncation
     waste: list[Waste]
     cache_hit: bool = False
+    truncation_side: str = "right"
 
     def to_dict(self) -> dict:
         """A JSON-friendly form, with the derived shares spelled out."""
@@ -299,7 +300,7 @@ def compute(measured, batch_size: int = 8, max_length: int | None = None,
         mean=sum(lengths) / len(lengths) if lengths else 0.0, histogram=histogram(lengths, bins),
         percentiles=percentiles(lengths), recommended_max_length=recommended, context_length=context,
         max_length=cut, batch_size=batch_size, truncation=truncation(lengths, measured.loss_spans, cut, side),
-        waste=waste_table(lengths, per_batch, cut, multiple_of), cache_hit=measured.cache_hit)
+        waste=waste_table(lengths, per_batch, cut, multiple_of), cache_hit=measured.cache_hit, truncation_side=side)
 
 
 def context_length(model_path, tokenizer=None) -> int | None:

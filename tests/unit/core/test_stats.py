@@ -151,3 +151,19 @@ def test_context_length_is_the_smaller_known_limit(tmp_path):
     (folder / "config.json").write_text(_json.dumps(config))
     assert stats.context_length(folder, load_tokenizer(folder)) == 512
     assert stats.context_length(tmp_path / "nowhere") is None
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_truncation_agrees_with_the_encoders_own_cut(side):
+    from studio.core.data import load_examples
+    from studio.core.encoding import EncodeOptions, Encoder
+    from studio.core.lengths import measure
+    from studio.core.tokenizer import load_tokenizer
+
+    tokenizer, examples = load_tokenizer(DEMO), load_examples(CHAT).examples
+    measured = measure(examples, Encoder(tokenizer, EncodeOptions()))
+    cut = Encoder(tokenizer, EncodeOptions(max_length=128, truncation_side=side)).encode_many(examples)
+    t = stats.truncation(measured.lengths, measured.loss_spans, 128, side)
+    assert t.truncated == sum(e.truncated for e in cut) > 0
+    assert t.lost_loss_tokens == sum(e.lost_loss_tokens for e in cut) > 0
+    assert t.emptied == sum(1 for e in cut if e.lost_loss_tokens and e.loss_tokens == 0)
