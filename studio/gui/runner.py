@@ -264,7 +264,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-# The controller lives in its own module to keep files small; pages import both from here.
-from studio.gui.run_controller import RunsController  # noqa: E402
+def __getattr__(name: str):
+    """``RunsController`` lives in its own module (file size) but is imported from here."""
+    if name == "RunsController":
+        from studio.gui.run_controller import RunsController
+
+        return RunsController
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["RunOutcome", "RunProcess", "RunsController", "log_tail", "pid_alive"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,32 +106,112 @@ def test_train_with_invalid_settings_shows_them_and_starts_nothing(qtbot, page):
     assert started == []
 
 
-DEMO_WEIGHTS = ROOT / "resources" / "demo-model" / "model.safetensors"
-needs_demo = pytest.mark.skipif(not DEMO_WEIGHTS.exists(), reason="the demo model weights are not built yet")
+# -- real worker runs -----------------------------------------------------------------------
+
+DEMO_MODEL = ROOT / "resources" / "demo-model"
 
 
-def demo_config(**train) -> configmod.RunConfig:
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The demo model; until its weights are built, a tiny random Llama with the demo tokenizer."""
+    if (DEMO_MODEL / "model.safetensors").exists():
+        return DEMO_MODEL
+    out = tmp_path_factory.mktemp("tiny-model")
+    subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "make_chat_run.py"), str(out), "--base-only"],
+                   check=True, capture_output=True, timeout=300)
+    return out / "base"
+
+
+def quick_config(model: Path, max_steps: int, data: Path | None = None) -> configmod.RunConfig:
+    """The demo preset, made small enough for a test: short rows, tiny batches, few steps."""
     cfg = configmod.load(ROOT / "resources" / "presets" / "demo.yaml")
-    cfg.model.path = str(ROOT / "resources" / "demo-model")
-    cfg.data.train = str(ROOT / "resources" / "datasets" / "travel_chat.jsonl")
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
+    cfg.model.path = str(model)
+    cfg.data.train = str(data or ROOT / "resources" / "datasets" / "travel_chat.jsonl")
+    cfg.data.max_length = 128
+    cfg.train.batch_size = 2
+    cfg.train.max_steps = max_steps
+    cfg.train.learning_rate = 2e-4
+    cfg.eval.every_steps = 10
+    cfg.eval.sample_max_new_tokens = 8
+    cfg.output.save_every_steps = 10
+    cfg.output.report_to = []
     return cfg
 
 
-@needs_demo
-@pytest.mark.integration
-@pytest.mark.slow
-def test_click_train_runs_the_demo_to_completion(qtbot, page):
-    page.state.set_config(demo_config())
+def click_train(qtbot, page, cfg) -> RunProcess:
+    page.state.set_config(cfg)
     with qtbot.waitSignal(page.controller.run_started, timeout=10000) as started:
         qtbot.mouseClick(page.train_button, Qt.LeftButton)
-    proc = started.args[0]
-    qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") > 0, timeout=120000)
-    with qtbot.waitSignal(proc.finished, timeout=240000) as done:
+    return started.args[0]
+
+
+def wait_finished(qtbot, proc: RunProcess, timeout_s: int = 400):
+    with qtbot.waitSignal(proc.finished, timeout=timeout_s * 1000) as done:
         pass
-    assert done.args[0].status == "completed", done.args[0].error + "\n" + done.args[0].log_tail
+    return done.args[0]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_click_train_stop_then_resume_to_completion(qtbot, page, model_dir):
+    proc = click_train(qtbot, page, quick_config(model_dir, max_steps=40))
+    qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") >= 2, timeout=300000)
+    assert page.view.status_label.text() == "Training" and page.stop_button.isEnabled()
+    qtbot.mouseClick(page.stop_button, Qt.LeftButton)
+    outcome = wait_finished(qtbot, proc)
+    assert outcome.status == "stopped", outcome.error + "\n" + outcome.log_tail
+    stopped_at = page.view.progress.step
+    assert 2 <= stopped_at < 40
+    assert page.checkpoint_combo.count() >= 1 and page.resume_button.isEnabled()
+    assert page.controller.registry.find(proc.run_dir).status == "stopped"
+
+    with qtbot.waitSignal(page.controller.run_started, timeout=10000) as resumed:
+        qtbot.mouseClick(page.resume_button, Qt.LeftButton)
+    outcome = wait_finished(qtbot, resumed.args[0])
+    assert outcome.status == "completed", outcome.error + "\n" + outcome.log_tail
     assert page.view.status_label.text() == "Completed"
-    assert page.view.panel.loss.point_count("train") == 30
+    steps = page.view.panel.loss.series["train"].x
+    assert steps.max() == 40 and page.view.panel.loss.point_count("eval") >= 1
     rec = page.controller.registry.find(proc.run_dir)
     assert rec.status == "completed" and rec.best_eval_loss is not None
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_data_file_deleted_after_start_shows_the_workers_error(qtbot, page, model_dir, tmp_path):
+    data = tmp_path / "my_chats.jsonl"
+    shutil.copy(ROOT / "resources" / "datasets" / "travel_chat.jsonl", data)
+    proc = click_train(qtbot, page, quick_config(model_dir, max_steps=5, data=data))
+    data.unlink()  # gone before the worker (still importing torch) reads it
+    outcome = wait_finished(qtbot, proc)
+    assert outcome.status == "failed" and outcome.final_event is not None  # the worker said so itself
+    assert page.view.status_label.text() == "Failed"
+    assert "my_chats.jsonl" in page.view.banner.text
+    assert page.controller.registry.find(proc.run_dir).status == "failed"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_reopened_window_reattaches_to_a_live_run_and_sees_it_killed(qtbot, model_dir):
+    first = RunsController()
+    proc = first.start_run(quick_config(model_dir, max_steps=400))
+    qtbot.waitUntil(lambda: any(e["type"] == "step" for e in proc.history()), timeout=300000)
+    first.detach_all()  # the first window closed; the person chose to leave the run training
+    del first
+
+    again = TrainPage(StudioState(), RunsController())
+    qtbot.addWidget(again)
+    again.show()
+    assert [p.run_dir for p in again.controller.reattach()] == [proc.run_dir]
+    assert again.view.proc.run_dir == proc.run_dir
+    qtbot.waitUntil(lambda: again.view.panel.loss.point_count("train") >= 1, timeout=10000)
+    assert again.view.status_label.text() == "Training" and again.stop_button.isEnabled()
+    before = again.view.panel.loss.point_count("train")
+    qtbot.waitUntil(lambda: again.view.panel.loss.point_count("train") > before, timeout=120000)  # live
+
+    with qtbot.waitSignal(again.view.proc.finished, timeout=30000) as done:
+        os.kill(proc.pid, signal.SIGKILL)  # the machine's out-of-memory killer, say
+    assert done.args[0].status == "failed" and done.args[0].final_event is None
+    assert again.view.status_label.text() == "Failed"
+    assert "ended without reporting" in again.view.banner.text
+    assert again.controller.registry.find(proc.run_dir).status == "failed"

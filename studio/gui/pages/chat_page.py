@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QProcess, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QSpinBox, QTextBrowser,
                                QWidget)
 
@@ -98,6 +98,9 @@ class ChatPage(QWidget):
         self.proc.errorOccurred.connect(self._on_process_error)
         self._build()
         self.state.run_selected.connect(self.select_run)
+        # The chat process is a plain child: end it with the application, before Qt destroys
+        # a QProcess whose process still runs (which Qt warns about).
+        QCoreApplication.instance().aboutToQuit.connect(self.shutdown)
         self.refresh_runs()
 
     def _build(self) -> None:

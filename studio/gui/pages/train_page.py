@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from studio.core.errors import StudioError
 from studio.gui.run_view import RunView
@@ -46,12 +46,19 @@ class TrainPage(QWidget):
         self.checkpoint_combo.setPlaceholderText("No checkpoint yet")
         self.resume_button = button("Resume from checkpoint", "resumeButton", "Resume from checkpoint",
                                     "Continue this run from the chosen checkpoint, in the same run folder.")
+        self.processes_spin = named(QSpinBox(), "processesSpin", "Training processes (GPUs)")
+        self.processes_spin.setRange(1, 64)
+        self.processes_spin.setToolTip("One process per GPU. More than one launches the run with accelerate "
+                                       "(DDP, FSDP or DeepSpeed as set under distributed).")
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         bar = QHBoxLayout()
         for widget in (self.train_button, self.stop_button):
             bar.addWidget(widget)
+        bar.addSpacing(12)
+        bar.addWidget(QLabel("GPUs:"))
+        bar.addWidget(self.processes_spin)
         bar.addSpacing(24)
         bar.addWidget(QLabel("Checkpoint:"))
         bar.addWidget(self.checkpoint_combo)
@@ -72,7 +79,8 @@ class TrainPage(QWidget):
                                         "Change them on the Model, Data or Method page.")
             return None
         try:
-            proc = self.controller.start_run(self.state.config)
+            proc = self.controller.start_run(self.state.config, processes=self.processes_spin.value(),
+                                             cpu=self.state.config.train.device == "cpu")
         except StudioError as exc:
             self.view.banner.show_error(exc)
             return None

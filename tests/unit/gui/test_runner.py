@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from studio.gui.runner import RunProcess, log_tail, pid_alive
 
@@ -125,3 +126,15 @@ def test_pid_alive_and_log_tail(tmp_path):
     (tmp_path / "worker.log").write_text("\n".join(f"line {i}" for i in range(100)))
     assert log_tail(tmp_path, 3) == "line 97\nline 98\nline 99"
     assert log_tail(tmp_path / "missing") == ""
+
+
+def test_several_processes_launch_through_accelerate(tmp_path):
+    from studio.core.config import RunConfig
+    from studio.gui.run_controller import _accelerate_args
+
+    args = _accelerate_args(RunConfig(), tmp_path, processes=2, cpu=True)
+    assert args[:2] == ["-m", "accelerate.commands.launch"]
+    assert args[args.index("--num_processes") + 1] == "2"
+    assert args[-3:] == ["-m", "studio.worker", str(tmp_path)]
+    written = yaml.safe_load((tmp_path / "accelerate_config.yaml").read_text())
+    assert written["use_cpu"] is True and written["num_processes"] == 2
