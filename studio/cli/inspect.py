@@ -81,7 +81,8 @@ def _lengths(result) -> list[str]:
     widest = max((b.count for b in result.histogram), default=0) or 1
     for b in result.histogram:
         bar = "█" * round(BAR_WIDTH * b.count / widest)
-        lines.append(f"  {b.lo:>7,}–{b.hi - 1:<7,} │{bar:<{BAR_WIDTH}} {b.count:,}")
+        cut = "  ✂ cut at max_length" if b.overflow else ""
+        lines.append(f"  {b.lo:>7,}–{b.hi - 1:<7,} │{bar:<{BAR_WIDTH}} {b.count:,}{cut}")
     lines.append("  " + "   ".join(f"{k} {v:,}" for k, v in result.percentiles.items()))
     return lines
 

@@ -36,32 +36,46 @@ UNKNOWN_CONTEXT = 10_000_000
 
 @dataclass(frozen=True)
 class Bin:
-    """One histogram bar: ``count`` sequences with ``lo <= length < hi``."""
+    """One histogram bar: ``count`` sequences with ``lo <= length < hi``.
+
+    ``overflow`` marks the last bar holding every sequence longer than the histogram's
+    ``upper`` bound (the ones a ``max_length`` cut truncates).
+    """
 
     lo: int
     hi: int
     count: int
+    overflow: bool = False
 
 
-def histogram(lengths: list[int], bins: int = 20) -> list[Bin]:
-    """Equal-width integer bins from 0 to just past the longest sequence.
+def histogram(lengths: list[int], bins: int = 20, upper: int | None = None) -> list[Bin]:
+    """Equal-width integer bins from 0, and one overflow bar for lengths above ``upper``.
 
     Args:
         lengths: sequence lengths in tokens.
-        bins: the most bars; the width is rounded up to 1, 2 or 5 times a power of ten, so
-            there may be fewer.
+        bins: the most regular bars; the width is rounded up to 1, 2 or 5 times a power of
+            ten, so there may be fewer.
+        upper: the longest length the regular bars show (e.g. ``max_length``); longer ones
+            share one overflow bar, so one outlier does not squeeze every other bar.
+            ``None`` or a bound past the longest sequence: no overflow bar.
 
     Returns:
         Bars whose counts add up to ``len(lengths)``; empty for no lengths.
     """
     if not lengths:
         return []
-    width = nice_width((max(lengths) + 1) / bins)
-    count = math.ceil((max(lengths) + 1) / width)
-    counts = [0] * count
+    longest = max(lengths)
+    top = min(longest, upper) if upper is not None else longest
+    width = nice_width((top + 1) / bins)
+    counts = [0] * math.ceil((top + 1) / width)
+    over = 0
     for n in lengths:
-        counts[n // width] += 1
-    return [Bin(i * width, (i + 1) * width, c) for i, c in enumerate(counts)]
+        if n > top:
+            over += 1
+        else:
+            counts[n // width] += 1
+    out = [Bin(i * width, min((i + 1) * width, top + 1), c) for i, c in enumerate(counts)]
+    return out + [Bin(top + 1, longest + 1, over, overflow=True)] if over else out
 
 
 def nice_width(raw: float) -> int:
@@ -297,7 +311,7 @@ def compute(measured, batch_size: int = 8, max_length: int | None = None,
     per_batch = batch_size * measured.sequences_per_row
     return DatasetStats(
         sequences=len(lengths), sequences_per_row=measured.sequences_per_row,
-        mean=sum(lengths) / len(lengths) if lengths else 0.0, histogram=histogram(lengths, bins),
+        mean=sum(lengths) / len(lengths) if lengths else 0.0, histogram=histogram(lengths, bins, cut),
         percentiles=percentiles(lengths), recommended_max_length=recommended, context_length=context,
         max_length=cut, batch_size=batch_size, truncation=truncation(lengths, measured.loss_spans, cut, side),
         waste=waste_table(lengths, per_batch, cut, multiple_of), cache_hit=measured.cache_hit, truncation_side=side)

@@ -27,7 +27,15 @@ def test_histogram_counts_every_sequence_in_equal_bins():
     assert stats.histogram([]) == []
     # widths are rounded to 1, 2, 5 x 10^k: 461 / 16 = 28.8 -> 50, so 10 bars cover 0..499
     bins = stats.histogram([0, 460], bins=16)
-    assert [(b.lo, b.hi) for b in (bins[0], bins[-1])] == [(0, 50), (450, 500)] and len(bins) == 10
+    assert [(b.lo, b.hi) for b in (bins[0], bins[-1])] == [(0, 50), (450, 461)] and len(bins) == 10
+
+
+def test_histogram_puts_lengths_past_upper_in_one_overflow_bar():
+    bins = stats.histogram([5, 50, 99, 100, 101, 1578], bins=2, upper=100)
+    # width 101 / 2 -> 100: [0, 100) and [100, 101); 101 and 1578 are past the cut
+    assert [(b.lo, b.hi, b.count, b.overflow) for b in bins] == [
+        (0, 100, 3, False), (100, 101, 1, False), (101, 1579, 2, True)]
+    assert not any(b.overflow for b in stats.histogram([5, 50], bins=2, upper=100))
 
 
 def test_recommended_max_length_covers_99_percent_in_steps_of_64():
