@@ -119,7 +119,7 @@ class Encoder:
         self.template: ResolvedTemplate = resolve_template(tokenizer, self.options.template)
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
-        self.warnings = list(self.template.warnings) + self._bos_warnings()
+        self.warnings = list(self.template.warnings) + self._bos_warnings() + self._stop_warnings()
 
     # -- public -------------------------------------------------------------------------------
 
@@ -228,6 +228,15 @@ class Encoder:
             if token == self.bos_id:
                 roles[k] = "bos"
         return roles
+
+    def _stop_warnings(self) -> list[str]:
+        """Whether the text trained after an assistant turn holds a special token to stop on."""
+        closing = self.template.pieces.closes.get("assistant")
+        specials = [t for t in self.tokenizer.special_tokens if t]
+        if closing is None or any(t in closing for t in specials):
+            return []
+        return [f"the template ends an assistant turn with {closing!r}, which holds no special end-of-turn token, "
+                "so the model is never taught a token to stop on; use a template that closes turns with one"]
 
     def _bos_warnings(self) -> list[str]:
         """Template-level BOS facts, from one probe conversation."""

@@ -272,6 +272,13 @@ def test_double_bos_is_detected(llama, tmp_path):
     assert enc.input_ids[:2] == [BOS, BOS] and any("two BOS" in w for w in enc.warnings)
 
 
+def test_template_without_an_end_of_turn_token_warns(llama, tmp_path):
+    template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
+    encoder = Encoder(tokenizer_copy(llama, tmp_path, chat_template=template), EncodeOptions())
+    assert any("never taught a token to stop" in w for w in encoder.warnings)
+    assert not any("stop" in w for w in Encoder(llama, EncodeOptions(template="llama3")).warnings)
+
+
 def test_a_token_across_a_span_edge_warns_and_counts_as_loss(llama):
     # ChatML keeps content untouched: "assistant\n" + "\nHello" makes one "\n\n" token across the edge
     enc = Encoder(llama, EncodeOptions(template="chatml")).encode(chat(("user", "Hi"), ("assistant", "\nHello")))
