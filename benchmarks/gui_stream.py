@@ -1,0 +1,222 @@
+"""Responsiveness of the run view while a 1,000,000-step run streams 1,000 events per second.
+
+The run view (``studio.gui.run_view.RunView``, the view the Train page shows) is filled with
+the first ``1,000,000 - rate * seconds`` steps directly, as a reattached long run would be, and
+then follows a live ``events.jsonl`` that a separate writer process appends to at ``--rate``
+step events per second, exactly as a worker does; the window reads it through the same
+``RunProcess`` it uses for real runs. Offscreen, 1280x800.
+
+Reported:
+
+* the longest event-loop stall: a 5 ms heartbeat ``QTimer`` records how late each tick fires
+  (target < 50 ms);
+* plot redraw with all 1,000,000 points: handing the series to the curves and painting every
+  plot of the panel, timed directly (target < 16 ms), and the same for the live redraws that
+  happened during the stream.
+
+Usage::
+
+    python benchmarks/gui_stream.py [--seconds 10] [--rate 1000] [--steps 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+HEARTBEAT_MS = 5
+
+#: The writer: appends step events at a fixed rate in 10 ms batches, then the final event.
+WRITER = r"""
+import json, sys, time
+path, first, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+line = ('{"v": 1, "type": "step", "time": %.3f, "step": %d, "epoch": %.5f, "loss": %.5f, "learning_rate": 0.0001, '
+        '"grad_norm": 1.0, "tokens_per_second": 2000.0, "tokens_seen": %d, "memory_mib": 400.0, "max_steps": %d}\n')
+last = first + count - 1
+start = time.perf_counter()
+with open(path, "a") as fh:
+    for s in range(first, first + count, max(1, int(rate / 100))):
+        batch = range(s, min(s + max(1, int(rate / 100)), first + count))
+        fh.write("".join(line % (time.time(), k, k / last, 2.0 + 1.0 / k + (k % 7) * 0.01, k * 512, last) for k in batch))
+        fh.flush()
+        wait = start + (s + len(batch) - first) / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+    fh.write(json.dumps({"v": 1, "type": "finished", "time": time.time(), "status": "completed"}) + "\n")
+"""
+
+
+def step_event(k: int, last: int) -> dict:
+    return {"v": 1, "type": "step", "time": k * 0.01, "step": k, "epoch": k / last, "loss": 2.0 + 1.0 / k + (k % 7) * 0.01,
+            "learning_rate": 1e-4, "grad_norm": 1.0, "tokens_per_second": 2000.0, "tokens_seen": k * 512,
+            "memory_mib": 400.0, "max_steps": last}
+
+
+def prefill(view, app, upto: int, last: int) -> float:
+    """The first ``upto`` steps (and an eval every 1,000) straight into the view; returns seconds."""
+    started = time.perf_counter()
+    for lo in range(1, upto + 1, 100_000):
+        chunk = [step_event(k, last) for k in range(lo, min(lo + 100_000, upto + 1))]
+        chunk += [{"v": 1, "type": "eval", "time": 0.0, "step": k, "eval_loss": 2.1, "perplexity": 8.2, "metrics": {}}
+                  for k in range(lo, min(lo + 100_000, upto + 1)) if k % 1000 == 0]
+        view.add_events(chunk)
+        app.processEvents()
+    return time.perf_counter() - started
+
+
+class Heartbeat:
+    """A precise timer that records how late each of its ticks fires, and the loop's own work.
+
+    Lateness is what a person feels, but on a machine shared with other work it includes time
+    the OS gave to other processes. So the event dispatcher's ``awake``/``aboutToBlock`` signals
+    also time every event-loop iteration in main-thread CPU seconds: the longest such iteration
+    is the longest stall the window's own work causes (the part this code is responsible for).
+    """
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QAbstractEventDispatcher, Qt, QTimer
+
+        self.late_ms: list[float] = []
+        self.busy_ms: list[float] = []
+        self._timer = QTimer()
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(HEARTBEAT_MS)
+        self._timer.timeout.connect(self._tick)
+        self._dispatcher = QAbstractEventDispatcher.instance()
+        self._awake_cpu: float | None = None
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._dispatcher.awake.connect(self._awake)
+        self._dispatcher.aboutToBlock.connect(self._blocking)
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._dispatcher.awake.disconnect(self._awake)
+        self._dispatcher.aboutToBlock.disconnect(self._blocking)
+
+    def _awake(self) -> None:
+        self._awake_cpu = time.thread_time()
+
+    def _blocking(self) -> None:
+        if self._awake_cpu is not None:
+            self.busy_ms.append(1000 * (time.thread_time() - self._awake_cpu))
+            self._awake_cpu = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.late_ms.append(max(0.0, 1000 * (now - self._last) - HEARTBEAT_MS))
+        self._last = now
+
+
+def time_live_redraws(panel) -> list[float]:
+    """Wrap the panel's redraw timer so each live redraw (setData + the paint it causes) is timed."""
+    timings: list[tuple[float, float]] = []
+    original = panel.timer.tick
+
+    def timed():
+        dirty = [plot for plot in panel.plots if plot._dirty]
+        started, cpu = time.perf_counter(), time.thread_time()
+        original()
+        for plot in dirty:
+            if not plot._dirty:
+                plot.repaint()  # paint now, inside the timing, instead of at the next paint event
+        timings.append((1000 * (time.perf_counter() - started), 1000 * (time.thread_time() - cpu)))
+
+    panel.timer._timer.timeout.disconnect()
+    panel.timer._timer.timeout.connect(timed)
+    return timings
+
+
+def full_redraw_ms(plots) -> tuple[float, float]:
+    """Hand every series of ``plots`` to its curves again and paint them: (wall, CPU) ms."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    for plot in plots:
+        plot._dirty.update(plot.series)
+        plot.redraw()
+        plot.repaint()
+    return 1000 * (time.perf_counter() - started), 1000 * (time.thread_time() - cpu)
+
+
+def stats(values: list[float]) -> dict:
+    values = sorted(values) or [0.0]
+    return {"median": round(statistics.median(values), 1), "p99": round(values[int(0.99 * (len(values) - 1))], 1),
+            "max": round(values[-1], 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--rate", type=float, default=1000.0, help="step events per second")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long the live stream lasts")
+    args = p.parse_args(argv)
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from studio.gui.run_view import RunView
+    from studio.gui.runner import RunProcess
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    live = int(args.rate * args.seconds)
+    first_live = args.steps - live + 1
+    run_dir = Path(tempfile.mkdtemp(prefix="studio-stream-"))
+    (run_dir / "events.jsonl").write_text(json.dumps(
+        {"v": 1, "type": "started", "time": time.time(), "config": {}, "params_total": 1, "params_trainable": 1,
+         "train_rows": 1, "eval_rows": 1, "device": "cpu", "max_steps": args.steps}) + "\n")
+    view = RunView()
+    view.resize(1280, 800)
+    view.show()
+    proc = RunProcess(run_dir)
+    view.watch(proc)
+    prefill_s = prefill(view, app, first_live - 1, args.steps)
+    full_redraw_ms(view.panel.plots)  # first paint with the pre-filled points
+    live_redraws = time_live_redraws(view.panel)
+    beat = Heartbeat()
+    loop = QEventLoop()
+    proc.finished.connect(loop.quit)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir / "events.jsonl"), str(first_live), str(live),
+                               str(args.rate)])
+    beat.start()
+    streamed = time.perf_counter()
+    proc.follow(writer.pid)
+    loop.exec()
+    stream_s = time.perf_counter() - streamed
+    beat.stop()
+    writer.wait()
+    points = view.panel.loss.point_count("train")
+    panel = [full_redraw_ms(view.panel.plots) for _ in range(5)]
+    loss = [full_redraw_ms([view.panel.loss]) for _ in range(5)]
+    result = {
+        "steps": args.steps, "points_in_loss_plot": points, "live_events": live, "rate": args.rate,
+        "prefill_s": round(prefill_s, 2), "stream_s": round(stream_s, 2), "heartbeats": len(beat.late_ms),
+        "stall_ms": stats(beat.late_ms), "stall_cpu_ms": stats(beat.busy_ms),
+        "redraw_panel_ms": stats([w for w, _ in panel]), "redraw_panel_cpu_ms": stats([c for _, c in panel]),
+        "redraw_loss_plot_ms": stats([w for w, _ in loss]), "redraw_loss_plot_cpu_ms": stats([c for _, c in loss]),
+        "live_redraws": len(live_redraws), "live_redraw_ms": stats([w for w, _ in live_redraws]),
+        "live_redraw_cpu_ms": stats([c for _, c in live_redraws]),
+    }
+    print(f"{points:,} points per curve; {live:,} events streamed live at {args.rate:.0f}/s in {stream_s:.1f} s "
+          f"(pre-fill {prefill_s:.1f} s)")
+    for label, key, target in (("event-loop stall", "stall", 50), ("redraw, whole panel (5 plots)", "redraw_panel", 16),
+                               ("redraw, loss plot", "redraw_loss_plot", 16), ("live redraw", "live_redraw", 16)):
+        wall, cpu = result[key + "_ms"], result[key + "_cpu_ms"]
+        print(f"{label:<30} wall max {wall['max']:>7} ms (median {wall['median']}), own CPU max {cpu['max']:>7} ms "
+              f"(median {cpu['median']}); target < {target} ms: wall {'met' if wall['max'] < target else 'MISSED'}, "
+              f"CPU {'met' if cpu['max'] < target else 'MISSED'}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

