@@ -21,7 +21,9 @@ from studio.gui.widgets.banner import ErrorBanner
 MAX_LOG_LINES = 5000
 STATUS_TEXT = {"running": "Training", "completed": "Completed", "stopped": "Stopped (checkpoint saved)",
                "failed": "Failed", "": "No run yet"}
-WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding"}
+WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding",
+                  "bad_rows": "Bad rows", "no_loss_tokens": "No loss tokens", "template": "Chat template",
+                  "learning_rate": "Learning rate"}
 
 
 def format_duration(seconds: float) -> str:
@@ -226,15 +228,17 @@ class RunView(QWidget):
         self.checkpoints_changed.emit(self.checkpoints())
 
     def _on_eval(self, event: dict) -> None:
-        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in (event.get("metrics") or {}).items())
+        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in _flat_metrics(event.get("metrics") or {}))
+        general = f" general-text loss {_fmt(event['general_loss'])}" if event.get("general_loss") is not None else ""
         self._pending_log.append(f"Eval at step {event.get('step')}: loss {_fmt(event.get('eval_loss'))} "
-                                 f"perplexity {_fmt(event.get('perplexity'))} {metrics}".rstrip())
+                                 f"perplexity {_fmt(event.get('perplexity'))}{general} {metrics}".rstrip())
 
     def _on_warning(self, event: dict) -> None:
         code = event.get("code", "")
         title = WARNING_TITLES.get(code, code.replace("_", " ").capitalize() or "Warning")
-        item = QListWidgetItem(f"⚠ {title}: {event.get('message', '')}")
-        item.setToolTip(event.get("message", ""))
+        hint = f" What to do: {event['hint']}" if event.get("hint") else ""
+        item = QListWidgetItem(f"⚠ {title}: {event.get('message', '')}{hint}")
+        item.setToolTip(event.get("message", "") + hint)
         self.notices.addItem(item)
         self.notices.show()
         self._fit_notices()
@@ -310,6 +314,15 @@ def list_checkpoints(run_dir: str | Path) -> list[str]:
 def _step_of(name: str) -> int:
     digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
     return int(digits[-1]) if digits else -1
+
+
+def _flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``{"qa": {"f1": 0.5}}`` -> ``[("qa.f1", 0.5)]`` (task metrics come nested per task)."""
+    flat = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        flat += _flat_metrics(value, f"{name}.") if isinstance(value, dict) else [(name, value)]
+    return flat
 
 
 def _fmt(value) -> str:

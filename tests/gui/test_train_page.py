@@ -94,6 +94,19 @@ def test_stop_button_stops_and_offers_the_checkpoint_for_resume(qtbot, page, tmp
     assert page.resume_button.isEnabled()
 
 
+def test_overfitting_and_forgetting_warnings_are_visible_notices_with_hints(page):
+    page.view.add_events([
+        {"v": 1, "type": "warning", "time": 1.0, "code": "overfitting",
+         "message": "eval loss rose 3 evaluations in a row while train loss fell", "hint": "stop at checkpoint-20"},
+        {"v": 1, "type": "warning", "time": 2.0, "code": "forgetting",
+         "message": "loss on the general text climbed from 3.9 to 4.3"},
+    ])
+    texts = [page.view.notices.item(i).text() for i in range(page.view.notices.count())]
+    assert page.view.notices.isVisible()
+    assert texts[0].startswith("⚠ Overfitting: eval loss rose") and "What to do: stop at checkpoint-20" in texts[0]
+    assert texts[1].startswith("⚠ Forgetting: loss on the general text")
+
+
 def test_train_with_invalid_settings_shows_them_and_starts_nothing(qtbot, page):
     cfg = page.state.config
     cfg.train.learning_rate = -1.0
