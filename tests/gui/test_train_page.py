@@ -62,6 +62,17 @@ def test_replayed_completed_run_fills_plots_progress_samples_and_notices(qtbot, 
     assert not view.banner.isVisible()
 
 
+def test_recorded_real_worker_stream_replays_to_completed(qtbot, page, tmp_path):
+    proc = replay(qtbot, page, tmp_path, "recorded_worker_completed")
+    with qtbot.waitSignal(proc.finished, timeout=15000) as done:
+        pass
+    assert done.args[0].status == "completed" and done.args[0].final_event["final_dir"]
+    assert page.view.panel.loss.point_count("train") == 30
+    assert page.view.panel.loss.point_count("eval") == 3
+    assert page.view.status_label.text() == "Completed"
+    assert "Lisbon" in page.view.sample_view.toPlainText()
+
+
 def test_replayed_failure_shows_error_hint_and_log_tail_at_the_top(qtbot, page, tmp_path):
     proc = replay(qtbot, page, tmp_path, "failed", "--exit", "1", "--stderr", "torch.OutOfMemoryError: CPU out of memory")
     with qtbot.waitSignal(proc.finished, timeout=15000):
