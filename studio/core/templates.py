@@ -340,12 +340,16 @@ def _globals(source: str) -> dict:
     return dict(compile_template(source).globals)
 
 
-def _marker_warnings(source: str, tokenizer) -> list[str]:
-    """Markers the template writes that this vocabulary does not hold as single tokens."""
+def _source_warnings(source: str, tokenizer) -> list[str]:
+    """Warnings read from a template's source: today's date, markers missing from the vocabulary."""
+    out = []
+    if "strftime_now" in source:
+        out.append("the template writes today's date (strftime_now), so the same row gives different tokens "
+                   "on different days; Llama 3.1's built-in template (llama3.1) uses a fixed date")
     missing = sorted({m for m in _MARKER.findall(source) if tokenizer.token_to_id(m) is None})
     if not missing:
-        return []
-    return [f"the template writes {', '.join(missing)}, which the tokenizer does not have as tokens; "
+        return out
+    return out + [f"the template writes {', '.join(missing)}, which the tokenizer does not have as tokens; "
             "they will be split into pieces of text. Choose the template the model was trained with"]
 
 
@@ -366,12 +370,12 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
             raise TemplateError(f"the model at {tokenizer.path} has no chat template",
                                 "set model.template (or --template) to a built-in one: llama3, llama3.1 or chatml")
         builtin = next((n for n, s in BUILTIN_TEMPLATES.items() if s == own), "model")
-        return ResolvedTemplate(builtin, own, _marker_warnings(own, tokenizer), "model", specials)
+        return ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials)
     if name not in BUILTIN_TEMPLATES:
         raise TemplateError(f"unknown chat template {name!r}",
                             f"use auto or one of: {', '.join(BUILTIN_TEMPLATES)}")
     source = BUILTIN_TEMPLATES[name]
-    warnings = _marker_warnings(source, tokenizer)
+    warnings = _source_warnings(source, tokenizer)
     if own and own != source:
         warnings.insert(0, f"the built-in template {name!r} differs from the model's own chat template; the model "
                         "will learn a format other than the one it was built for (use 'auto' to keep its own)")

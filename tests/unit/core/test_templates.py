@@ -106,6 +106,11 @@ def test_markers_missing_from_the_vocabulary_warn(llama):
     assert resolve_template(llama, "llama3").warnings == []
 
 
+def test_a_template_that_writes_todays_date_warns(llama_dir, tmp_path):
+    tok = with_template(llama_dir, tmp_path, trl_template("llama3_2.jinja"))
+    assert any("today's date" in w for w in resolve_template(tok).warnings)
+
+
 def test_template_errors_name_the_problem(llama_dir, tmp_path):
     tok = with_template(llama_dir, tmp_path, "{{ raise_exception('roles must alternate') }}")
     with pytest.raises(TemplateError) as err:
