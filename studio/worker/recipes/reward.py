@@ -48,7 +48,7 @@ def load_reward_model(ctx, pad_id: int):
     model.config.pad_token_id = pad_id
     if cfg.method.name != "qlora":
         model.to(device)
-    return apply_reward_method(model, cfg)
+    return common.keep_4bit_layout(apply_reward_method(model, cfg), device)
 
 
 def apply_reward_method(model, cfg):

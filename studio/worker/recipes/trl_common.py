@@ -71,7 +71,12 @@ def runtime(ctx) -> tuple[str, str]:
     from studio.worker.device import pick_device, resolve_precision
 
     device = pick_device(ctx.cfg.train.device)
-    return device, resolve_precision(ctx.cfg.train.precision, device)
+    precision = resolve_precision(ctx.cfg.train.precision, device)
+    if ctx.cfg.method.name == "qlora" and precision == "fp32":
+        # TRL casts QLoRA adapters to bf16 (the QLoRA paper's recipe); without bf16 autocast their
+        # matmuls would meet fp32 activations and fail
+        precision = "bf16"
+    return device, precision
 
 
 def load_model(ctx):
@@ -79,7 +84,19 @@ def load_model(ctx):
     from studio.worker.methods import load_model as load
 
     device, precision = runtime(ctx)
-    return load(ctx.cfg, ctx.model_path, device, precision)
+    return keep_4bit_layout(load(ctx.cfg, ctx.model_path, device, precision), device)
+
+
+def keep_4bit_layout(model, device: str):
+    """On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for its fast inference path the
+    first time a layer runs without gradients (evaluation, reference log-probs); that repacking
+    fails for layers whose input width is not a multiple of its block size (the demo model's
+    352-wide MLP). Keep the training layout on CPU: evaluation is a small share of a run."""
+    if device == "cpu":
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def bind(ctx, trainer):
