@@ -29,11 +29,17 @@ def read_span(run_dir: str | Path, offset: int, limit: int) -> tuple[list[dict],
 
     Returns the events and the offset after the last complete line; a partial line (a worker
     still writing it) is left for the next read, like :func:`studio.core.protocol.read_events`.
+    A single line longer than ``limit`` is read whole, so a long line never stalls a reader.
     """
     try:
         with open(Path(run_dir) / "events.jsonl", "rb") as fh:
             fh.seek(offset)
             data = fh.read(limit)
+            while b"\n" not in data and len(data) >= limit:
+                more = fh.read(limit)
+                if not more:
+                    break
+                data += more
     except OSError:
         return [], offset
     end = data.rfind(b"\n") + 1

@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QLis
                                QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from studio.gui.plots import REDRAW_MS, MetricsPanel, prefixed
-from studio.gui.runner import RunOutcome, RunProcess
+from studio.gui.run_files import read_span
+from studio.gui.runner import CATCH_UP_MS, MAX_READ, RunOutcome, RunProcess
 from studio.gui.widgets.banner import ErrorBanner
 
 MAX_LOG_LINES = 5000
@@ -82,6 +83,11 @@ class RunView(QWidget):
         self._prefix = prefix
         self.proc: RunProcess | None = None
         self._connected = False
+        self._replay: list | None = None
+        self._replay_timer = QTimer(self)
+        self._replay_timer.setSingleShot(True)
+        self._replay_timer.setInterval(CATCH_UP_MS)
+        self._replay_timer.timeout.connect(self._replay_slice)
         self.progress = Progress()
         self.status = ""
         self.samples: list[dict] = []
@@ -156,24 +162,53 @@ class RunView(QWidget):
     # -- following a run ----------------------------------------------------------------------
 
     def watch(self, proc: RunProcess | None) -> None:
-        """Show ``proc``'s run from its first event (replayed) on; ``None`` empties the view."""
+        """Show ``proc``'s run from its first event on; ``None`` empties the view.
+
+        What the process has already read is replayed from the log in slices (a long run's
+        history does not freeze the window); live events arriving meanwhile wait their turn.
+        """
         if self.proc is not None and self._connected:
-            self.proc.events.disconnect(self.add_events)
-            self.proc.finished.disconnect(self.show_outcome)
+            self.proc.events.disconnect(self._on_live_events)
+            self.proc.finished.disconnect(self._on_live_finished)
         self._connected = False
+        self._replay_timer.stop()
         self.clear()
         self.proc = proc
         if proc is None:
             return
-        # Events the process has already read are replayed from the log; newer ones arrive live.
-        self.add_events(proc.history())
-        if not proc.is_running():
-            self.show_outcome(proc.outcome())
+        self._replay = [0, proc.offset, [], None]  # offset, end, queued live events, outcome
+        if proc.is_running():
+            proc.events.connect(self._on_live_events)
+            proc.finished.connect(self._on_live_finished)
+            self._connected = True
+            self._set_status("running")
+        else:
+            self._replay[3] = proc.outcome()
+        self._replay_slice()
+
+    def _replay_slice(self) -> None:
+        offset, end, queued, outcome = self._replay
+        events, self._replay[0] = read_span(self.proc.run_dir, offset, min(MAX_READ, end - offset))
+        self.add_events(events)
+        if events and self._replay[0] < end:
+            self._replay_timer.start()
             return
-        proc.events.connect(self.add_events)
-        proc.finished.connect(self.show_outcome)
-        self._connected = True
-        self._set_status("running")
+        self._replay = None
+        self.add_events(queued)
+        if outcome is not None:
+            self.show_outcome(outcome)
+
+    def _on_live_events(self, events: list[dict]) -> None:
+        if self._replay is not None:
+            self._replay[2].extend(events)
+        else:
+            self.add_events(events)
+
+    def _on_live_finished(self, outcome: RunOutcome) -> None:
+        if self._replay is not None:
+            self._replay[3] = outcome
+        else:
+            self.show_outcome(outcome)
 
     def clear(self) -> None:
         self.panel.clear()

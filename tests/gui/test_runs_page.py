@@ -134,3 +134,23 @@ def test_export_of_an_unfinished_run_says_why_it_failed(qtbot, page, runs, tmp_p
 def test_config_diff_keeps_only_differing_settings():
     a, b = flatten({"train": {"lr": 1, "bs": 4}, "name": "a"}), flatten({"train": {"lr": 2, "bs": 4}, "name": "a"})
     assert config_diff([a, b]) == [("train.lr", [1, 2])]
+
+
+def test_a_run_already_read_elsewhere_is_replayed_in_slices(qtbot, runs, monkeypatch):
+    """A second view of a followed run reads its history from the log, slice by slice."""
+    from studio.gui import run_view
+    from studio.gui.run_view import RunView
+
+    controller = RunsController()
+    proc = controller.open_run(str(runs["done"]))
+    with qtbot.waitSignal(proc.finished, timeout=5000):
+        pass
+    monkeypatch.setattr(run_view, "MAX_READ", 512)  # a few events per slice
+    view = RunView()
+    qtbot.addWidget(view)
+    view.watch(proc)
+    # Only the first slice is read at once; the rest follows on a timer, the window stays free.
+    assert view.panel.loss.point_count("train") < 40 and view.status_label.text() != "Completed"
+    qtbot.waitUntil(lambda: view.status_label.text() == "Completed", timeout=10000)
+    assert view.panel.loss.point_count("train") == 40
+    assert list(view.panel.loss.series["train"].x) == list(range(1, 41))

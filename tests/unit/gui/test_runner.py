@@ -138,3 +138,14 @@ def test_several_processes_launch_through_accelerate(tmp_path):
     assert args[-3:] == ["-m", "studio.worker", str(tmp_path)]
     written = yaml.safe_load((tmp_path / "accelerate_config.yaml").read_text())
     assert written["use_cpu"] is True and written["num_processes"] == 2
+
+
+def test_read_span_reads_a_line_longer_than_its_limit_whole(tmp_path):
+    from studio.gui.run_files import read_span
+
+    long_line = json.dumps({"v": 1, "type": "log", "time": 0, "text": "x" * 5000})
+    (tmp_path / "events.jsonl").write_text(long_line + "\n" + long_line[:100])
+    events, offset = read_span(tmp_path, 0, 64)
+    assert [len(e["text"]) for e in events] == [5000]
+    assert offset == len(long_line) + 1
+    assert read_span(tmp_path, offset, 64) == ([], offset)  # the unfinished line waits
