@@ -307,7 +307,7 @@ class MetricsPanel(QWidget):
         plot = MetricPlot(title, y_label)
         plot.setObjectName(prefixed(self._prefix, object_name))
         plot.setAccessibleName(f"{title} plot")
-        plot.setMinimumHeight(120)
+        plot.setMinimumHeight(180 if object_name == "lossPlot" else 110)
         return plot
 
     def clear(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit,
                                QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from studio.gui.plots import REDRAW_MS, MetricsPanel, prefixed
@@ -22,6 +22,7 @@ from studio.gui.widgets.banner import ErrorBanner
 MAX_LOG_LINES = 5000
 STATUS_TEXT = {"running": "Training", "completed": "Completed", "stopped": "Stopped (checkpoint saved)",
                "failed": "Failed", "": "No run yet"}
+STATUS_COLOURS = {"running": "#1d4ed8", "completed": "#15803d", "stopped": "#92400e", "failed": "#b91c1c"}
 WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding",
                   "bad_rows": "Bad rows", "no_loss_tokens": "No loss tokens", "template": "Chat template",
                   "learning_rate": "Learning rate"}
@@ -116,9 +117,14 @@ class RunView(QWidget):
         self.banner.setAccessibleName("Run error")
         self.log_tail = self._name(QPlainTextEdit(), "logTailView", "Last lines of worker.log")
         self.log_tail.setReadOnly(True)
-        self.log_tail.setMaximumHeight(110)
-        self.tail_box = QGroupBox("Last lines of worker.log")
-        QVBoxLayout(self.tail_box).addWidget(self.log_tail)
+        self.log_tail.setMaximumHeight(96)
+        self.log_tail.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.tail_box = QWidget()
+        tail_layout = QVBoxLayout(self.tail_box)
+        tail_layout.setContentsMargins(0, 0, 0, 0)
+        tail_layout.setSpacing(2)
+        tail_layout.addWidget(QLabel("Last lines of worker.log (the run folder has the whole file):"))
+        tail_layout.addWidget(self.log_tail)
         self.tail_box.hide()
         self.notices = self._name(QListWidget(), "noticeList", "Warnings about this run")
         self.notices.setMaximumHeight(84)
@@ -326,8 +332,8 @@ class RunView(QWidget):
         self.status = status
         self.status_label.setText(STATUS_TEXT.get(status, status.capitalize()))
         self.status_label.setProperty("status", status)
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
+        colour = STATUS_COLOURS.get(status, "#333333")
+        self.status_label.setStyleSheet(f"font-weight: 600; color: {colour};")
 
     def checkpoints(self) -> list[str]:
         return list_checkpoints(self.proc.run_dir) if self.proc else []
