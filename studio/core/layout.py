@@ -100,6 +100,7 @@ class Layouter:
     def _fast_turns(self, lay: Layout, messages: list) -> list[Turn] | None:
         """Turns read from the learned pieces, if they reassemble into exactly the rendered text."""
         pieces, text, pos, turns, spans = self.pieces, lay.text, 0, [], []
+        limit = len(text) - len(pieces.tail)
         for i, msg in enumerate(messages):
             head = pieces.heads.get((i == 0, msg.role))
             close = pieces.closes.get(msg.role)
@@ -111,11 +112,12 @@ class Layouter:
             if not (text.startswith(head, pos) and text.startswith(content, c_start)
                     and text.startswith(close, c_end)):
                 return None
+            end = c_end + len(close) if i < len(messages) - 1 else len(text)  # the tail closes the last turn
             body = c_start if msg.role == "assistant" else None
-            spans += _spans([(pos, "header"), (c_start, msg.role), (c_end, "eot")], c_end + len(close))
-            turns.append((pos, body, c_end + len(close)))
+            spans += _spans([(pos, "header"), (c_start, msg.role), (c_end, "eot")], end)
+            turns.append((pos, body, end))
             pos = c_end + len(close)
-        if pos != len(text) or (pieces.gen != pieces.heads.get((False, "assistant"))):
+        if pos != limit or not text.endswith(pieces.tail) or pieces.gen != pieces.heads.get((False, "assistant")):
             return None
         lay.roles = spans
         return turns
@@ -128,7 +130,8 @@ class Layouter:
             if end is None or end < start:
                 return None
             body = self._body_start(lay, messages, i, start, end) if msg.role == "assistant" else None
-            c_start, c_end = self._content_bounds(text, start if body is None else body, end, msg)
+            c_end_limit = end - len(self.pieces.tail) if end == len(text) and text.endswith(self.pieces.tail) else end
+            c_start, c_end = self._content_bounds(text, start if body is None else body, c_end_limit, msg)
             spans += _spans([(start, "header"), (c_start if body is None else body, msg.role), (c_end, "eot")], end)
             turns.append((start, body, end))
             start = end
@@ -141,6 +144,9 @@ class Layouter:
             part = self.template.render(prefix, generation)
         except TemplateError:
             return None
+        tail = self.pieces.tail
+        if not generation and tail and part.endswith(tail) and not lay.text.startswith(part):
+            part = part[: len(part) - len(tail)]  # written once, after the last turn only
         return len(part) if lay.text.startswith(part) else None
 
     def _body_start(self, lay: Layout, messages: list, i: int, start: int, end: int) -> int:

@@ -207,23 +207,31 @@ class TurnPieces:
         closes: closing text per role.
         strips: per role, whether the template trims the content.
         gen: the generation prompt appended by ``add_generation_prompt=True``.
+        tail: text written once after the last turn when there is no generation prompt
+            (Phi-3 writes EOS there), ``""`` for most templates.
     """
 
     heads: dict[tuple[bool, str], str] = field(default_factory=dict)
     closes: dict[str, str] = field(default_factory=dict)
     strips: dict[str, bool] = field(default_factory=dict)
     gen: str | None = None
+    tail: str = ""
 
 
-def _probe_turn(template: ResolvedTemplate, context: list[dict], role: str) -> tuple[str, str, bool] | None:
+def _without(text: str, tail: str) -> str | None:
+    """``text`` minus its conversation ``tail``, or None when it does not end with it."""
+    return text[: len(text) - len(tail)] if text.endswith(tail) else None
+
+
+def _probe_turn(template: ResolvedTemplate, context: list[dict], role: str, tail: str) -> tuple[str, str, bool] | None:
     """(header, closing, trims content) of a ``role`` turn written after ``context``, or None."""
     try:
-        base = template.render(context) if context else ""
-        plain = template.render(context + [{"role": role, "content": PROBE}])
-        spaced = template.render(context + [{"role": role, "content": f" {PROBE} "}])
+        base = _without(template.render(context), tail) if context else ""
+        plain = _without(template.render(context + [{"role": role, "content": PROBE}]), tail)
+        spaced = _without(template.render(context + [{"role": role, "content": f" {PROBE} "}]), tail)
     except TemplateError:
         return None
-    if not plain.startswith(base) or plain[len(base):].count(PROBE) != 1:
+    if base is None or plain is None or not plain.startswith(base) or plain[len(base):].count(PROBE) != 1:
         return None
     head, close = plain[len(base):].split(PROBE)
     if spaced == plain:
@@ -233,20 +241,41 @@ def _probe_turn(template: ResolvedTemplate, context: list[dict], role: str) -> t
     return None
 
 
+def _probe_tail(template: ResolvedTemplate, one: list[dict], two: list[dict]) -> str:
+    """Text ``render(one)`` ends with that ``render(two)`` also ends with and does not hold mid-way.
+
+    Several cut points may fit when the tail and the next turn begin alike (``<|end_of_text|>``
+    and ``<|assistant|>`` share ``<|``), so a non-empty tail must start with a special token the
+    template is given (usually EOS).
+    """
+    try:
+        short, long = template.render(one), template.render(two)
+    except TemplateError:
+        return ""
+    if long.startswith(short):
+        return ""
+    starts = tuple(t for t in template.specials.values() if t)
+    for cut in range(len(short), -1, -1):
+        tail = short[cut:]
+        if long.startswith(short[:cut]) and long.endswith(tail) and starts and tail.startswith(starts):
+            return tail
+    return ""
+
+
 def learn_pieces(template: ResolvedTemplate) -> TurnPieces:
-    """Probe ``template`` for its turn headers, closings and generation prompt."""
-    out = TurnPieces()
+    """Probe ``template`` for its turn headers, closings, generation prompt and conversation tail."""
     hi, ok = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}
+    out = TurnPieces(tail=_probe_tail(template, [hi], [hi, ok]))
     for role in ("system", "user", "assistant"):
         for first, context in ((True, []), (False, [hi, ok] if role == "user" else [hi])):
-            found = _probe_turn(template, context, role)
+            found = _probe_turn(template, context, role, out.tail)
             if found is None or out.closes.get(role, found[1]) != found[1] \
                     or out.strips.get(role, found[2]) != found[2]:
                 continue
             out.heads[(first, role)], out.closes[role], out.strips[role] = found
     try:
-        base, gen = template.render([hi]), template.render([hi], True)
-        out.gen = gen[len(base):] if gen.startswith(base) else None
+        base, gen = _without(template.render([hi]), out.tail) or "", template.render([hi], True)
+        out.gen = gen[len(base):] if base and gen.startswith(base) else None
     except TemplateError:
         pass
     return out

@@ -18,6 +18,7 @@ import pytest
 
 from studio.core.conversation import Example, Message
 from studio.core.encoding import EncodeOptions, Encoder, PadOptions, collate, pack_groups, rows_without_loss
+from studio.core.tokenizer import load_tokenizer
 
 DATASETS = Path(__file__).resolve().parents[3] / "resources" / "datasets"
 ROWS = 100
@@ -74,6 +75,32 @@ def test_assistant_only_loss_matches_trl(hf, llama, tmp_path):
     assert len(mine) == len(theirs) == len(rows)
     for n, (a, b) in enumerate(zip(mine, theirs)):
         assert a == b, f"row {n + 1} differs"
+
+
+@pytest.mark.parametrize("family", ["gemma", "phi3"])
+def test_assistant_loss_matches_trl_training_templates_of_other_families(hf, llama_dir, tmp_path, family):
+    """Our prefix-rendered spans equal the {% generation %} masks of TRL's training variant of each template.
+
+    (Qwen 2.5's training variant also trains the newline after ``<|im_start|>assistant``, which
+    belongs to the generation prompt; Studio, like TRL's prompt/completion path, leaves it out.)
+    """
+    import shutil
+    from pathlib import Path as P
+
+    from trl.chat_template_utils import _CHAT_TEMPLATES_DIR
+
+    (tmp_path / "tokenizer.json").symlink_to(P(llama_dir) / "tokenizer.json")
+    shutil.copy(P(llama_dir) / "tokenizer_config.json", tmp_path)
+    (tmp_path / "chat_template.jinja").write_text((_CHAT_TEMPLATES_DIR / f"{family}.jinja").read_text())
+    training = (_CHAT_TEMPLATES_DIR / f"{family}_training.jinja").read_text()
+    encoder = Encoder(load_tokenizer(tmp_path), EncodeOptions(loss="assistant"))
+    rows = [r for r in chat_rows(60) if r["messages"][0]["role"] != "system"]  # Gemma refuses system turns
+    for i, row in enumerate(rows):
+        theirs = hf.apply_chat_template(row["messages"], chat_template=training, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+        mine = encoder.encode(as_example(i, row["messages"]))
+        assert mine.input_ids == theirs["input_ids"]
+        assert mine.labels == [t if m else -100 for t, m in zip(theirs["input_ids"], theirs["assistant_masks"])]
 
 
 def prompt_completion_rows() -> list[tuple[list[dict], list[dict]]]:
