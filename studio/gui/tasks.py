@@ -9,6 +9,7 @@ question never overwrites the answer to the new one.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Any, Callable
@@ -17,8 +18,10 @@ from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Si
 
 log = logging.getLogger("studio.gui.tasks")
 
-#: tasks submitted anywhere in the window and not yet delivered (for start-up screenshots)
-_pending = 0
+#: ids of relays whose result is not yet delivered, window-wide (for start-up screenshots).
+#: A relay leaves this set when it delivers or when it is destroyed with its page.
+_undelivered: set[int] = set()
+_tokens = itertools.count()
 #: jobs waiting for :func:`release` (held while the window paints for the first time)
 _held: list | None = None
 
@@ -51,18 +54,18 @@ def _start(job: QRunnable) -> None:
 
 def pending() -> int:
     """How many background results are still to be delivered, window-wide."""
-    return _pending
+    return len(_undelivered)
 
 
 def wait_idle(timeout_s: float) -> bool:
     """Process events until every background task has delivered, or the timeout passes."""
     release()
     deadline = time.monotonic() + timeout_s
-    while _pending and time.monotonic() < deadline:
+    while _undelivered and time.monotonic() < deadline:
         QCoreApplication.processEvents()
         QThreadPool.globalInstance().waitForDone(20)
     QCoreApplication.processEvents()
-    return _pending == 0
+    return not _undelivered
 
 
 class _Relay(QObject):
@@ -86,11 +89,21 @@ class _Job(QRunnable):
 
     def run(self) -> None:
         try:
-            result = self._fn(self._relay.progress.emit) if self._with_progress else self._fn()
+            result = self._fn(self._progress) if self._with_progress else self._fn()
         except BaseException as exc:  # delivered to the page, which shows it where the person looks
-            self._relay.failed.emit(exc)
+            self._emit(self._relay.failed, exc)
         else:
-            self._relay.done.emit(result)
+            self._emit(self._relay.done, result)
+
+    def _progress(self, done: int, total: int) -> None:
+        self._emit(self._relay.progress, done, total)
+
+    @staticmethod
+    def _emit(signal, *args) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the page (and its relay) was closed meanwhile: nobody to tell
+            pass
 
 
 class TaskRunner(QObject):
@@ -123,7 +136,6 @@ class TaskRunner(QObject):
             on_error: called on the GUI thread with the exception.
             on_progress: called on the GUI thread with (done, total).
         """
-        global _pending
         generation = self._generation.get(key, 0) + 1
         self._generation[key] = generation
         relay = _Relay(self)
@@ -133,15 +145,16 @@ class TaskRunner(QObject):
         if on_progress is not None:
             relay.progress.connect(lambda d, t: fresh() and on_progress(d, t))
         self._relays.add(relay)
-        _pending += 1
+        token = relay.token = next(_tokens)
+        _undelivered.add(token)
+        relay.destroyed.connect(lambda *_: _undelivered.discard(token))
         if len(self._relays) == 1:
             self.busy_changed.emit(True)
         _start(_Job(fn, relay, on_progress is not None))
 
     def _finish(self, relay: _Relay, callback, value) -> None:
-        global _pending
         self._relays.discard(relay)
-        _pending -= 1
+        _undelivered.discard(relay.token)
         relay.deleteLater()
         if not self._relays:
             self.busy_changed.emit(False)

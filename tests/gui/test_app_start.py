@@ -182,3 +182,21 @@ def test_train_works_with_no_other_click(window, qtbot):
     qtbot.mouseClick(train.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not proc.is_running(), timeout=120_000)
     assert proc.outcome().status in ("stopped", "completed"), proc.outcome()
+
+
+def test_closed_page_does_not_leave_background_work_pending(qtbot):
+    import threading
+
+    from PySide6.QtWidgets import QWidget
+
+    from studio.gui.tasks import TaskRunner
+
+    gate = threading.Event()
+    owner = QWidget()
+    runner = TaskRunner(owner)
+    runner.submit("slow", lambda: gate.wait(5), lambda _: None)
+    assert tasks.pending() == 1
+    owner.deleteLater()
+    qtbot.waitUntil(lambda: tasks.pending() == 0, timeout=5_000)  # the page went away with its relay
+    gate.set()
+    assert tasks.wait_idle(5)
