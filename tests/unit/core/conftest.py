@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,13 @@ def llama(llama_dir):
     from studio.core.tokenizer import load_tokenizer
 
     return load_tokenizer(llama_dir)
+
+
+@pytest.fixture(scope="session")
+def trl_template():
+    """Read a chat template file TRL ships (``"llama3.jinja"``...) without importing TRL, which imports torch."""
+    spec = importlib.util.find_spec("trl")
+    if spec is None:
+        pytest.skip("TRL is not installed")
+    folder = Path(spec.submodule_search_locations[0]) / "chat_templates"
+    return lambda name: (folder / name).read_text(encoding="utf-8")

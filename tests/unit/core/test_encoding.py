@@ -315,18 +315,8 @@ def test_chunked_encode_many_equals_encode(llama, monkeypatch):
     assert encoder.encode_many(rows) == [encoder.encode(example) for example in rows]
 
 
-def trl_template(name: str) -> str:
-    """A template file shipped with TRL, read without importing TRL."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("trl")
-    if spec is None:
-        pytest.skip("TRL is not installed")
-    return (Path(spec.submodule_search_locations[0]) / "chat_templates" / name).read_text(encoding="utf-8")
-
-
 @pytest.mark.parametrize("name", ["llama3", "llama3.1", "chatml", "phi3.jinja", "gemma.jinja"])
-def test_fast_layout_equals_prefix_rendering(llama, tmp_path, name):
+def test_fast_layout_equals_prefix_rendering(llama, tmp_path, trl_template, name):
     """Pieces read from probes and spans from prefix renders agree (Phi-3 adds EOS after the last turn)."""
     from studio.core.layout import Layout
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -29,21 +28,13 @@ def with_template(llama_dir, folder: Path, template: str):
     return load_tokenizer(folder)
 
 
-def trl_template(name: str) -> str:
-    """A template file shipped with TRL, read without importing TRL (which imports torch)."""
-    spec = importlib.util.find_spec("trl")
-    if spec is None:
-        pytest.skip("TRL is not installed")
-    return (Path(spec.submodule_search_locations[0]) / "chat_templates" / name).read_text(encoding="utf-8")
-
-
-def test_builtins_are_the_upstream_templates():
+def test_builtins_are_the_upstream_templates(trl_template):
     assert BUILTIN_TEMPLATES["llama3"] == trl_template("llama3.jinja")
     assert BUILTIN_TEMPLATES["llama3.1"] == trl_template("llama3_1.jinja")
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES) + ["qwen2_5.jinja", "gemma.jinja", "phi3.jinja"])
-def test_rendering_is_byte_identical_to_transformers(llama_dir, llama, name):
+def test_rendering_is_byte_identical_to_transformers(llama_dir, llama, trl_template, name):
     """Built-ins, and a few other families' templates as TRL ships them."""
     transformers = pytest.importorskip("transformers")
     hf = transformers.AutoTokenizer.from_pretrained(llama_dir)
@@ -66,7 +57,7 @@ def test_llama31_date_is_fixed():
                            "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|>")
 
 
-def test_generation_tags_render_their_body():
+def test_generation_tags_render_their_body(trl_template):
     training = trl_template("llama3_training.jinja")
     specials = {"bos_token": "<|begin_of_text|>"}
     for messages in CONVERSATIONS:
@@ -111,7 +102,7 @@ def test_markers_missing_from_the_vocabulary_warn(llama):
     assert resolve_template(llama, "llama3").warnings == []
 
 
-def test_a_template_that_writes_todays_date_warns(llama_dir, tmp_path):
+def test_a_template_that_writes_todays_date_warns(llama_dir, tmp_path, trl_template):
     tok = with_template(llama_dir, tmp_path, trl_template("llama3_2.jinja"))
     assert any("today's date" in w for w in resolve_template(tok).warnings)
 
