@@ -23,9 +23,12 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from studio.core.errors import ConfigError, TemplateError
-from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate, pack_groups  # noqa: F401
+from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate, pack_groups
 from studio.core.layout import Layout, Layouter
 from studio.core.templates import ResolvedTemplate, resolve_template
+
+__all__ = ["IGNORE", "LOSS_OPTIONS", "EncodeOptions", "Encoded", "EncodedPair", "Encoder", "rows_without_loss",
+           "PadChoice", "PadOptions", "choose_pad_token", "collate", "pack_groups"]
 
 IGNORE = -100
 CHUNK = 2048  # rows per tokenizer batch in encode_many
