@@ -93,6 +93,8 @@ def test_dpo_trains_and_reports(model_dir, tmp_path):
     status, events, run_dir = _run(model_dir, tmp_path, "dpo", PREFS, dpo_loss="ipo")
     _check(status, events, run_dir)
     assert not (run_dir / "final" / "ref").exists()  # the frozen reference adapter is not shipped
+    saved = json.loads((run_dir / "final" / "tokenizer_config.json").read_text())
+    assert saved["pad_token"] == "<|finetune_right_pad_id|>"  # core encoding's pad, not the EOS
     assert [e["step"] for e in events if e["type"] == "eval"] == [2]  # evaluated once at the end, not twice
     step = next(e for e in events if e["type"] == "step")
     assert "rewards/margins" in step  # TRL's preference metrics travel with the step event
@@ -121,6 +123,15 @@ def test_reward_model_trains_a_score_head(model_dir, tmp_path):
     assert manifest["task"] == "reward"
     adapter = json.loads((run_dir / "final" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
+    # the score is read at the last non-pad token: the pad id must be core encoding's pad
+    from studio.core.encoding import choose_pad_token
+    from studio.core.tokenizer import load_tokenizer
+
+    pad = choose_pad_token(load_tokenizer(str(model_dir)), "")
+    started = next(e for e in events if e["type"] == "started")
+    assert pad.token != "<|eot_id|>" and started["config"]["data"]["pad_token"] == ""
+    saved = json.loads((run_dir / "final" / "tokenizer_config.json").read_text())
+    assert saved["pad_token"] == pad.token
 
 
 def test_reward_functions_score_what_they_say():
