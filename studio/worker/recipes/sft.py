@@ -23,7 +23,8 @@ import torch
 from studio.core.config import dump_yaml
 from studio.worker import checkpoint as ckpt
 from studio.worker import evaluate as ev
-from studio.worker.batches import epoch_batches, steps_per_epoch, total_steps
+from studio.worker.batches import (batch_units, epoch_batches, eval_batches, split_units, steps_per_epoch, total_steps,
+                                   unit_index)
 from studio.worker.loss import IGNORE, chunked_causal_lm_loss
 from studio.worker.methods import PROMPT_METHODS, count_parameters, output_head
 from studio.worker.metrics import memory_mib, perplexity
@@ -97,6 +98,22 @@ def to_tensors(batch: dict, device) -> dict:
     return out
 
 
+def stack_packs(packs: list[dict], pad_id: int) -> dict:
+    """Packed rows (each one ``collate(..., packing)`` result) as one batch, padded on the right.
+
+    Each pack is one batch row, so attention costs ``max_length**2`` per pack instead of
+    ``(batch_size * max_length)**2`` for one long row. Padding gets position 0, so every pad
+    token is a sequence of its own to the block-diagonal mask, and label -100.
+    """
+    width = max(len(p["input_ids"][0]) for p in packs)
+    fill = lambda seq, value: list(seq) + [value] * (width - len(seq))  # noqa: E731
+    return {"input_ids": [fill(p["input_ids"][0], pad_id) for p in packs],
+            "labels": [fill(p["labels"][0], IGNORE) for p in packs],
+            "position_ids": [fill(p["position_ids"][0], 0) for p in packs],
+            "attention_mask": None,
+            "seq_lengths": [p["seq_lengths"][0] for p in packs]}
+
+
 def loss_token_count(tensors: dict) -> int:
     return int((tensors["labels"][:, 1:] != IGNORE).sum())
 
@@ -124,6 +141,7 @@ class SFTRecipe:
         self.general_rows = self._encode_general(ctx.general_examples)
         ctx.emit_lints(self.train_rows)
         self.lengths = [len(r.input_ids) for r in self.train_rows]
+        self.unit_of = unit_index(batch_units(self.lengths, cfg))
         n_batches = len(epoch_batches(self.lengths, cfg, 0, self.acc.process_index, self.acc.num_processes))
         self.max_steps = total_steps(cfg, n_batches)
         self.steps_per_epoch = steps_per_epoch(n_batches, cfg.train.grad_accum)
@@ -273,13 +291,18 @@ class SFTRecipe:
 
     # -- forward and loss ---------------------------------------------------------------
 
-    def _collate(self, rows: list[int], source: list | None = None) -> dict:
+    def _collate(self, rows: list[int], source: list | None = None, unit_of: dict | None = None) -> dict:
+        """The core ``collate`` of a micro-batch; with packing, one ``collate`` per pack, stacked."""
         from studio.core.encoding import PadOptions, collate
 
         data = self.cfg.data
+        source = self.train_rows if source is None else source
         options = PadOptions(strategy=data.padding, pad_id=self.pad_id, side=data.padding_side,
                              multiple_of=data.pad_to_multiple_of, max_length=data.max_length)
-        return collate([(source or self.train_rows)[i] for i in rows], options)
+        if data.padding != "packing":
+            return collate([source[i] for i in rows], options)
+        packs = split_units(rows, self.unit_of if unit_of is None else unit_of)
+        return stack_packs([collate([source[i] for i in pack], options) for pack in packs], self.pad_id)
 
     def _hidden(self, batch: dict) -> torch.Tensor:
         """Last hidden states for a batch (prompt-tuning virtual tokens removed)."""
@@ -303,11 +326,11 @@ class SFTRecipe:
         """Token-weighted mean loss over encoded rows (sharded over processes)."""
         self.model.eval()
         total, tokens = torch.zeros((), device=self.acc.device), 0
-        size = self.cfg.train.batch_size
-        indices = list(range(self.acc.process_index, len(rows), self.acc.num_processes))
+        lengths = [len(r.input_ids) for r in rows]
+        unit_of = unit_index(batch_units(lengths, self.cfg))
         with torch.no_grad():
-            for i in range(0, len(indices), size):
-                batch = to_tensors(self._collate(indices[i:i + size], rows), self.acc.device)
+            for indices in eval_batches(lengths, self.cfg, self.acc.process_index, self.acc.num_processes):
+                batch = to_tensors(self._collate(indices, rows, unit_of), self.acc.device)
                 with self.acc.autocast():
                     total += self._loss(batch, reduction="sum").float()
                 tokens += loss_token_count(batch)

@@ -13,7 +13,7 @@ from studio.core import config as configmod
 from studio.core.conversation import Example, Message
 from studio.worker.context import RunContext
 from studio.worker.loss import per_token_losses
-from studio.worker.recipes.sft import hidden_states_only, to_tensors
+from studio.worker.recipes.sft import hidden_states_only, stack_packs, to_tensors
 
 from worker_runs import make_run_dir
 
@@ -76,3 +76,18 @@ def test_without_restarting_positions_the_rows_would_contaminate_each_other(setu
     contaminated = _token_losses(model, batch, pass_positions=False)
     separate = _token_losses(model, batch)
     assert not torch.allclose(contaminated, separate, atol=1e-4), "the test must be able to see cross-row attention"
+
+
+def test_stacked_packs_equal_rows_run_separately(setup):
+    """The recipe trains ``batch_size`` packs as batch rows; padding between them must not leak."""
+    from studio.core.encoding import PadOptions, collate
+
+    ctx, model, rows = setup
+    opts = PadOptions(strategy="packing", pad_id=ctx.pad.id)
+    batch = to_tensors(stack_packs([collate([rows[2]], opts), collate([rows[0], rows[1]], opts)], ctx.pad.id), "cpu")
+    assert batch["attention_mask"] is None and batch["input_ids"].shape[0] == 2
+    losses = _token_losses(model, batch)
+    keep = batch["labels"][:, 1:] != -100
+    alone = [_losses_per_row(ctx, model, [r], "longest")[0] for r in rows]
+    torch.testing.assert_close(losses[0][keep[0]], alone[2], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(losses[1][keep[1]], torch.cat([alone[0], alone[1]]), atol=1e-5, rtol=1e-4)
