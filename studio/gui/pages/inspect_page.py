@@ -84,10 +84,11 @@ class InspectPage(QWidget):
         self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
         self.busy = BusyIndicator("inspectBusy", self)
-        cells = [("Row", self.row_spin), ("Sequence", self.side_combo), ("Template", self.template),
-                 ("Loss on", self.loss), ("Max length", self.max_length), ("Cut from", self.trunc_side),
-                 ("Padding", self.padding), ("Multiple of", self.multiple), ("Pad side", self.pad_side),
-                 ("Batch size", self.batch_size)]
+        # The sequence choice comes last: it is hidden for data without preference pairs.
+        cells = [("Row", self.row_spin), ("Template", self.template), ("Loss on", self.loss),
+                 ("Max length", self.max_length), ("Cut from", self.trunc_side), ("Padding", self.padding),
+                 ("Multiple of", self.multiple), ("Pad side", self.pad_side), ("Batch size", self.batch_size),
+                 ("Sequence", self.side_combo)]
         self.labels = {}
         for i, (label, widget) in enumerate(cells):
             self.labels[widget] = QLabel(label)
