@@ -18,6 +18,8 @@ from studio.gui.pages.runs_page import RunsPage
 from studio.gui.runner import RunsController
 from studio.gui.state import StudioState
 
+from real_runs import model_dir, quick_config  # noqa: F401  (fixture; tests/gui helper module)
+
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = ROOT / "tests" / "fixtures" / "streams"
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
@@ -154,3 +156,37 @@ def test_a_run_already_read_elsewhere_is_replayed_in_slices(qtbot, runs, monkeyp
     qtbot.waitUntil(lambda: view.status_label.text() == "Completed", timeout=10000)
     assert view.panel.loss.point_count("train") == 40
     assert list(view.panel.loss.series["train"].x) == list(range(1, 41))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_branch_from_a_stopped_runs_checkpoint_and_overlay_both(qtbot, model_dir):
+    controller = RunsController()
+    first = controller.start_run(quick_config(model_dir, max_steps=40))
+    qtbot.waitUntil(lambda: sum(e["type"] == "step" for e in first.history()) >= 2, timeout=300000)
+    with qtbot.waitSignal(first.finished, timeout=300000) as stopped:
+        assert controller.stop(first.run_dir)
+    assert stopped.args[0].status == "stopped", stopped.args[0].error + stopped.args[0].log_tail
+
+    page = RunsPage(StudioState(), controller)
+    qtbot.addWidget(page)
+    page.show()
+    click_row(qtbot, page, row_of(page, first.run_dir))
+    qtbot.waitUntil(lambda: page.branch_button.isEnabled(), timeout=10000)
+    with qtbot.waitSignal(controller.run_started, timeout=10000) as started:
+        qtbot.mouseClick(page.branch_button, Qt.LeftButton)
+    branch = started.args[0]
+    assert branch.run_dir != first.run_dir
+    with qtbot.waitSignal(branch.finished, timeout=400000) as done:
+        pass
+    assert done.args[0].status == "completed", done.args[0].error + done.args[0].log_tail
+    page.refresh()
+    assert page.table.rowCount() == 2
+    assert page.table.item(row_of(page, branch.run_dir), 1).text().endswith("-branch")
+
+    page.select_runs([first.run_dir, branch.run_dir])
+    series = page.compare.plot.series
+    names = [n for n in series if n.endswith(" train")]
+    assert len(names) == 2 and all(len(series[n]) >= 2 for n in names)
+    branch_steps = series[next(n for n in names if "branch" in n)].x
+    assert branch_steps.min() > 1 and branch_steps.max() == 40  # it started from the checkpoint's step
