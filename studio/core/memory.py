@@ -27,6 +27,11 @@ IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
 IA3_FEEDFORWARD = ("down_proj",)
 #: Logit bytes one chunk of the SFT recipe's loss may hold (studio.worker.loss.CHUNK_BYTES).
 SFT_LOSS_CHUNK_BYTES = 128 * 1024 * 1024
+#: Working memory a training process needs beyond tensors: on a CPU the data, tokenizer and
+#: allocator caches (measured ~150 MiB on the demo runs of benchmarks/preflight_memory.py);
+#: on a GPU the CUDA context and kernels.
+CPU_OVERHEAD = 150 * 1024**2
+CUDA_OVERHEAD = 600 * 1024**2
 #: Bytes per element of a dtype name.
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -219,9 +224,9 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = Non
              "gradient checkpointing on" if cfg.train.gradient_checkpointing else "gradient checkpointing off"]
     if device == "auto":
         notes.append("device auto: estimated for a GPU; on a CPU adapter methods keep fp32 weights")
-    overhead = 0
+    overhead = CPU_OVERHEAD
     if device == "cuda":
-        overhead = 600 * 1024**2
+        overhead = CUDA_OVERHEAD
         notes.append("includes ~0.6 GiB for the CUDA context and kernels")
     return MemoryEstimate(params_total=shape.params_total, params_trainable=trainable,
                           weights=_weight_bytes(shape, cfg, precision, device), gradients=trainable * 4,

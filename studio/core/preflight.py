@@ -30,6 +30,8 @@ LR_RANGES = {
     "ia3": (1e-3, 1e-2), "prompt": (1e-2, 3e-1), "prefix": (1e-3, 3e-2), "ptuning": (1e-3, 3e-2),
 }
 LR_SLACK = 5.0
+#: Models below this many parameters may use learning rates up to 10x above the usual range.
+SMALL_MODEL = 100_000_000
 #: Objectives that move the policy relative to where it starts use rates about 10x lower.
 LOW_LR_OBJECTIVES = ("dpo", "kto", "orpo", "grpo")
 #: Tokens that end a turn in common templates; a pad equal to one of them hides the stop signal.
@@ -59,7 +61,8 @@ class Lint:
 
 
 def lints(cfg: RunConfig, tokenizer: Any, encoded_rows: list | None = None,
-          max_positions: int | None = None, template_text: str | None = None) -> list[Lint]:
+          max_positions: int | None = None, template_text: str | None = None,
+          params_total: int | None = None) -> list[Lint]:
     """Every pitfall found in a config, its tokenizer and (optionally) its encoded rows.
 
     Args:
@@ -69,12 +72,15 @@ def lints(cfg: RunConfig, tokenizer: Any, encoded_rows: list | None = None,
             are judged on them when given).
         max_positions: the model's context length; read from the model's config.json if None.
         template_text: the chat template in use; resolved from the tokenizer if None.
+        params_total: the model's parameter count; read from its safetensors headers if None.
     """
     if template_text is None:
         template_text = _template_text(tokenizer, cfg.model.template)
     if max_positions is None:
         max_positions = _max_positions(cfg, tokenizer)
-    found = [_pad_lint(cfg, tokenizer), _eval_lint(cfg), _lr_lint(cfg), _context_lint(cfg, max_positions),
+    if params_total is None:
+        params_total = _params_total(cfg, tokenizer)
+    found = [_pad_lint(cfg, tokenizer), _eval_lint(cfg), _lr_lint(cfg, params_total), _context_lint(cfg, max_positions),
              _end_of_turn_lint(tokenizer, template_text), _double_bos_lint(tokenizer, template_text, encoded_rows),
              _truncation_lint(cfg, encoded_rows)]
     return [lint for lint in found if lint]
@@ -109,10 +115,12 @@ def _eval_lint(cfg: RunConfig) -> Lint | None:
                 "and forgetting cannot be seen", "set data.eval_fraction to 0.05-0.1 or name a file in data.eval")
 
 
-def _lr_lint(cfg: RunConfig) -> Lint | None:
+def _lr_lint(cfg: RunConfig, params_total: int | None) -> Lint | None:
     low, high = LR_RANGES[cfg.method.name]
     if cfg.train.objective in LOW_LR_OBJECTIVES:
         low, high = low / 10, high / 10
+    if params_total and params_total < SMALL_MODEL:
+        high *= 10  # the usual ranges are for real LLMs; tiny models train well at higher rates
     lr = cfg.train.learning_rate
     if low / LR_SLACK <= lr <= high * LR_SLACK:
         return None
@@ -231,6 +239,16 @@ def _max_positions(cfg: RunConfig, tokenizer: Any) -> int | None:
     return int(limit) if isinstance(limit, int) and 0 < limit < 10**8 else None
 
 
+def _params_total(cfg: RunConfig, tokenizer: Any) -> int | None:
+    for folder in (getattr(tokenizer, "path", None), _model_folder(cfg)):
+        try:
+            shape = read_model_shape(folder)
+        except (StudioError, TypeError):
+            continue
+        return shape.params_total if shape.exact else None
+    return None
+
+
 def _model_folder(cfg: RunConfig) -> Path:
     from studio.core.models import resource_path
 
@@ -287,7 +305,8 @@ def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> P
         out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
     if tokenizer:
         max_positions = shape.max_position_embeddings if shape else None
-        out.lints += lints(cfg, tokenizer, rows, max_positions=max_positions)
+        params = shape.params_total if shape and shape.exact else None
+        out.lints += lints(cfg, tokenizer, rows, max_positions=max_positions, params_total=params)
     return out
 
 

@@ -154,14 +154,17 @@ def test_shipped_presets_have_no_lints(demo_tokenizer, preset):
 
 
 def test_learning_rate_range_follows_method_and_objective(demo_tokenizer):
-    def flagged(method, objective, lr):
+    def flagged(method, objective, lr, params=8_000_000_000):
         cfg = config_mod.from_dict({"method": {"name": method}, "data": {"padding": "longest"},
                                     "train": {"objective": objective, "learning_rate": lr}})
-        return "learning_rate" in _codes(lints(cfg, demo_tokenizer))
+        return "learning_rate" in _codes(lints(cfg, demo_tokenizer, params_total=params))
 
     assert not flagged("lora", "sft", 2e-4) and flagged("lora", "sft", 1e-5) and flagged("lora", "sft", 1e-2)
     assert not flagged("lora", "dpo", 5e-6) and flagged("lora", "dpo", 1e-3)
     assert not flagged("full", "sft", 1e-5) and not flagged("prompt", "sft", 3e-2) and flagged("prompt", "sft", 1e-4)
+    # a tiny model (like the demo) trains well at rates 10x higher; far too low stays flagged
+    assert not flagged("lora", "sft", 4e-3, params=1_000_000) and flagged("lora", "sft", 5e-2, params=1_000_000)
+    assert flagged("lora", "sft", 1e-6, params=1_000_000)
 
 
 def test_sft_logit_chunk_matches_the_worker_loss():
@@ -178,9 +181,9 @@ def test_each_lint_fires_on_its_crafted_case(demo_tokenizer):
     base = dict(model={"path": "resources/demo-model"})
     assert "pad_is_eos" in _codes(lints(config_mod.from_dict({**base, "data": {"pad_token": tok.eos_token}}), tok))
     assert "no_eval" in _codes(lints(config_mod.from_dict({**base, "data": {"eval_fraction": 0.0}}), tok))
-    assert "learning_rate" in _codes(lints(config_mod.from_dict({**base, "train": {"learning_rate": 0.1}}), tok))
+    assert "learning_rate" in _codes(lints(config_mod.from_dict({**base, "train": {"learning_rate": 0.5}}), tok))
     full = config_mod.from_dict({**base, "method": {"name": "full"}, "train": {"learning_rate": 1e-3}})
-    assert "learning_rate" in _codes(lints(full, tok))
+    assert "learning_rate" in _codes(lints(full, tok, params_total=8_000_000_000))
     assert "context_length" in _codes(lints(config_mod.from_dict({**base, "data": {"max_length": 999_999}}), tok))
     cfg = config_mod.from_dict(base)
     assert "no_end_of_turn" in _codes(lints(cfg, tok, template_text=NO_EOT_TEMPLATE))
