@@ -208,3 +208,18 @@ def test_reopened_window_reattaches_to_a_live_run_and_sees_it_killed(qtbot, mode
     assert again.view.status_label.text() == "Failed"
     assert "ended without reporting" in again.view.banner.text
     assert again.controller.registry.find(proc.run_dir).status == "failed"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_processes_train_through_accelerate_and_report_once(qtbot, page, model_dir):
+    cfg = quick_config(model_dir, max_steps=6)
+    cfg.train.device = "cpu"
+    page.processes_spin.setValue(2)
+    proc = click_train(qtbot, page, cfg)
+    outcome = wait_finished(qtbot, proc)
+    assert outcome.status == "completed", outcome.error + "\n" + outcome.log_tail
+    run_dir = Path(proc.run_dir)
+    assert (run_dir / "accelerate_config.yaml").exists() and (run_dir / "worker.rank1.log").exists()
+    # Only the main process writes events: one curve point per step, not one per process.
+    assert list(page.view.panel.loss.series["train"].x) == [1, 2, 3, 4, 5, 6]
