@@ -55,7 +55,8 @@ def test_full_and_freeze_parameters():
 
 
 @pytest.mark.parametrize("method", [
-    {"name": "lora", "rank": 8}, {"name": "dora", "rank": 4}, {"name": "lora", "rank": 2, "target_modules": ["q_proj", "o_proj"]},
+    {"name": "lora", "rank": 8}, {"name": "dora", "rank": 4},
+    {"name": "lora", "rank": 2, "target_modules": ["q_proj", "o_proj"]},
     {"name": "ia3"}, {"name": "prompt", "num_virtual_tokens": 5}, {"name": "prefix", "num_virtual_tokens": 5},
     {"name": "ptuning", "num_virtual_tokens": 5}, {"name": "freeze", "freeze_trainable_layers": 1}, {"name": "full"},
 ])
