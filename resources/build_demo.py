@@ -11,8 +11,10 @@ trained the same way (the weights match to float rounding on the same torch buil
 Writes ``resources/datasets/`` (chat in OpenAI, ShareGPT and Alpaca shapes, preference
 pairs, prompt/completion, an evaluation set and general text for forgetting checks) and
 ``resources/demo-model/`` (see ``demo_model.py``). Timing on a 2-core development
-machine: datasets under a second; tokenizer a few seconds; model pre-training about
-three minutes.
+machine: datasets under a second; tokenizer one to three seconds; model pre-training
+(200 steps of 8 x 256 tokens) about 7.5 CPU-minutes, i.e. close to four minutes of wall
+time on two idle cores (it took 27 minutes while the cores were shared with other jobs).
+The pre-training loss goes from 8.05 to about 1.2.
 """
 
 from __future__ import annotations

@@ -97,12 +97,17 @@ def test_eval_set_has_three_tasks_and_short_qa_references():
     assert all(r["reference"].count(". ") == 0 and r["reference"].endswith(".") for r in summaries)
 
 
-def test_datasets_rebuild_byte_identical(tmp_path):
+def import_resource(name: str):
+    """Import a module of resources/ (the build scripts are not part of the studio package)."""
     sys.path.insert(0, str(ROOT / "resources"))
     try:
-        import build_demo
+        return __import__(name)
     finally:
         sys.path.remove(str(ROOT / "resources"))
+
+
+def test_datasets_rebuild_byte_identical(tmp_path):
+    build_demo = import_resource("build_demo")
     counts = build_demo.build_datasets(tmp_path)
     assert set(counts) == {p.name for p in DATASETS.iterdir()}
     for name in counts:
@@ -133,6 +138,23 @@ def test_each_special_token_is_one_id_and_there_is_no_pad_token():
     assert config["bos_token"] == "<|begin_of_text|>" and config["eos_token"] == "<|eot_id|>"
     assert config.get("pad_token") is None
     assert 2000 <= tok.get_vocab_size() <= 4096
+
+
+def test_tokenizer_retrains_to_the_same_vocabulary():
+    demo_model = import_resource("demo_model")
+    tok = demo_model.train_tokenizer(demo_model.dataset_texts(DATASETS))
+    shipped = json.loads((MODEL / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tok.get_vocab(with_added_tokens=True) == shipped["model"]["vocab"] | {
+        t["content"]: t["id"] for t in shipped["added_tokens"]}
+
+
+def test_studio_pads_with_the_reserved_pad_token_and_says_so():
+    tokenizer = pytest.importorskip("studio.core.tokenizer")
+    padding = pytest.importorskip("studio.core.padding")
+    tok = tokenizer.load_tokenizer(MODEL)
+    assert tok.pad_token is None and tok.eos_token == "<|eot_id|>"
+    choice = padding.choose_pad_token(tok)
+    assert choice.token == "<|finetune_right_pad_id|>" and "no pad token" in choice.message
 
 
 def test_post_processor_prepends_bos_like_meta_tokenizer():
@@ -181,3 +203,18 @@ def test_model_folder_is_small():
     assert size < 8 * 1024 * 1024
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
             "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in MODEL.iterdir()}
+
+
+def test_model_is_pretrained_on_the_demo_text_but_far_from_memorised():
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import LlamaForCausalLM
+
+    tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
+    model = LlamaForCausalLM.from_pretrained(MODEL).eval()
+    texts = [r["text"] for r in jsonl("general_text.jsonl")[:8]]
+    ids = [torch.tensor([e.ids[:128]]) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    with torch.no_grad():
+        loss = sum(model(input_ids=x, labels=x).loss.item() for x in ids) / len(ids)
+    # ln(3072) = 8.0 is a model that knows nothing; near 0 would leave fine-tuning nothing to show.
+    assert 0.5 < loss < 5.0
