@@ -5,8 +5,9 @@ Usage::
     python resources/build_demo.py                 # datasets, tokenizer and model
     python resources/build_demo.py --datasets-only # only resources/datasets/
 
-Everything is seeded, so a rebuild gives the same datasets and tokenizer, and a model
-trained the same way (the weights match to float rounding on the same torch build).
+Everything is seeded: a rebuild gives byte-identical datasets and tokenizer (a test checks
+both), and a model trained with the same initialisation and batch order (its float results
+may differ slightly between machines and torch builds).
 
 Writes ``resources/datasets/`` (chat in OpenAI, ShareGPT and Alpaca shapes, preference
 pairs, prompt/completion, an evaluation set and general text for forgetting checks) and
