@@ -120,7 +120,8 @@ def ask_language(rng, c):
     q = rng.choice(["What language do people speak in {name}?", "Will English be enough in {name}?"]).format(**c)
     a = (f"The main language in {c['name']} is {c['language']}. "
          + ("English is widely spoken." if c["language"] == "English" else
-            "English is common in hotels and tourist areas, and a few words of the local language are always appreciated."))
+            "English is common in hotels and tourist areas, "
+            "and a few words of the local language are always appreciated."))
     return q, a
 
 
