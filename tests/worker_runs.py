@@ -64,13 +64,25 @@ def make_run_dir(tmp_path: Path, model: Path, overrides: dict | None = None, row
     return run_dir
 
 
+def one_thread_env() -> dict:
+    """The environment for worker children: one torch thread.
+
+    Test machines share two cores among many processes; OpenMP threads spinning at barriers
+    then cost several times the useful work. One thread also matches :func:`train_in_process`,
+    so in-process and child runs compute bit-identical losses.
+    """
+    import os
+
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def start_worker(run_dir: Path, *args: str):
     """``python -m studio.worker RUN_DIR ...`` as a child process with its stdout piped."""
     import subprocess
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "studio.worker", str(run_dir), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT))
+                            stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT), env=one_thread_env())
 
 
 def wait_for_event(proc, predicate, timeout: float = 120.0) -> dict:
@@ -109,10 +121,17 @@ def train_in_process(run_dir: Path, stop_after_step: int | None = None, resume: 
     ``stop_after_step`` sets the stop flag when that step's event is emitted, exactly as the
     SIGTERM handler would.
     """
+    import os
+
+    import torch
+
     from studio.worker.context import RunContext
     from studio.worker.events import Events
     from studio.worker.recipes import sft
 
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the recipe leaves the thread count alone when this is set
+    torch.set_num_threads(1)
     cfg = configmod.load(run_dir / "config.yaml")
     events = Events(run_dir / "events.jsonl", stdout=None)
     ctx = RunContext(cfg, run_dir, events, resume)
@@ -130,3 +149,8 @@ def train_in_process(run_dir: Path, stop_after_step: int | None = None, resume: 
         return status
     finally:
         events.close()
+        torch.set_num_threads(threads)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
