@@ -51,8 +51,16 @@ def make_accelerator(cfg: RunConfig):
     Gradient accumulation is done by the recipes themselves (they know the loss-token counts
     of every micro-batch), so the accelerator is created with one step per update.
     """
-    from accelerate import Accelerator
+    import os
 
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        # Accelerate keeps one global state per process and refuses a second precision. A
+        # single-process run owns its process, but in-process runs (tests, a notebook) come
+        # one after another with different settings, so start each from a clean state.
+        AcceleratorState._reset_state(reset_partial_state=True)
     device = pick_device(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, device)
     return Accelerator(cpu=device == "cpu", mixed_precision=_MIXED[precision])

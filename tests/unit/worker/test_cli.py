@@ -1,0 +1,85 @@
+"""``studio train``/``runs``/``export`` argument handling, without training (fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.cli import main
+from studio.cli.train import ProgressPrinter
+from studio.core.runs import Registry
+
+from worker_runs import ROOT
+
+DEMO = str(ROOT / "resources" / "presets" / "demo.yaml")
+
+
+def test_bad_config_reports_every_problem_at_once(tmp_path, capsys):
+    code = main(["train", DEMO, "train.batch_size=0", "method.name=lorax", "nonsense", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "train.batch_size" in err and "method.name" in err and "nonsense" in err and "3 problem(s)" in err
+    assert not (tmp_path / "r").exists(), "nothing is created for an invalid config"
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert main(["train", DEMO, "--run-dir", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_print_launch_command_creates_the_run_folder(tmp_path, capsys):
+    code = main(["train", DEMO, "--run-dir", str(tmp_path / "r"), "--print-launch-command", "--nodes", "2",
+                 "--gpus-per-node", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "r" / "config.yaml").exists()
+    assert out.count("accelerate launch") == 2, out
+    rec = Registry().find(tmp_path / "r")
+    assert rec and rec.status == "created" and rec.method == "lora"
+
+
+def test_dry_run_prints_the_preflight_report(capsys):
+    code = main(["train", DEMO, "--dry-run"])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "memory" in out.lower()
+
+
+def test_runs_lists_the_registry(tmp_path, capsys):
+    reg = Registry()
+    run_id = reg.add(tmp_path / "a", {"name": "alpha", "method": {"name": "dora"}})
+    reg.update(run_id, status="failed", error="file not found: x.jsonl", hint="restore it", step=3, max_steps=10)
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha" in out and "failed" in out and "3/10" in out and "file not found: x.jsonl" in out
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["id"] == run_id
+
+
+def test_export_of_an_unfinished_run_is_explained(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert main(["export", str(tmp_path), "--adapter", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no final/" in err and "--checkpoint" in err
+
+
+def test_progress_printer_is_readable_and_survives_split_lines(capsys):
+    printer = ProgressPrinter()
+    printer.feed('{"v":1,"type":"step","time":0,"step":3,"epoch":0.1,"loss":1.25,"learning_rate":0.001,"grad_n')
+    printer.feed('orm":1.0,"tokens_per_second":900,"tokens_seen":10,"memory_mib":512}\nplain text line\n')
+    printer.feed('{"v":1,"type":"finished","time":0,"status":"failed","error":"out of memory","hint":"lower it"}')
+    printer.flush()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("step 3/0  loss 1.2500") and out[1] == "plain text line"
+    assert out[2:] == ["finished: failed", "error: out of memory", "hint: lower it"]
+
+
+@pytest.mark.parametrize("args", [["export", "x"], ["export", "x", "--merged", "a", "--adapter", "b"]])
+def test_export_needs_exactly_one_target(args):
+    with pytest.raises(SystemExit):
+        main(args)
