@@ -104,6 +104,7 @@ class Registry:
                 cols = ", ".join(f"{c} {_SQL_TYPES.get(c, 'TEXT')}" for c in _COLUMNS if c != "id")
                 db.execute(f"CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, {cols}, config TEXT)")
                 db.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_dir ON runs(run_dir)")
+                _add_missing_columns(db)
         except (OSError, sqlite3.Error) as exc:
             raise RunError(f"cannot open the run registry {self.path}: {exc}",
                            "check that the folder is writable, or set STUDIO_HOME to another folder") from None
@@ -187,6 +188,13 @@ class Registry:
             self.update(rec.id, **fields)
             changed.append(self.get(rec.id))
         return changed
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A registry written by an older Studio gains the columns added since (never loses any)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for column in [c for c in _COLUMNS if c not in present] + ([] if "config" in present else ["config"]):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {_SQL_TYPES.get(column, 'TEXT')}")
 
 
 def pid_alive(pid: int | None) -> bool:

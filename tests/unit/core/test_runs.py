@@ -79,3 +79,17 @@ def test_a_resumed_attempt_ignores_the_previous_finish(tmp_path):
     _events(path, {"type": "started"}, {"type": "finished", "status": "stopped"}, {"type": "started"},
             {"type": "log", "text": "\"type\":\"finished\" in text only"})
     assert last_finished_event(path) is None
+
+
+def test_an_older_registry_gains_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, run_dir TEXT, status TEXT)")
+        db.execute("INSERT INTO runs VALUES ('abc', 'old run', '/x', 'completed')")
+    reg = Registry(path)
+    rec = reg.get("abc")
+    assert (rec.name, rec.status, rec.best_eval_loss) == ("old run", "completed", None)
+    reg.update("abc", best_eval_loss=0.5)
+    assert reg.get("abc").best_eval_loss == 0.5
