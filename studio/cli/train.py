@@ -43,6 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="with --print-launch-command: machines")
     parser.add_argument("--gpus-per-node", type=int, default=1, help="with --print-launch-command: GPUs per machine")
     parser.add_argument("--json", action="store_true", help="print the worker's raw JSON events instead of a summary")
+    _accept_late_overrides(parser)
+
+
+def _accept_late_overrides(parser: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` overrides come after options too (``CONFIG --run-dir D a.b=1``).
+
+    argparse fills both positionals from the first run of them, so an override after an
+    option would be "unrecognized"; here such leftovers that look like overrides join them.
+    """
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extras = parse_known(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        ns.overrides = list(getattr(ns, "overrides", None) or []) + late
+        return ns, [a for a in extras if a not in late]
+
+    parser.parse_known_args = parse_known_args
 
 
 def run(args: argparse.Namespace) -> int:

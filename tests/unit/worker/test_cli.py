@@ -83,3 +83,8 @@ def test_progress_printer_is_readable_and_survives_split_lines(capsys):
 def test_export_needs_exactly_one_target(args):
     with pytest.raises(SystemExit):
         main(args)
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    code = main(["train", DEMO, "--run-dir", str(tmp_path / "r"), "train.batch_size=0", "--print-launch-command"])
+    assert code == 2 and "train.batch_size" in capsys.readouterr().err

@@ -1,0 +1,51 @@
+"""Ctrl-C on ``studio train`` stops the run gracefully (checkpoint, status stopped) and --resume finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from studio.core.runs import Registry
+
+from worker_runs import ROOT, build_tiny_model, make_run_dir, one_thread_env, read_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_ctrl_c_stops_gracefully_and_resume_completes(tmp_path):
+    model = build_tiny_model(tmp_path / "model")
+    template = make_run_dir(tmp_path, model, {"train.max_steps": 400, "train.batch_size": 2, "eval.every_steps": 0,
+                                              "eval.sample_prompts": [], "output.save_every_steps": 1000,
+                                              "data.max_length": 64})
+    config = tmp_path / "config.yaml"
+    config.write_text((template / "config.yaml").read_text())
+    run_dir = tmp_path / "cli-run"
+    # A new session stands in for the terminal: Ctrl-C signals the whole foreground group.
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "train", str(config), "--run-dir", str(run_dir),
+                             "train.max_steps=400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(ROOT), env=one_thread_env(), start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("step 2/400"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "finished: stopped" in out and "stopping:" in err
+    events = read_events(run_dir)
+    assert events[-1]["status"] == "stopped" and events[-2]["type"] == "checkpoint"
+    stopped_at = events[-2]["step"]
+    assert stopped_at < 400 and Registry().find(run_dir).status == "stopped"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"] == 400
+
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("max_steps: 400",
+                                                                                      f"max_steps: {stopped_at + 2}"))
+    done = subprocess.run([sys.executable, "-m", "studio", "train", "--resume", str(run_dir)], capture_output=True,
+                          text=True, cwd=str(ROOT), env=one_thread_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"step {stopped_at + 2}/{stopped_at + 2}" in done.stdout and "finished: completed" in done.stdout
+    assert Registry().find(run_dir).status == "completed"
