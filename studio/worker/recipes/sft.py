@@ -114,6 +114,17 @@ def stack_packs(packs: list[dict], pad_id: int) -> dict:
             "seq_lengths": [p["seq_lengths"][0] for p in packs]}
 
 
+def fused_adamw_ok(groups: list[dict], device) -> bool:
+    """Whether torch's fused AdamW (one kernel for all parameters) can update these groups.
+
+    The per-parameter loop launches a dozen small ops per tensor; with LoRA's many small
+    matrices that cost more than the update itself (the maths is the same to rounding).
+    """
+    params = [p for g in groups for p in g["params"]]
+    return device.type in ("cpu", "cuda") and bool(params) and all(
+        p.dtype in (torch.float32, torch.bfloat16, torch.float16) and p.device.type == device.type for p in params)
+
+
 def loss_token_count(tensors: dict) -> int:
     return int((tensors["labels"][:, 1:] != IGNORE).sum())
 
@@ -147,7 +158,8 @@ class SFTRecipe:
         self.steps_per_epoch = steps_per_epoch(n_batches, cfg.train.grad_accum)
         model = ctx.load_model()
         self.params_total, self.params_trainable = count_parameters(model)
-        optimizer = torch.optim.AdamW(self._param_groups(model), lr=cfg.train.learning_rate)
+        groups = self._param_groups(model)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.train.learning_rate, fused=fused_adamw_ok(groups, self.acc.device))
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         # Stepped by hand once per optimizer step: accelerate's wrapper would step it once per process.
         self.scheduler = get_scheduler(cfg.train.lr_scheduler, self.optimizer,
