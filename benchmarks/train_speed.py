@@ -8,7 +8,8 @@ vocabulary, real Llama 3.2 tokenizer) on the same generated long-tailed chat row
   the longest row, fp32 on CPU, gradient checkpointing as TRL sets it), LoRA r=16 on all
   linear layers.
 * ``studio``: the worker's SFT recipe itself (``SFTRecipe.setup`` and its optimizer step):
-  core encoding, padding-free packing, the chunked loss, bf16 autocast where the CPU has it.
+  core encoding, padding-free packing (each step's rows packed best-fit into rows of at most
+  ``max_length``, one pack per batch row), the chunked loss, bf16 autocast where the CPU has it.
 
 Every (implementation, round) runs in a fresh subprocess, so each peak RSS is its own, and
 rounds alternate the order (A B, B A, ...) so drift of a shared machine cancels. The last
@@ -197,11 +198,13 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
     })
     recipe = (SFTRecipe if chunked else _full_logits_recipe())(RunContext(cfg, work / f"run-{variant}"))
     recipe.setup()
+    steps = [list(range(s * args.batch, (s + 1) * args.batch)) for s in range(n_steps)]
+    if padding == "packing":
+        recipe.unit_of = step_packs(steps, recipe.lengths, meta["max_length"])
     if meta["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times, cpu_times, losses = [], [], []
-    for step in range(n_steps):
-        rows = list(range(step * args.batch, (step + 1) * args.batch))
+    for rows in steps:
         started, cpu = time.perf_counter(), time.process_time()
         recipe._optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
         torch.cuda.synchronize() if meta["device"] == "cuda" else None
@@ -213,6 +216,21 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
                 loss_tokens=[sum(1 for v in r.labels[1:] if v != -100) for r in rows],
                 precision=recipe.ctx.precision, threads=torch.get_num_threads(),
                 liger=use_liger(torch.empty(0, device=meta["device"])))
+
+
+def step_packs(steps: list[list[int]], lengths: list[int], max_length: int) -> dict[int, int]:
+    """Row -> pack, packing each step's rows among themselves (best-fit decreasing, as the worker does).
+
+    The worker packs the whole dataset and then draws ``batch`` packs per step; here every
+    step must hold the baseline's 8 rows, so the same grouping is applied to each step's rows.
+    """
+    from studio.core.encoding import pack_groups
+    from studio.worker.batches import unit_index
+
+    units = []
+    for rows in steps:
+        units += [[rows[j] for j in group] for group in pack_groups([lengths[i] for i in rows], max_length)]
+    return unit_index(units)
 
 
 def _full_logits_recipe():
