@@ -162,7 +162,7 @@ def test_a_run_already_read_elsewhere_is_replayed_in_slices(qtbot, runs, monkeyp
 @pytest.mark.slow
 def test_branch_from_a_stopped_runs_checkpoint_and_overlay_both(qtbot, model_dir):
     controller = RunsController()
-    first = controller.start_run(quick_config(model_dir, max_steps=40))
+    first = controller.start_run(quick_config(model_dir, max_steps=20))
     qtbot.waitUntil(lambda: sum(e["type"] == "step" for e in first.history()) >= 2, timeout=300000)
     with qtbot.waitSignal(first.finished, timeout=300000) as stopped:
         assert controller.stop(first.run_dir)
@@ -189,4 +189,4 @@ def test_branch_from_a_stopped_runs_checkpoint_and_overlay_both(qtbot, model_dir
     names = [n for n in series if n.endswith(" train")]
     assert len(names) == 2 and all(len(series[n]) >= 2 for n in names)
     branch_steps = series[next(n for n in names if "branch" in n)].x
-    assert branch_steps.min() > 1 and branch_steps.max() == 40  # it started from the checkpoint's step
+    assert branch_steps.min() > 1 and branch_steps.max() == 20  # it started from the checkpoint's step

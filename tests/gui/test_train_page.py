@@ -147,14 +147,14 @@ def wait_finished(qtbot, proc: RunProcess, timeout_s: int = 400):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_click_train_stop_then_resume_to_completion(qtbot, page, model_dir):
-    proc = click_train(qtbot, page, quick_config(model_dir, max_steps=40))
+    proc = click_train(qtbot, page, quick_config(model_dir, max_steps=20))
     qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") >= 2, timeout=300000)
     assert page.view.status_label.text() == "Training" and page.stop_button.isEnabled()
     qtbot.mouseClick(page.stop_button, Qt.LeftButton)
     outcome = wait_finished(qtbot, proc)
     assert outcome.status == "stopped", outcome.error + "\n" + outcome.log_tail
     stopped_at = page.view.progress.step
-    assert 2 <= stopped_at < 40
+    assert 2 <= stopped_at < 20
     assert page.checkpoint_combo.count() >= 1 and page.resume_button.isEnabled()
     assert page.controller.registry.find(proc.run_dir).status == "stopped"
 
@@ -164,7 +164,7 @@ def test_click_train_stop_then_resume_to_completion(qtbot, page, model_dir):
     assert outcome.status == "completed", outcome.error + "\n" + outcome.log_tail
     assert page.view.status_label.text() == "Completed"
     steps = page.view.panel.loss.series["train"].x
-    assert steps.max() == 40 and page.view.panel.loss.point_count("eval") >= 1
+    assert steps.max() == 20 and page.view.panel.loss.point_count("eval") >= 1
     rec = page.controller.registry.find(proc.run_dir)
     assert rec.status == "completed" and rec.best_eval_loss is not None
 
