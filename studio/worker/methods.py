@@ -60,9 +60,14 @@ def load_model(cfg: RunConfig, model_path: str | Path, device, precision: str):
 
 def bnb_config(cfg: RunConfig, precision: str):
     """The bitsandbytes 4-bit quantisation settings of a QLoRA run."""
+    import importlib.util
+
     import torch
     from transformers import BitsAndBytesConfig
 
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("method qlora needs the bitsandbytes package, which is not installed",
+                         "install it (pip install 'bitsandbytes>=0.45'), or choose method lora")
     compute = cfg.method.compute_dtype
     if compute == "auto":
         compute = precision

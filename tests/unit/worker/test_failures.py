@@ -62,3 +62,22 @@ def test_out_of_memory_gets_actionable_hint():
 def test_unknown_errors_point_to_the_log():
     error, hint = explain(ValueError("boom"))
     assert error == "ValueError: boom" and "worker.log" in hint
+
+
+def test_qlora_without_bitsandbytes_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from studio.core.config import RunConfig
+    from studio.core.errors import ModelError
+    from studio.worker.methods import bnb_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    cfg = RunConfig()
+    cfg.method.name = "qlora"
+    try:
+        bnb_config(cfg, "bf16")
+    except ModelError as exc:
+        assert "bitsandbytes" in exc.message and "lora" in exc.hint
+    else:
+        raise AssertionError("expected a ModelError")
