@@ -51,11 +51,28 @@ def load_model(cfg: RunConfig, model_path: str | Path, device, precision: str):
                          "check model.path: the folder needs config.json and the weights (safetensors)") from None
     if cfg.method.name != "qlora":
         model.to(device)
+    elif kind == "cpu":
+        _keep_4bit_layout(model)
     if cfg.train.gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen embeddings (no input-grad hack needed).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return apply_method(model, cfg)
+
+
+def _keep_4bit_layout(model) -> None:
+    """Turn off bitsandbytes' CPU inference repacking of 4-bit weights.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weights the first time
+    it runs in eval mode without gradients (our evaluation and samples). The repacking assumes
+    ``in_features`` is a multiple of the quantisation block size and fails otherwise (the demo
+    model's 352-wide MLP), and it would leave the weights training continues with repacked.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def bnb_config(cfg: RunConfig, precision: str):

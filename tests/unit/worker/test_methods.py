@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -65,7 +67,12 @@ def test_freeze_trains_the_last_layers_and_final_norm(tmp_path, tiny_model):
 def test_qlora_quantises_the_base_to_4bit_and_trains_adapters(tmp_path, tiny_model):
     import bitsandbytes as bnb
 
-    recipe = _setup(tmp_path, tiny_model, "qlora", **{"method.quant_type": "nf4"})
+    # Evaluation and samples run the 4-bit layers in eval mode without gradients, the path on
+    # which bitsandbytes repacks weights on AVX512-BF16 CPUs; it must stay off.
+    recipe = _setup(tmp_path, tiny_model, "qlora", **{"method.quant_type": "nf4", "train.precision": "bf16",
+                                                       "data.eval_fraction": 0.25, "eval.every_steps": 1,
+                                                       "eval.sample_prompts": ["Hi"], "eval.sample_max_new_tokens": 2,
+                                                       "eval.sample_every_steps": 1})
     model = recipe.acc.unwrap_model(recipe.model)
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj.base_layer, bnb.nn.Linear4bit)
@@ -75,6 +82,9 @@ def test_qlora_quantises_the_base_to_4bit_and_trains_adapters(tmp_path, tiny_mod
     changed, same = _changed(before, model)
     assert changed and all("lora_" in n for n in changed)
     assert any("base_layer" in n for n in same)
+    events = [json.loads(line) for line in (recipe.ctx.run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["type"] == "eval"] == [1, 2]
+    assert [e["step"] for e in events if e["type"] == "sample"] == [1, 2]
 
 
 def test_dora_adds_magnitude_vectors(tmp_path, tiny_model):
