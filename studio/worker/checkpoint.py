@@ -46,6 +46,8 @@ class TrainState:
         general_history: (step, general-text loss) per evaluation.
         best_eval_loss: lowest eval loss so far.
         warned: warning codes already raised (so they are not repeated after a resume).
+        recent_losses: step losses since the last evaluation (their mean is the eval event's
+            ``train_loss``, so a resume does not change it).
     """
 
     step: int = 0
@@ -56,6 +58,7 @@ class TrainState:
     general_history: list = field(default_factory=list)
     best_eval_loss: float | None = None
     warned: list = field(default_factory=list)
+    recent_losses: list = field(default_factory=list)
 
 
 def checkpoint_name(step: int) -> str:

@@ -33,9 +33,14 @@ def baseline(tmp_path_factory, model):
     """Step losses of an uninterrupted run."""
     run_dir = make_run_dir(tmp_path_factory.mktemp("baseline"), model, SETTINGS)
     assert train_in_process(run_dir) == "completed"
-    losses = step_losses(read_events(run_dir))
+    events = read_events(run_dir)
+    losses = step_losses(events)
     assert sorted(losses) == list(range(1, 9))
-    return losses
+    return losses, _evals(events)
+
+
+def _evals(events):
+    return {e["step"]: (e["eval_loss"], e["train_loss"]) for e in events if e["type"] == "eval"}
 
 
 def test_stop_then_resume_gives_the_same_losses(tmp_path, model, baseline):
@@ -46,8 +51,8 @@ def test_stop_then_resume_gives_the_same_losses(tmp_path, model, baseline):
     assert [e["type"] for e in first[-2:]] == ["checkpoint", "finished"] and first[-2]["step"] == 3
     assert train_in_process(run_dir, resume=latest_checkpoint(run_dir / "checkpoints")) == "completed"
     events = read_events(run_dir)
-    assert step_losses(events) == baseline, "a resumed run must repeat the uninterrupted run exactly"
-    assert [e["step"] for e in events if e["type"] == "eval"] == [3, 6, 8]
+    assert step_losses(events) == baseline[0], "a resumed run must repeat the uninterrupted run exactly"
+    assert _evals(events) == baseline[1] and sorted(baseline[1]) == [3, 6, 8]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step-")) == \
         ["step-000006", "step-000008"], "retention keeps the newest two"
 
@@ -85,5 +90,5 @@ def test_worker_process_kill_9_then_sigterm_then_resume(tmp_path, model, baselin
     events = read_events(run_dir)
     problems = [(e["type"], validate_event(e)) for e in events if validate_event(e)]
     assert not problems, problems
-    assert step_losses(events) == baseline
+    assert step_losses(events) == baseline[0] and _evals(events) == baseline[1]
     assert not any(p.name.startswith(".tmp-") for p in ckpts.iterdir()), "stale partial checkpoints are cleaned"

@@ -136,7 +136,6 @@ class SFTRecipe:
         self.ctx = ctx
         self.cfg = ctx.cfg
         self.state = ckpt.TrainState()
-        self._train_losses: list[float] = []
 
     # -- setup --------------------------------------------------------------------------
 
@@ -256,7 +255,7 @@ class SFTRecipe:
         st.step += 1
         st.batch_index += len(micro)
         st.tokens_seen += input_tokens
-        self._train_losses.append(step_loss)
+        st.recent_losses.append(step_loss)
         if st.step % self.cfg.train.logging_steps == 0 or st.step == self.max_steps:
             elapsed = max(time.perf_counter() - started, 1e-9)
             self.ctx.events.emit("step", step=st.step, epoch=round(st.epoch + st.batch_index / max(n_batches, 1), 4),
@@ -360,8 +359,9 @@ class SFTRecipe:
         if st.eval_history and st.eval_history[-1][0] == st.step:
             return  # already evaluated at this step (the last periodic eval fell on the end)
         eval_loss = self._loss_over(self.eval_rows)
-        train_loss = sum(self._train_losses) / len(self._train_losses) if self._train_losses else None
-        self._train_losses = []
+        recent = st.recent_losses
+        train_loss = sum(recent) / len(recent) if recent else None
+        st.recent_losses = []
         st.eval_history.append([st.step, eval_loss, train_loss])
         st.best_eval_loss = eval_loss if st.best_eval_loss is None else min(st.best_eval_loss, eval_loss)
         fields = {}
