@@ -1,0 +1,63 @@
+"""Checkpoints: atomic folders, the latest pointer, retention, and a full restore."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from studio.core.errors import RunError
+from studio.worker import checkpoint as ckpt
+
+
+def _parts(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model[0].weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    sched.step()
+    return model, opt, sched
+
+
+def test_save_then_load_restores_weights_optimizer_schedule_rng_and_state(tmp_path):
+    model, opt, sched = _parts()
+    state = ckpt.TrainState(step=7, epoch=1, batch_index=3, tokens_seen=99, warned=["forgetting"])
+    folder = ckpt.save_checkpoint(tmp_path, model, opt, sched, state, "name: x\n")
+    assert folder.name == "step-000007" and ckpt.latest_checkpoint(tmp_path) == folder
+    assert (folder / "config.yaml").read_text() == "name: x\n"
+    expected_next = (random.random(), torch.rand(1))
+
+    other, opt2, sched2 = _parts(seed=1)
+    restored = ckpt.load_checkpoint(folder, other, opt2, sched2)
+    assert (restored.step, restored.epoch, restored.batch_index, restored.warned) == (7, 1, 3, ["forgetting"])
+    assert torch.equal(other[1].weight, model[1].weight), "trainable weights restored"
+    assert not torch.equal(other[0].weight, model[0].weight), "frozen weights are not in the checkpoint"
+    assert sched2.get_last_lr() == sched.get_last_lr()
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert (random.random(), torch.rand(1)) == expected_next, "random streams continue where they were saved"
+
+
+def test_retention_keeps_the_newest_and_cleans_partial_saves(tmp_path):
+    model, opt, sched = _parts()
+    (tmp_path / ".tmp-step-000099-1").mkdir()
+    for step in (2, 4, 6):
+        ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=step), "", keep=2)
+    assert [p.name for p in ckpt.complete_checkpoints(tmp_path)] == ["step-000004", "step-000006"]
+    assert not (tmp_path / ".tmp-step-000099-1").exists()
+
+
+def test_a_stale_or_missing_pointer_falls_back_to_the_newest_complete(tmp_path):
+    model, opt, sched = _parts()
+    for step in (1, 2):
+        ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=step), "")
+    (tmp_path / "latest").write_text("step-000009\n")
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-000002"
+    (tmp_path / "latest").unlink()
+    (tmp_path / "step-000002" / "state.json").unlink()  # as if the save died before its last file
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-000001"
+    with pytest.raises(RunError, match="not a complete checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "step-000002", model, opt, sched)
