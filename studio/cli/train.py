@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return _resume(args)
     if not args.config:
         raise StudioError("no config file given", "pass one, e.g. studio train resources/presets/demo.yaml")
-    cfg = configmod.load(args.config, args.overrides)
+    cfg = configmod.load(args.config, args.overrides, check_files=True)
     absolutize_paths(cfg)
     if args.dry_run:
         return _dry_run(cfg)

@@ -233,8 +233,11 @@ def from_dict(data: dict | None, source: str = "") -> RunConfig:
     return cfg
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config, apply ``dotted.key=value`` overrides, and validate it all at once."""
+def load(path: str | Path, overrides: list[str] | None = None, check_files: bool = False) -> RunConfig:
+    """Read a YAML config, apply ``dotted.key=value`` overrides, and validate it all at once.
+
+    With ``check_files`` the data files and a local model folder must exist too (``studio train``).
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -244,13 +247,28 @@ def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
         raise ConfigError([("<file>", f"not valid YAML: {exc}")], str(path)) from None
     errors: list[tuple[str, str]] = []
     data = apply_overrides(data, overrides or [], errors)
-    try:
-        cfg = from_dict(data, str(path))
-    except ConfigError as exc:
-        raise ConfigError(errors + exc.errors, str(path)) from None
+    cfg = _build(RunConfig, data, "", errors)
+    errors += validate(cfg)
+    if check_files:
+        errors += missing_files(cfg)
     if errors:
         raise ConfigError(errors, str(path))
     return cfg
+
+
+def missing_files(cfg: RunConfig) -> list[tuple[str, str]]:
+    """Data files and a local model folder named by the config that do not exist (relative to the current folder)."""
+    from studio.core.models import looks_like_hub_id
+
+    problems = []
+    for section, name in (("data", "train"), ("data", "eval"), ("data", "general_eval")):
+        value = getattr(getattr(cfg, section), name)
+        if value and not Path(value).expanduser().exists():
+            problems.append((f"{section}.{name}", f"{value} does not exist; give the path of an existing file"))
+    model = cfg.model.path
+    if model and not Path(model).expanduser().exists() and not looks_like_hub_id(model):
+        problems.append(("model.path", f"{model} is neither a folder on this machine nor a hub id like owner/name"))
+    return problems
 
 
 def apply_overrides(data: dict, overrides: list[str], errors: list[tuple[str, str]]) -> dict:

@@ -64,3 +64,15 @@ def test_cross_field_rules():
 def test_every_field_has_help_text():
     for section, name, field, _ in config.field_info(config.RunConfig()):
         assert field.metadata.get("help"), f"{section}.{name} has no help text"
+
+
+def test_missing_files_are_reported_with_the_other_problems(tmp_path):
+    path = tmp_path / "run.yaml"
+    config.save(config.RunConfig(), path)
+    overrides = [f"data.train={tmp_path / 'gone.jsonl'}", "model.path=./no-such-model", "method.rank=0"]
+    with pytest.raises(ConfigError) as info:
+        config.load(path, overrides, check_files=True)
+    paths = dict(info.value.errors)
+    assert "gone.jsonl does not exist" in paths["data.train"]
+    assert "hub id" in paths["model.path"] and "method.rank" in paths
+    config.load(path, ["model.path=meta-llama/Llama-3.2-1B"], check_files=False)  # hub ids are fine
