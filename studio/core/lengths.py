@@ -149,12 +149,136 @@ def many_loss_spans(label_lists: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def measure(examples: list, encoder) -> Measured:
+def measure(examples: list, encoder, workers: int | None = None) -> Measured:
     """Encode ``examples`` with ``encoder`` and record every sequence.
 
     Chat and completion rows go through ``encode_many`` in one batched call (the fast path);
     a preference row adds its chosen then its rejected sequence.
+
+    A large dataset is split into consecutive parts measured at the same time: this process
+    measures the first while worker processes (``spawn``-started, so calling this from a GUI
+    thread is safe) each load the tokenizer from its folder, build the same ``Encoder`` and
+    measure another. Only lengths, loss spans and warnings come back, and parts are joined in
+    order, so the result is the one a single process gives. A part that fails in a worker is
+    measured again here, so its error is raised as usual.
+
+    Args:
+        workers: processes to use, this one included; ``None`` picks by the rows and the CPUs
+            (see :data:`PARALLEL_ROWS`); 1 measures everything here.
     """
+    workers = _workers(len(examples)) if workers is None else max(1, min(workers, len(examples)))
+    origin = _origin(encoder) if workers > 1 else None
+    if origin is None:
+        return _measure_here(examples, encoder)
+    size = -(-len(examples) // workers)
+    parts = [examples[at: at + size] for at in range(0, len(examples), size)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(parts) - 1, thread_name_prefix="studio-measure") as threads:
+        workers_ = [_Worker(origin, part) for part in parts[1:]]
+        try:
+            futures = [threads.submit(w.result) for w in workers_]
+            entries = [_to_entry(_measure_here(parts[0], encoder))]
+            for future, part in zip(futures, parts[1:]):
+                entry = future.result()
+                entries.append(entry if entry is not None else _to_entry(_measure_here(part, encoder)))
+        finally:
+            for w in workers_:
+                w.stop()
+    out = Measured(sequences_per_row=2 if any(e.kind == "preference" for e in examples) else 1)
+    for entry in entries:
+        out.rows += entry["rows"]
+        out.lengths += entry["lengths"]
+        out.loss_spans += entry["loss_spans"]
+        out.warnings += entry["warnings"][: max(MAX_WARNINGS - len(out.warnings), 0)]
+        out.warning_count += entry["warning_count"]
+    return out
+
+
+#: from this many rows on, :func:`measure` splits the work across processes (starting a worker
+#: costs about a second; below this the serial path is as fast)
+PARALLEL_ROWS = 10_000
+#: at most this many processes measure at once
+MAX_WORKERS = 4
+
+
+def _workers(rows: int) -> int:
+    if rows < PARALLEL_ROWS:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS, rows // (PARALLEL_ROWS // 2)))
+
+
+def _origin(encoder) -> tuple | None:
+    """What a worker needs to build the very same encoder, or ``None`` if it cannot."""
+    from studio.core.tokenizer import Tokenizer
+
+    folder = getattr(encoder.tokenizer, "path", None)
+    if not isinstance(encoder.tokenizer, Tokenizer) or folder is None or not (Path(folder) / "tokenizer.json").is_file():
+        return None
+    return str(folder), encoder.options, encoder.template.source
+
+
+class _Worker:
+    """A ``python`` process measuring one part: it gets the encoder's origin and the examples
+    pickled on stdin and answers the stored entry pickled on stdout.
+
+    A fresh interpreter rather than ``multiprocessing``: it never imports the caller's main
+    script (a script without a ``__main__`` guard would run again) and forks nothing, so it is
+    safe from a GUI thread.
+    """
+
+    def __init__(self, origin: tuple, examples: list) -> None:
+        import pickle
+        import subprocess
+        import sys
+
+        import studio
+
+        self.payload = pickle.dumps((*origin, examples), protocol=pickle.HIGHEST_PROTOCOL)
+        root = str(Path(studio.__file__).resolve().parents[1])
+        code = "import sys; sys.path.insert(0, sys.argv[1]); from studio.core.lengths import _worker_main; _worker_main()"
+        self.process = subprocess.Popen([sys.executable, "-c", code, root], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def result(self) -> dict | None:
+        """The part's entry, or ``None`` (and a log line) if the worker failed."""
+        import pickle
+
+        out, err = self.process.communicate(self.payload)
+        try:
+            if self.process.returncode == 0:
+                return pickle.loads(out)
+        except Exception:  # noqa: BLE001 - a damaged answer is a failure like any other
+            pass
+        log.debug("a measuring worker failed (exit %s): %s", self.process.returncode, err.decode(errors="replace")[-2000:])
+        return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _worker_main() -> None:
+    """The worker process: measure the pickled part with an encoder built from the tokenizer folder."""
+    import pickle
+    import sys
+
+    from studio.core.encoding import Encoder
+    from studio.core.tokenizer import load_tokenizer
+
+    answer, sys.stdout = sys.stdout.buffer, sys.stderr  # nothing else may write to the answer
+    folder, options, source, examples = pickle.load(sys.stdin.buffer)
+    encoder = Encoder(load_tokenizer(folder), options)
+    if encoder.template.source != source:  # the folder changed since: the parent measures instead
+        sys.exit("the tokenizer folder's template changed")
+    pickle.dump(_to_entry(_measure_here(examples, encoder)), answer, protocol=pickle.HIGHEST_PROTOCOL)
+    answer.flush()
+
+
+def _measure_here(examples: list, encoder) -> Measured:
+    """:func:`measure` in this process."""
     plain = [e for e in examples if e.kind != "preference"]
     encoded = iter(encoder.encode_many(plain) if plain else [])
     sequences = []

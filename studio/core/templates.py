@@ -162,9 +162,13 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-@functools.lru_cache(maxsize=32)
-def _environment():
-    """The sandboxed Jinja environment, configured as transformers configures its own."""
+@functools.lru_cache(maxsize=2)
+def _environment(sandboxed: bool = True):
+    """The Jinja environment, configured as transformers configures its own.
+
+    ``sandboxed=False`` gives the same configuration without the sandbox, for the templates
+    Studio ships (see :func:`compile_template`).
+    """
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -182,8 +186,8 @@ def _environment():
         def _body(self, caller):
             return caller()
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
+    kind = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
+    env = kind(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
     return env
@@ -193,13 +197,18 @@ def _environment():
 def compile_template(source: str):
     """A compiled template (cached by source).
 
+    A template is a program, so it runs in Jinja's immutable sandbox (as in transformers), except
+    the built-in templates, whose source is Studio's own: they run without the sandbox, whose
+    check of every attribute access and call is a third of the time of a render. The output is
+    the same (the sandbox only refuses unsafe operations, which these templates do not use).
+
     Raises:
         TemplateError: the source is not valid Jinja.
     """
     import jinja2
 
     try:
-        return _environment().from_string(source)
+        return _environment(source not in BUILTIN_TEMPLATES.values()).from_string(source)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"the chat template is not valid Jinja: {exc}",
                             "fix the template or choose a built-in one (llama3, llama3.1, chatml)") from exc

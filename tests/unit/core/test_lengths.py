@@ -144,3 +144,36 @@ def test_the_cache_keeps_only_the_newest_entries(studio_home, monkeypatch):
         os.utime(path, (1000 + i, 1000 + i))  # distinct ages, oldest first
     assert sorted(p.stem for p in cache_entries(studio_home)) == ["key2", "key3", "key4"]
     assert lengths.load("key4") is not None and lengths.load("key0") is None
+
+
+def test_measuring_in_worker_processes_gives_the_very_same_result():
+    """Parts measured by other processes join in order, with the warnings of a single pass."""
+    from studio.core.data import load_examples
+
+    from studio.core.conversation import Example, Message
+
+    chat, prefs = load_examples(CHAT).examples, load_examples(PREFS).examples
+    examples = (chat * (1200 // len(chat) + 1))[:1200] + prefs[:6]
+    for at in range(0, 1200, 15):  # 80 rows that warn, in every part: only the first 50 are kept
+        examples[at] = Example(at + 1, [Message("user", "no answer")])
+    enc = encoder(loss="last_assistant")
+    alone = lengths.measure(examples, enc, workers=1)
+    together = lengths.measure(examples, enc, workers=3)
+    assert lengths._to_entry(together) == lengths._to_entry(alone)
+    assert together.sequences_per_row == 2 and len(together.lengths) == 1200 + 12
+    assert together.warning_count > lengths.MAX_WARNINGS == len(together.warnings)
+
+
+def test_a_failing_worker_part_is_measured_here(monkeypatch):
+    from studio.core.data import load_examples
+
+    examples = load_examples(CHAT).examples * 4
+    monkeypatch.setattr(lengths._Worker, "result", lambda self: None)
+    assert lengths._to_entry(lengths.measure(examples, encoder(), workers=2)) == \
+        lengths._to_entry(lengths.measure(examples, encoder(), workers=1))
+
+
+def test_small_datasets_and_unloadable_tokenizers_stay_in_this_process():
+    assert lengths._workers(lengths.PARALLEL_ROWS - 1) == 1
+    fake = type("Enc", (), {"tokenizer": object()})()
+    assert lengths._origin(fake) is None

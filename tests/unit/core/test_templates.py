@@ -130,3 +130,26 @@ def test_demo_model_carries_the_llama3_template():
         pytest.skip("the demo model is not built yet")
     resolved = resolve_template(load_tokenizer(demo), "auto")
     assert (resolved.name, resolved.origin, resolved.warnings) == ("llama3", "model", [])
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
+def test_builtins_render_without_the_sandbox_exactly_as_within_it(name):
+    """Studio's own templates skip the sandbox (it only costs time); the text must not change."""
+    from studio.core.templates import _environment, compile_template
+
+    source = BUILTIN_TEMPLATES[name]
+    assert not hasattr(compile_template(source).environment, "is_safe_attribute")
+    sandboxed = _environment(True).from_string(source)
+    specials = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
+    for messages in CONVERSATIONS:
+        for generation in (False, True):
+            context = {"messages": messages, "add_generation_prompt": generation, "tools": None,
+                       "documents": None, **specials}
+            assert render(source, messages, generation, specials) == sandboxed.render(context)
+
+
+def test_other_templates_stay_in_the_sandbox():
+    """A template that is not byte-equal to a built-in (here: one that mutates its input) is refused."""
+    source = BUILTIN_TEMPLATES["chatml"] + "{% set _ = messages.append({'role': 'user', 'content': 'x'}) %}"
+    with pytest.raises(TemplateError):
+        render(source, CONVERSATIONS[0])
