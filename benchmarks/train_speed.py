@@ -190,27 +190,30 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
         "data": {"train": str(work / "train.jsonl"), "eval_fraction": 0.0, "max_length": meta["max_length"],
                  "loss": "assistant", "padding": padding},
         "method": {"name": "lora", "target_modules": ["all-linear"], "rank": 16, "alpha": 32, "dropout": 0.0},
-        "train": {"batch_size": args.batch, "max_steps": n_steps, "learning_rate": LEARNING_RATE,
+        "train": {"batch_size": args.batch, "max_steps": n_steps, "learning_rate": LEARNING_RATE, "logging_steps": 1,
                   "lr_scheduler": "linear", "precision": "auto" if bf16 else "fp32", "device": meta["device"],
                   "seed": 0},
         "eval": {"every_steps": 0, "sample_prompts": [], "task_metrics": False},
         "output": {"report_to": [], "save_every_steps": 10**6},
     })
-    recipe = (SFTRecipe if chunked else _full_logits_recipe())(RunContext(cfg, work / f"run-{variant}"))
+    ctx = RunContext(cfg, work / f"run-{variant}")
+    losses: list[float] = []
+    # The loss as the window sees it: the worker's own step events (logging_steps is 1).
+    ctx.events.subscribe(lambda event: losses.append(event["loss"]) if event and event["type"] == "step" else None)
+    recipe = (SFTRecipe if chunked else _full_logits_recipe())(ctx)
     recipe.setup()
     steps = [list(range(s * args.batch, (s + 1) * args.batch)) for s in range(n_steps)]
     if padding == "packing":
         recipe.unit_of = step_packs(steps, recipe.lengths, meta["max_length"])
     if meta["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, cpu_times, losses = [], [], []
+    times, cpu_times = [], []
     for rows in steps:
         started, cpu = time.perf_counter(), time.process_time()
         recipe._optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
         torch.cuda.synchronize() if meta["device"] == "cuda" else None
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu)
-        losses.append(recipe._train_losses[-1])
     rows = recipe.train_rows
     return dict(times=times, cpu_times=cpu_times, losses=losses, lengths=[len(r.input_ids) for r in rows],
                 loss_tokens=[sum(1 for v in r.labels[1:] if v != -100) for r in rows],
@@ -283,7 +286,8 @@ def aggregate(results: list[dict], warmup: int) -> dict:
     tokens = sum(sum(r["step_tokens"][warmup:]) for r in results)
     seconds = sum(sum(r["times"][warmup:]) for r in results)
     cpu_seconds = sum(sum(r["cpu_times"][warmup:]) for r in results)
-    return dict(tokens_per_s=tokens / seconds, tokens_per_cpu_s=tokens / cpu_seconds, peak_mib=max(r["peak_mib"] for r in results),
+    return dict(tokens_per_s=tokens / seconds, tokens_per_cpu_s=tokens / cpu_seconds,
+                peak_mib=max(r["peak_mib"] for r in results),
                 final_loss=sum(r["losses"][-1] for r in results) / len(results), seconds=seconds, tokens=tokens,
                 losses=results[-1]["losses"])
 
