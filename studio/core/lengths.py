@@ -156,9 +156,9 @@ def measure(examples: list, encoder, workers: int | None = None) -> Measured:
     a preference row adds its chosen then its rejected sequence.
 
     A large dataset is split into consecutive parts measured at the same time: this process
-    measures the first while worker processes (``spawn``-started, so calling this from a GUI
-    thread is safe) each load the tokenizer from its folder, build the same ``Encoder`` and
-    measure another. Only lengths, loss spans and warnings come back, and parts are joined in
+    measures the first while worker processes (fresh interpreters, see :class:`_Worker`, so
+    calling this from a GUI thread is safe) each load the tokenizer from its folder, build the
+    same ``Encoder`` and measure another. Only lengths, loss spans and warnings come back, and parts are joined in
     order, so the result is the one a single process gives. A part that fails in a worker is
     measured again here, so its error is raised as usual.
 
@@ -178,17 +178,25 @@ def measure(examples: list, encoder, workers: int | None = None) -> Measured:
         return _measure_here(examples, encoder)
     from concurrent.futures import ThreadPoolExecutor
 
+    procs: list[_Worker] = []
     with ThreadPoolExecutor(len(parts) - 1, thread_name_prefix="studio-measure") as threads:
-        workers_ = [_Worker(origin, part) for part in parts[1:]]
         try:
-            futures = [threads.submit(w.result) for w in workers_]
+            for part in parts[1:]:
+                procs.append(_Worker(origin, part))
+        except OSError as exc:  # cannot start a process: measure everything here
+            log.debug("no measuring worker (%s)", exc)
+            for proc in procs:
+                proc.stop()
+            return _measure_here(examples, encoder)
+        try:
+            futures = [threads.submit(proc.result) for proc in procs]
             entries = [_to_entry(_measure_here(parts[0], encoder))]
             for future, part in zip(futures, parts[1:]):
                 entry = future.result()
                 entries.append(entry if entry is not None else _to_entry(_measure_here(part, encoder)))
         finally:
-            for w in workers_:
-                w.stop()
+            for proc in procs:
+                proc.stop()
     out = Measured(sequences_per_row=2 if any(e.kind == "preference" for e in examples) else 1)
     for entry in entries:
         out.rows += entry["rows"]

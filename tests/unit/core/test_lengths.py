@@ -177,3 +177,17 @@ def test_small_datasets_and_unloadable_tokenizers_stay_in_this_process():
     assert lengths._workers(lengths.PARALLEL_ROWS - 1) == 1
     fake = type("Enc", (), {"tokenizer": object()})()
     assert lengths._origin(fake) is None
+
+
+def test_no_worker_process_means_measuring_here(monkeypatch):
+    import subprocess
+
+    from studio.core.data import load_examples
+
+    def refuse(*args, **kwargs):
+        raise OSError("no more processes")
+
+    examples = load_examples(CHAT).examples * 4
+    alone = lengths._to_entry(lengths.measure(examples, encoder(), workers=1))
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    assert lengths._to_entry(lengths.measure(examples, encoder(), workers=3)) == alone
