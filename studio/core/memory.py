@@ -26,7 +26,7 @@ LORA_FAMILY = ("lora", "dora", "qlora")
 IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
 IA3_FEEDFORWARD = ("down_proj",)
 #: Logit bytes one chunk of the SFT recipe's loss may hold (studio.worker.loss.CHUNK_BYTES).
-SFT_LOSS_CHUNK_BYTES = 128 * 1024 * 1024
+SFT_LOSS_CHUNK_BYTES = 64 * 1024 * 1024
 #: Working memory a training process needs beyond tensors: on a CPU the data, tokenizer and
 #: allocator caches (measured ~150 MiB on the demo runs of benchmarks/preflight_memory.py);
 #: on a GPU the CUDA context and kernels.
