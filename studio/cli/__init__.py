@@ -26,7 +26,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="studio", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="studio", description="Studio: fine-tune language models on your own machine. With no command, opens the window.")
     parser.add_argument("--screenshot", metavar="PATH", help="render the window after start-up to a PNG and exit")
     sub = parser.add_subparsers(dest="command")
     for name, (module, help_) in COMMANDS.items():
