@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
+from studio.core.models import resolve_config_paths
 from studio.core.protocol import LineReader
 
 #: Config fields that name files; made absolute so the run folder works from anywhere.
-PATH_FIELDS = (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval"))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="run configuration (YAML), e.g. resources/presets/demo.yaml")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
@@ -69,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         raise StudioError("no config file given", "pass one, e.g. studio train resources/presets/demo.yaml")
     cfg = configmod.load(args.config, args.overrides, check_files=True)
-    absolutize_paths(cfg)
+    resolve_config_paths(cfg)  # the worker runs in its run folder: paths must be absolute
     if args.dry_run:
         return _dry_run(cfg)
     run_dir = create_run_dir(cfg, args.run_dir)
@@ -77,14 +74,6 @@ def run(args: argparse.Namespace) -> int:
         return _print_launch(cfg, run_dir, args.nodes, args.gpus_per_node)
     print(f"run folder: {run_dir}", file=sys.stderr)
     return run_worker(run_dir, raw=args.json)
-
-
-def absolutize_paths(cfg: configmod.RunConfig) -> None:
-    """Paths that exist relative to the current folder become absolute (others are left for the worker)."""
-    for section, name in PATH_FIELDS:
-        value = getattr(getattr(cfg, section), name)
-        if value and not os.path.isabs(value) and os.path.exists(value):
-            setattr(getattr(cfg, section), name, os.path.abspath(value))
 
 
 def default_name(cfg: configmod.RunConfig) -> str:

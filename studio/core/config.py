@@ -25,6 +25,8 @@ PADDING = ("packing", "longest", "multiple", "max_length")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair",
               "aot", "aot_pair", "apo_zero", "apo_down", "discopop", "sft")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: (section, field) of every setting that names a file or folder
+PATH_FIELDS = (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval"))
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -223,11 +225,19 @@ def _build(cls: type, data: Any, prefix: str, errors: list[tuple[str, str]]) -> 
     return obj
 
 
-def from_dict(data: dict | None, source: str = "") -> RunConfig:
-    """Build a config from a nested mapping; raises ConfigError listing every bad field."""
-    errors: list[tuple[str, str]] = []
+def from_dict(data: dict | None, source: str = "", check_files: bool = False,
+              errors: list[tuple[str, str]] | None = None) -> RunConfig:
+    """Build a config from a nested mapping; raises ConfigError listing every bad field.
+
+    Args:
+        check_files: also require the data files and a local model folder to exist.
+        errors: problems found before building (e.g. malformed overrides), reported with the rest.
+    """
+    errors = list(errors or [])
     cfg = _build(RunConfig, data or {}, "", errors)
     errors += validate(cfg)
+    if check_files:
+        errors += missing_files(cfg)
     if errors:
         raise ConfigError(errors, source)
     return cfg
@@ -247,27 +257,22 @@ def load(path: str | Path, overrides: list[str] | None = None, check_files: bool
         raise ConfigError([("<file>", f"not valid YAML: {exc}")], str(path)) from None
     errors: list[tuple[str, str]] = []
     data = apply_overrides(data, overrides or [], errors)
-    cfg = _build(RunConfig, data, "", errors)
-    errors += validate(cfg)
-    if check_files:
-        errors += missing_files(cfg)
-    if errors:
-        raise ConfigError(errors, str(path))
-    return cfg
+    return from_dict(data, str(path), check_files, errors)
 
 
 def missing_files(cfg: RunConfig) -> list[tuple[str, str]]:
-    """Data files and a local model folder named by the config that do not exist (relative to the current folder)."""
-    from studio.core.models import looks_like_hub_id
+    """Data files and a local model folder named by the config that exist neither here nor in the repository."""
+    from studio.core.models import looks_like_hub_id, resource_path
 
     problems = []
-    for section, name in (("data", "train"), ("data", "eval"), ("data", "general_eval")):
+    for section, name in PATH_FIELDS:
         value = getattr(getattr(cfg, section), name)
-        if value and not Path(value).expanduser().exists():
-            problems.append((f"{section}.{name}", f"{value} does not exist; give the path of an existing file"))
-    model = cfg.model.path
-    if model and not Path(model).expanduser().exists() and not looks_like_hub_id(model):
-        problems.append(("model.path", f"{model} is neither a folder on this machine nor a hub id like owner/name"))
+        if not value or resource_path(value).exists():
+            continue
+        if section == "model" and not looks_like_hub_id(value):
+            problems.append(("model.path", f"{value} is neither a folder on this machine nor a hub id like owner/name"))
+        elif section == "data":
+            problems.append((f"data.{name}", f"{value} does not exist; give the path of an existing file"))
     return problems
 
 
@@ -320,8 +325,6 @@ def _cross_checks(cfg: RunConfig) -> list[tuple[str, str]]:
     errors = []
     if not cfg.data.train:
         errors.append(("data.train", "a training data file is required"))
-    if cfg.train.objective in ("dpo", "kto", "orpo", "reward") and cfg.data.padding == "packing":
-        pass  # preference objectives pad per pair; packing applies to SFT only (documented)
     if cfg.method.name in ("prefix", "prompt", "ptuning") and cfg.data.padding == "packing":
         errors.append(("data.padding", f"method {cfg.method.name} prepends virtual tokens to each row and cannot "
                        "be packed; choose longest, multiple or max_length"))

@@ -105,7 +105,9 @@ def resolve_config_paths(cfg):
     Presets say ``resources/demo-model``; a worker started in a run folder must still find it.
     Paths that exist nowhere (hub ids, files not yet made) are left as written.
     """
-    for section, name in (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval")):
+    from studio.core.config import PATH_FIELDS
+
+    for section, name in PATH_FIELDS:
         part = getattr(cfg, section)
         value = getattr(part, name)
         if value and resource_path(value).exists():
