@@ -8,6 +8,7 @@ the window appears in well under a second.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -78,6 +79,19 @@ def application() -> QApplication:
 def _after_first_paint(window) -> None:
     window.build_remaining_pages()
     tasks.release()
+    settle_heap()
+
+
+def settle_heap() -> None:
+    """Take what start-up built (modules, pages, widgets) out of the garbage collector's sight.
+
+    A full collection looks at every tracked object; after PySide6 and pyqtgraph load there are
+    some 70,000, and it takes 20-30 ms on a 2-core machine: a visible hitch while a run streams.
+    Frozen, they are never scanned again (they live as long as the window anyway), and later
+    collections look only at objects made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class FirstPaint(QObject):

@@ -3,8 +3,14 @@
 Points are kept in growing numpy arrays (amortised doubling, no Python lists of floats) and the
 curves are redrawn by one timer at a few frames per second, never once per event: a worker can
 send thousands of step events per second when a run is replayed from its event log, and a
-redraw per event would freeze the window. Each curve uses pyqtgraph's peak downsampling and
-clip-to-view, so drawing cost follows the pixels on screen, not the number of steps.
+redraw per event would freeze the window.
+
+A curve is never handed more points than its plot has pixels to show them. Each series keeps,
+as points arrive, the minimum and maximum of every aligned block of 8, 16, 32, ... points (a
+level-of-detail pyramid, updated only for the new points). A redraw takes the visible part of
+the series at the coarsest level that still gives a block per pixel, so every spike stays
+visible and the cost of a redraw follows the width of the plot, not the length of the run.
+Zooming in far enough hands the curve the raw points themselves.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ pg.setConfigOptions(antialias=False, background="w", foreground="#333333")
 
 
 class SeriesBuffer:
-    """An (x, y) series in numpy arrays that grow by doubling.
+    """An (x, y) series in numpy arrays that grow by doubling, with a min/max pyramid for drawing.
 
     Example:
         >>> s = SeriesBuffer(capacity=2)
@@ -41,6 +47,8 @@ class SeriesBuffer:
         self._x = np.empty(capacity, dtype=np.float64)
         self._y = np.empty(capacity, dtype=np.float64)
         self._n = 0
+        self._sorted = True
+        self._levels: list[_Extremes] = []
 
     def __len__(self) -> int:
         return self._n
@@ -50,6 +58,8 @@ class SeriesBuffer:
         if self._n == len(self._x):
             self._x = np.resize(self._x, 2 * len(self._x))
             self._y = np.resize(self._y, 2 * len(self._y))
+        if self._n and x < self._x[self._n - 1]:
+            self._sorted = False
         self._x[self._n] = x
         self._y[self._n] = math.nan if y is None else y
         self._n += 1
@@ -57,13 +67,16 @@ class SeriesBuffer:
     def extend(self, xs: list[float], ys: list[float | None]) -> None:
         """Add many points at once (one numpy copy instead of a Python call per point)."""
         ys = [math.nan if y is None else y for y in ys]
-        need = self._n + len(xs)
+        start, need = self._n, self._n + len(xs)
         if need > len(self._x):
             size = max(need, 2 * len(self._x))
             self._x, self._y = np.resize(self._x, size), np.resize(self._y, size)
-        self._x[self._n:need] = xs
-        self._y[self._n:need] = ys
+        self._x[start:need] = xs
+        self._y[start:need] = ys
         self._n = need
+        if self._sorted and need > start:
+            new = self._x[max(start - 1, 0):need]
+            self._sorted = bool(np.all(new[1:] >= new[:-1]))
 
     @property
     def x(self) -> np.ndarray:
@@ -78,6 +91,100 @@ class SeriesBuffer:
 
     def clear(self) -> None:
         self._n = 0
+        self._sorted = True
+        self._levels.clear()
+
+    def visible(self, x_range: tuple[float, float] | None, pixels: int) -> tuple[int, int, int]:
+        """Which points a plot ``pixels`` wide showing ``x_range`` needs: ``(first, end, block)``.
+
+        ``first:end`` are the indices of the points in view plus one on each side (so the line
+        runs to the edges); ``block`` is 1 to draw them as they are, or the size of the pyramid
+        blocks to summarise them with. ``x_range=None`` means the whole series (what a plot
+        that follows its data shows), as does a series whose steps went backwards.
+        """
+        first, end = 0, self._n
+        if x_range is not None and self._sorted and self._n:
+            x = self.x
+            first = max(int(np.searchsorted(x, x_range[0], "left")) - 1, 0)
+            end = min(int(np.searchsorted(x, x_range[1], "right")) + 1, self._n)
+        pixels = max(int(pixels), MIN_PIXELS)
+        if end - first <= RAW_POINTS_PER_PIXEL * pixels:
+            return first, end, 1
+        block = 1 << FIRST_LEVEL
+        while (end - first) // block > pixels and block << 1 <= self._n:
+            block <<= 1
+        return first, end, block
+
+    def points(self, first: int, end: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """The points to draw for :meth:`visible`'s answer (numpy views when ``block`` is 1).
+
+        Summarised blocks give two points at the block's first step, its minimum then its
+        maximum (a vertical stroke, as pyqtgraph's peak mode draws); a block whose points are
+        all missing stays a gap. Points after the last complete block are drawn as they are.
+        """
+        if block == 1:
+            return self.x[first:end], self.y[first:end]
+        lows, highs = self._level(block)
+        lo = first // block
+        hi = max(lo, min(-(-end // block), len(lows)))
+        xs = np.repeat(self._x[lo * block:hi * block:block], 2)
+        ys = np.empty(2 * (hi - lo))
+        ys[0::2], ys[1::2] = lows[lo:hi], highs[lo:hi]
+        tail = max(hi * block, first)
+        if tail < end:
+            xs = np.concatenate((xs, self._x[tail:end]))
+            ys = np.concatenate((ys, self._y[tail:end]))
+        return xs, ys
+
+    def _level(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Minima and maxima of every complete block of ``block`` points, brought up to date."""
+        depth = block.bit_length() - 1 - FIRST_LEVEL
+        while len(self._levels) <= depth:
+            self._levels.append(_Extremes())
+        below_lows, below_highs, width = self.y, self.y, 1 << FIRST_LEVEL
+        for level in self._levels[: depth + 1]:
+            level.catch_up(below_lows, below_highs, width)
+            below_lows, below_highs, width = level.lows, level.highs, 2
+        return below_lows, below_highs
+
+
+#: The finest pyramid level summarises blocks of 2**3 points; finer is cheaper to draw raw.
+FIRST_LEVEL = 3
+#: Up to this many points per pixel are drawn as they are (pyqtgraph draws a few thousand fast).
+RAW_POINTS_PER_PIXEL = 4
+#: A plot not laid out yet (width 0) is treated as this many pixels wide.
+MIN_PIXELS = 200
+
+
+class _Extremes:
+    """One pyramid level: the NaN-ignoring minimum and maximum of each complete block below it."""
+
+    def __init__(self) -> None:
+        self._lows = np.empty(64)
+        self._highs = np.empty(64)
+        self._n = 0
+
+    @property
+    def lows(self) -> np.ndarray:
+        return self._lows[: self._n]
+
+    @property
+    def highs(self) -> np.ndarray:
+        return self._highs[: self._n]
+
+    def catch_up(self, lows: np.ndarray, highs: np.ndarray, width: int) -> None:
+        """Summarise the blocks of ``width`` entries of the level below completed since last time."""
+        done = len(lows) // width
+        if done <= self._n:
+            return
+        if done > len(self._lows):
+            size = max(done, 2 * len(self._lows))
+            self._lows, self._highs = np.resize(self._lows, size), np.resize(self._highs, size)
+        span = slice(self._n * width, done * width)
+        # fmin/fmax skip NaN: a block is a gap only when every point in it is missing.
+        self._lows[self._n:done] = np.fmin.reduce(lows[span].reshape(-1, width), axis=1)
+        self._highs[self._n:done] = np.fmax.reduce(highs[span].reshape(-1, width), axis=1)
+        self._n = done
 
 
 class EmaSeries(SeriesBuffer):
@@ -118,14 +225,22 @@ class MetricPlot(pg.PlotWidget):
         if y_label:
             self.setLabel("left", y_label)
         self.showGrid(x=True, y=True, alpha=0.2)
-        item = self.getPlotItem()
-        item.setDownsampling(auto=True, mode="peak")
-        item.setClipToView(True)
+        for side in ("left", "bottom"):
+            # Grid lines at major ticks only: the translucent minor grid cost two thirds of a paint.
+            self.getAxis(side).setStyle(maxTickLevel=0)
         self._legend = None
         self.series: dict[str, SeriesBuffer] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._dirty: set[str] = set()
+        self._drawn: dict[str, tuple[int, int, int, int]] = {}
         self.paint_seconds = 0.0
+        # Zooming or panning picks the level of detail again, once the gesture's events are in.
+        self._refine = QTimer(self)
+        self._refine.setSingleShot(True)
+        self._refine.setInterval(0)
+        self._refine.timeout.connect(self._redraw_for_view)
+        self.getViewBox().sigXRangeChanged.connect(self._refine.start)
+        self.getViewBox().sigResized.connect(self._refine.start)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         # Timed so the redraw timer can slow down when painting is expensive (slow machine,
@@ -145,8 +260,6 @@ class MetricPlot(pg.PlotWidget):
         pen = pg.mkPen(color, width=width, style=_dash(dashed))
         curve = self.plot([], [], pen=pen, name=name, symbol=symbol, symbolSize=6, symbolBrush=color,
                           symbolPen=None, connect="finite")
-        curve.setDownsampling(auto=True, method="peak")
-        curve.setClipToView(True)
         self.series[name] = series if series is not None else SeriesBuffer()
         self._curves[name] = curve
 
@@ -163,11 +276,31 @@ class MetricPlot(pg.PlotWidget):
         return len(self.series[name])
 
     def redraw(self) -> None:
-        """Hand the changed series to their curves (numpy views, no copies of Python lists)."""
+        """Hand the changed series to their curves, at the level of detail the view needs."""
+        x_range, pixels = self._view()
         for name in self._dirty:
-            series = self.series[name]
-            self._curves[name].setData(series.x, series.y, connect="finite")
+            self._draw(name, x_range, pixels)
         self._dirty.clear()
+
+    def _view(self) -> tuple[tuple[float, float] | None, int]:
+        box = self.getViewBox()
+        # A plot that follows its data will widen to take in every new point: draw them all.
+        x_range = None if box.autoRangeEnabled()[0] else tuple(box.viewRange()[0])
+        return x_range, int(box.width())
+
+    def _draw(self, name: str, x_range, pixels: int) -> None:
+        series = self.series[name]
+        first, end, block = series.visible(x_range, pixels)
+        self._drawn[name] = (first, end, block, len(series))
+        xs, ys = series.points(first, end, block)
+        self._curves[name].setData(xs, ys, connect="finite")
+
+    def _redraw_for_view(self) -> None:
+        """After a zoom, pan or resize: redraw the curves whose points in view changed."""
+        x_range, pixels = self._view()
+        for name, series in self.series.items():
+            if name not in self._dirty and self._drawn.get(name, (0, 0, 1, 0))[:3] != series.visible(x_range, pixels):
+                self._draw(name, x_range, pixels)
 
     def remove_curves(self) -> None:
         for curve in self._curves.values():
@@ -177,6 +310,7 @@ class MetricPlot(pg.PlotWidget):
         self.series.clear()
         self._curves.clear()
         self._dirty.clear()
+        self._drawn.clear()
 
     def clear_points(self) -> None:
         for name, series in self.series.items():

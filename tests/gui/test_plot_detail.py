@@ -1,0 +1,108 @@
+"""A plot hands its curves no more points than it has pixels for, and loses no spike doing so."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from studio.gui.plots import MetricPlot, SeriesBuffer
+
+
+def _series(n: int, seed: int = 0) -> tuple[SeriesBuffer, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.arange(1, n + 1, dtype=float)
+    y = 2.0 + rng.normal(0, 0.1, n)
+    series = SeriesBuffer()
+    # In uneven slices, as events arrive, so the pyramid is brought up to date piece by piece.
+    cut = 0
+    for size in (1, 7, 1000, 33_333, n):
+        end = min(cut + size, n)
+        series.extend(x[cut:end].tolist(), y[cut:end].tolist())
+        series.points(*series.visible(None, 500))
+        cut = end
+    return series, x, y
+
+
+def test_a_short_series_is_drawn_as_it_is():
+    series, x, y = _series(1000)
+    first, end, block = series.visible(None, 500)
+    assert (first, end, block) == (0, 1000, 1)
+    xs, ys = series.points(first, end, block)
+    assert np.array_equal(xs, x) and np.array_equal(ys, y)
+
+
+@pytest.mark.parametrize("n", [100_003, 1_000_000])
+def test_a_long_series_is_summarised_to_the_plot_width_keeping_every_extreme(n):
+    series, x, y = _series(n)
+    pixels = 800
+    first, end, block = series.visible(None, pixels)
+    assert block > 1
+    xs, ys = series.points(first, end, block)
+    assert len(xs) <= 2 * pixels + block  # a block per pixel (min and max) plus the incomplete tail
+    assert ys.min() == y.min() and ys.max() == y.max()
+    # Each summarised block spans exactly its own points: check one in the middle.
+    k = (len(xs) // 2) // 2 * 2
+    lo = int(xs[k]) - 1
+    assert ys[k] == y[lo:lo + block].min() and ys[k + 1] == y[lo:lo + block].max()
+    assert xs[-1] == x[-1]  # the newest point is always drawn
+
+
+def test_a_spike_in_one_step_of_a_million_is_still_drawn():
+    x = np.arange(1, 1_000_001, dtype=float)
+    y = np.full_like(x, 2.0)
+    y[654_321] = 50.0
+    spiky = SeriesBuffer()
+    spiky.extend(x.tolist(), y.tolist())
+    _, ys = spiky.points(*spiky.visible(None, 800))
+    assert ys.max() == 50.0
+
+
+def test_missing_values_stay_gaps_only_where_a_whole_block_is_missing():
+    series = SeriesBuffer()
+    ys = [1.0] * 10_000 + [None] * 10_000 + [2.0] * 10_000
+    series.extend(list(range(30_000)), ys)
+    first, end, block = series.visible(None, 200)
+    assert block > 1
+    _, drawn = series.points(first, end, block)
+    assert np.isnan(drawn).any()
+    assert set(np.unique(drawn[~np.isnan(drawn)])) == {1.0, 2.0}
+
+
+def test_zooming_in_far_enough_gives_the_raw_points_in_view():
+    series, x, y = _series(1_000_000)
+    first, end, block = series.visible((500_000.0, 500_100.0), 800)
+    assert block == 1
+    xs, ys = series.points(first, end, block)
+    assert xs[0] <= 500_000 and xs[-1] >= 500_100 and len(xs) <= 103
+    assert np.array_equal(ys, y[int(xs[0]) - 1:int(xs[-1])])
+
+
+def test_steps_that_go_backwards_fall_back_to_the_whole_series():
+    series = SeriesBuffer()
+    series.extend([1, 2, 3], [1.0, 2.0, 3.0])
+    series.extend([2, 3], [2.5, 3.5])  # a run resumed from an earlier checkpoint
+    assert series.visible((2.5, 3.0), 500) == (0, 5, 1)
+    series.clear()
+    series.extend([1, 2, 3], [1.0, 2.0, 3.0])
+    assert series.visible((2.5, 3.0), 500) == (1, 3, 1)
+
+
+def test_the_plot_refines_its_curve_when_zoomed(qtbot):
+    plot = MetricPlot("Loss")
+    qtbot.addWidget(plot)
+    plot.resize(800, 300)
+    plot.show()
+    plot.add_curve("train", "#000", legend=False)
+    n = 200_000
+    plot.extend("train", list(range(1, n + 1)), [math.sin(k / 1000) for k in range(1, n + 1)])
+    plot.redraw()
+    curve = plot._curves["train"]
+    assert len(curve.xData) < 2 * 800 + 1024
+    plot.getViewBox().setXRange(1000, 1200, padding=0)
+    qtbot.waitUntil(lambda: len(curve.xData) < 250)
+    assert curve.xData[0] <= 1000 and curve.xData[-1] >= 1200
+    assert np.allclose(curve.yData, np.sin(curve.xData / 1000))
+    plot.getViewBox().enableAutoRange(x=True)
+    qtbot.waitUntil(lambda: curve.xData[-1] == n and curve.xData[0] == 1)
