@@ -77,7 +77,7 @@ class RunsController(QObject):
         return self.resume(new_dir, str(Path(checkpoint).resolve()))
 
     def _new_folder(self, cfg: configmod.RunConfig, run_dir: str | Path | None) -> Path:
-        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or _default_name(cfg))
+        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or default_run_name(cfg))
         run_dir.mkdir(parents=True, exist_ok=True)
         configmod.save(cfg, run_dir / "config.yaml")
         self.registry.add(run_dir, cfg, cfg.name or run_dir.name)
@@ -163,7 +163,8 @@ class RunsController(QObject):
         self.runs_changed.emit()
 
 
-def _default_name(cfg: configmod.RunConfig) -> str:
+def default_run_name(cfg: configmod.RunConfig) -> str:
+    """The name of a run not named by the person: model folder, method and objective."""
     return f"{Path(cfg.model.path).name or 'model'}-{cfg.method.name}-{cfg.train.objective}"
 
 

@@ -47,6 +47,13 @@ class StudioState(QObject):
         setattr(getattr(self._config, section), name, value)
         self.config_changed.emit()
 
+    def set_name(self, name: str) -> None:
+        """Name the next run (empty: derived from the model, method and objective)."""
+        name = name.strip()
+        if self._config.name != name:
+            self._config.name = name
+            self.config_changed.emit()
+
     def problems(self) -> list[tuple[str, str]]:
         """Every (dotted field, reason) wrong with the current config."""
         return configmod.validate(self._config)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit
 
 from studio.core import config as configmod
 from studio.core.runs import Registry
@@ -63,6 +64,26 @@ def row_of(page, run_dir: Path) -> int:
 def click_row(qtbot, page, row: int, modifier=Qt.NoModifier) -> None:
     rect = page.table.visualRect(page.table.model().index(row, 1))
     qtbot.mouseClick(page.table.viewport(), Qt.LeftButton, modifier, rect.center())
+
+
+def test_a_run_is_renamed_in_its_name_cell(qtbot, page, runs):
+    row = row_of(page, runs["done"])
+    rect = page.table.visualRect(page.table.model().index(row, 1))
+    qtbot.mouseClick(page.table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    qtbot.mouseDClick(page.table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    qtbot.waitUntil(lambda: page.table.state() == QAbstractItemView.EditingState)
+    editor = page.table.viewport().findChild(QLineEdit)
+    editor.selectAll()
+    qtbot.keyClicks(editor, "best so far")
+    qtbot.keyClick(editor, Qt.Key_Return)  # the table commits the edit from the event loop
+    qtbot.waitUntil(lambda: page.controller.registry.find(runs["done"]).name == "best so far")
+    page.refresh()
+    assert page.table.item(row_of(page, runs["done"]), 1).text() == "best so far"
+    # Only the name is editable; an emptied name puts the old one back.
+    assert not page.table.item(row, 0).flags() & Qt.ItemIsEditable
+    page.table.item(row, 1).setText("  ")
+    assert page.table.item(row, 1).text() == "best so far"
+    assert page.controller.registry.find(runs["done"]).name == "best so far"
 
 
 def test_table_lists_the_registry(page, runs):

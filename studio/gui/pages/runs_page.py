@@ -20,6 +20,7 @@ from studio.gui.widgets.common import button, named, page_layout
 
 log = logging.getLogger("studio.gui.runs")
 COLUMNS = ("Status", "Name", "Started", "Duration", "Method", "Objective", "Final eval loss", "Best eval loss")
+NAME_COLUMN = COLUMNS.index("Name")
 REFRESH_MS = 2000
 STATUS_MARK = {"running": "● running", "completed": "✓ completed", "stopped": "■ stopped", "failed": "✗ failed",
                "created": "○ created"}
@@ -65,11 +66,13 @@ class RunsPage(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        # Only the Name cell is editable (double-click or F2): a run's name is the person's label.
+        self.table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.itemChanged.connect(self._on_item_changed)
         self.view = RunView(prefix="opened")
         self.compare = CompareView()
         self.tabs = named(QTabWidget(), "runsTabs", "Opened run and comparison")
@@ -123,8 +126,8 @@ class RunsPage(QWidget):
         except StudioError as exc:
             self.banner.show_error(exc)
             return
-        if [(r.id, r.status, r.ended, r.final_eval_loss, r.step) for r in records] == \
-                [(r.id, r.status, r.ended, r.final_eval_loss, r.step) for r in self.records] and not \
+        if [(r.id, r.name, r.status, r.ended, r.final_eval_loss, r.step) for r in records] == \
+                [(r.id, r.name, r.status, r.ended, r.final_eval_loss, r.step) for r in self.records] and not \
                 any(r.status == "running" for r in records):
             return
         selected = set(self.selected_dirs())
@@ -135,10 +138,34 @@ class RunsPage(QWidget):
             for col, text in enumerate(row_values(rec)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(rec.error if rec.status == "failed" and rec.error else rec.run_dir)
+                if col == NAME_COLUMN:
+                    item.setToolTip(f"{rec.run_dir}\nDouble-click to rename.")
+                else:
+                    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(row, col, item)
             if rec.run_dir in selected:
                 self._add_selected(row)
         self.table.blockSignals(False)
+
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        """A renamed run: store the new name (an empty one puts the old name back)."""
+        if item.column() != NAME_COLUMN or item.row() >= len(self.records):
+            return
+        rec = self.records[item.row()]
+        name = item.text().strip()
+        if not name or name == rec.name:
+            self.table.blockSignals(True)
+            item.setText(rec.name)
+            self.table.blockSignals(False)
+            return
+        try:
+            self.controller.registry.update(rec.id, name=name)
+        except StudioError as exc:
+            self.banner.show_error(exc)
+            return
+        rec.name = name
+        if len(self.selected_dirs()) > 1:
+            self._on_selection()  # the comparison's legend names the runs
 
     def _add_selected(self, row: int) -> None:
         model = self.table.selectionModel()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QWidget
 
 from studio.core.errors import StudioError
 from studio.gui.run_view import RunView
+from studio.gui.run_controller import default_run_name
 from studio.gui.runner import RunOutcome, RunProcess, RunsController
 from studio.gui.widgets.common import button, named, page_layout, role_label
 
@@ -29,6 +30,8 @@ class TrainPage(QWidget):
         self.view = RunView()
         self._build()
         self.controller.run_started.connect(self.watch)
+        self.state.config_changed.connect(self._show_name)
+        self._show_name()
         self.view.checkpoints_changed.connect(self._fill_checkpoints)
         self.view.outcome_changed.connect(self._on_outcome)
         self._update_buttons()
@@ -37,6 +40,11 @@ class TrainPage(QWidget):
         box = page_layout(self, "Train", "Start a run with the settings from the previous pages and watch it "
                                          "live. Runs keep training if you close the window.")
         self.run_label = named(role_label("No run yet: press Train.", "muted"), "runNameLabel", "Current run")
+        self.name_edit = named(QLineEdit(), "runNameEdit", "Name of the next run")
+        self.name_edit.setMinimumWidth(220)
+        self.name_edit.setToolTip("How the run is listed on the Runs page; its folder is this name and the "
+                                  "start time. Leave empty for a name made of the model, method and objective.")
+        self.name_edit.editingFinished.connect(self._take_name)
         self.train_button = button("Train", "trainButton", "Start training",
                                    "Start a run with the current model, data and method settings.", primary=True)
         self.stop_button = button("Stop", "stopButton", "Stop training",
@@ -54,6 +62,8 @@ class TrainPage(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         bar = QHBoxLayout()
+        bar.addWidget(QLabel("Name:"))
+        bar.addWidget(self.name_edit)
         for widget in (self.train_button, self.stop_button):
             bar.addWidget(widget)
         bar.addSpacing(12)
@@ -70,8 +80,21 @@ class TrainPage(QWidget):
 
     # -- actions ------------------------------------------------------------------------------
 
+    def _take_name(self) -> None:
+        self.state.set_name(self.name_edit.text())
+        self.name_edit.setModified(False)
+        self._show_name()
+
+    def _show_name(self) -> None:
+        """The config's name in the field, unless the person is typing one."""
+        cfg = self.state.config
+        if not self.name_edit.isModified() and self.name_edit.text() != cfg.name:
+            self.name_edit.setText(cfg.name)
+        self.name_edit.setPlaceholderText(f"{default_run_name(cfg)} (automatic)")
+
     def start(self) -> RunProcess | None:
         """Launch a run with the state's config; problems are shown on the page, not raised."""
+        self._take_name()  # typed but not yet confirmed with Enter
         problems = self.state.problems()
         if problems:
             lines = "\n".join(f"• {path}: {reason}" for path, reason in problems)
