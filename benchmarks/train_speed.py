@@ -210,7 +210,7 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
     times, cpu_times = [], []
     for rows in steps:
         started, cpu = time.perf_counter(), time.process_time()
-        recipe._optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
+        recipe.optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
         torch.cuda.synchronize() if meta["device"] == "cuda" else None
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu)

@@ -5,7 +5,8 @@ A checkpoint folder ``checkpoints/step-000042/`` holds:
 * ``trainable.safetensors`` - every trainable parameter by name (adapter or full weights);
 * ``adapter/`` - for PEFT methods, the adapter in PEFT format (loadable on its own);
 * ``optimizer.pt``, ``scheduler.pt`` - optimizer moments and the learning-rate schedule;
-* ``rng.pt`` - Python, NumPy and torch (CPU and CUDA) random states;
+* ``rng.pt`` - Python, NumPy and torch (CPU and CUDA) random states, of every process when
+  several trained the run (each resumes with its own: dropout masks continue exactly);
 * ``state.json`` - step, data position (epoch + batch index), tokens seen, eval history;
 * ``config.yaml`` - the configuration that produced it.
 
@@ -66,11 +67,13 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, state: TrainState,
-                    config_yaml: str, keep: int = 0) -> Path:
+                    config_yaml: str, keep: int = 0, rng_states: list[dict] | None = None) -> Path:
     """Write one checkpoint atomically, point ``latest`` at it and prune old ones.
 
     Args:
         keep: newest checkpoints kept; 0 keeps all.
+        rng_states: every process's :func:`rng_state`, by process index, when several train
+            the run (the caller gathers them); default this process's alone.
 
     Returns:
         The checkpoint folder.
@@ -81,7 +84,7 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    _write_contents(tmp, model, optimizer, scheduler, state, config_yaml)
+    _write_contents(tmp, model, optimizer, scheduler, state, config_yaml, rng_states)
     _fsync_tree(tmp)
     if final.exists():  # re-saving the same step (stop right after a periodic save)
         shutil.rmtree(final)
@@ -92,7 +95,8 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     return final
 
 
-def _write_contents(folder: Path, model, optimizer, scheduler, state: TrainState, config_yaml: str) -> None:
+def _write_contents(folder: Path, model, optimizer, scheduler, state: TrainState, config_yaml: str,
+                    rng_states: list[dict] | None) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -102,7 +106,10 @@ def _write_contents(folder: Path, model, optimizer, scheduler, state: TrainState
         model.save_pretrained(str(folder / "adapter"))
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
     torch.save(scheduler.state_dict(), folder / "scheduler.pt")
-    torch.save(rng_state(), folder / "rng.pt")
+    rng = rng_state()
+    if rng_states and len(rng_states) > 1:
+        rng["processes"] = rng_states
+    torch.save(rng, folder / "rng.pt")
     (folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
     # state.json last: a folder with it is complete even before the rename (belt and braces).
     (folder / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
@@ -171,8 +178,14 @@ def prune(checkpoints_dir: str | Path, keep: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: str | Path, model, optimizer, scheduler) -> TrainState:
-    """Restore weights, optimizer, scheduler and random states; returns the training state."""
+def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_index: int = 0,
+                    num_processes: int = 1) -> TrainState:
+    """Restore weights, optimizer, scheduler and random states; returns the training state.
+
+    With several processes each takes its own random state back, when the checkpoint was
+    written by as many; otherwise every process gets the main process's (the run continues,
+    but dropout masks differ from an uninterrupted run) and a warning says so.
+    """
     import torch
     from safetensors.torch import load_file
 
@@ -191,7 +204,7 @@ def load_checkpoint(folder: str | Path, model, optimizer, scheduler) -> TrainSta
             params[name].copy_(tensor.to(params[name].device))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
+    set_rng_state(_rng_for(torch.load(folder / "rng.pt", weights_only=False), process_index, num_processes))
     data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
 
@@ -205,6 +218,18 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _rng_for(saved: dict[str, Any], process_index: int, num_processes: int) -> dict[str, Any]:
+    """The random state process ``process_index`` of ``num_processes`` resumes with."""
+    processes = saved.get("processes") or [saved]
+    if len(processes) == num_processes:
+        return processes[process_index]
+    if num_processes > 1 or len(processes) > 1:
+        log.warning("the checkpoint holds the random states of %d process(es) and the run now has %d: every "
+                    "process resumes with the main process's, so dropout will not repeat an uninterrupted run",
+                    len(processes), num_processes)
+    return processes[0]
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

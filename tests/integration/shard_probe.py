@@ -15,7 +15,7 @@ from pathlib import Path
 def _record_rows(out_dir: Path) -> None:
     from studio.worker.recipes.sft import SFTRecipe
 
-    step = SFTRecipe._optimizer_step
+    step = SFTRecipe.optimizer_step
 
     def recorded(self, micro, n_batches):
         rows = [self.train_rows[i].row for batch in micro for i in batch]
@@ -23,7 +23,7 @@ def _record_rows(out_dir: Path) -> None:
             fh.write(" ".join(map(str, rows)) + "\n")
         return step(self, micro, n_batches)
 
-    SFTRecipe._optimizer_step = recorded
+    SFTRecipe.optimizer_step = recorded
 
 
 if __name__ == "__main__":

@@ -168,7 +168,8 @@ class SFTRecipe:
         self.virtual_tokens = cfg.method.num_virtual_tokens if cfg.method.name in ("prompt", "ptuning") else 0
         if ctx.resume_from:
             self.state = ckpt.load_checkpoint(ctx.resume_from, self.acc.unwrap_model(self.model),
-                                              self.optimizer, self.scheduler)
+                                              self.optimizer, self.scheduler, self.acc.process_index,
+                                              self.acc.num_processes)
             ctx.events.log(f"resumed from {ctx.resume_from} at step {self.state.step}")
         ctx.emit_started(params_total=self.params_total, params_trainable=self.params_trainable,
                          train_rows=len(self.train_rows), eval_rows=len(self.eval_rows), max_steps=self.max_steps,
@@ -220,7 +221,7 @@ class SFTRecipe:
             batches = epoch_batches(self.lengths, self.cfg, st.epoch, self.acc.process_index, self.acc.num_processes)
             while st.batch_index < len(batches) and st.step < self.max_steps:
                 micro = batches[st.batch_index:st.batch_index + self.cfg.train.grad_accum]
-                self._optimizer_step(micro, len(batches))
+                self.optimizer_step(micro, len(batches))
                 if st.step < self.max_steps:
                     self._periodic()
                 if self._stop_requested():
@@ -231,7 +232,10 @@ class SFTRecipe:
         self._finish()
         return "completed"
 
-    def _optimizer_step(self, micro: list[list[int]], n_batches: int) -> None:
+    def optimizer_step(self, micro: list[list[int]], n_batches: int) -> None:
+        """One optimizer step over ``micro``: micro-batches (lists of indices into ``train_rows``)
+        whose gradients accumulate; ``n_batches`` (batches in the epoch) only places the step in
+        its epoch for the event. The unit the benchmark times and the multi-process probe wraps."""
         st, acc = self.state, self.acc
         started = time.perf_counter()
         batches = [to_tensors(self._collate(rows), acc.device) for rows in micro]
@@ -413,10 +417,15 @@ class SFTRecipe:
     def save_checkpoint(self) -> None:
         """A complete, atomically written checkpoint of the current step (main process)."""
         self.acc.wait_for_everyone()
+        rng_states = None
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rng_states = gather_object([ckpt.rng_state()])  # by process index
         if self.acc.is_main_process:
             path = ckpt.save_checkpoint(self.ctx.checkpoints_dir, self.acc.unwrap_model(self.model), self.optimizer,
                                         self.scheduler, self.state, dump_yaml(self.cfg),
-                                        keep=self.cfg.output.keep_checkpoints)
+                                        keep=self.cfg.output.keep_checkpoints, rng_states=rng_states)
             self.ctx.events.emit("checkpoint", step=self.state.step, path=str(path))
         self.acc.wait_for_everyone()
 

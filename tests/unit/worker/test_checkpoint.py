@@ -61,3 +61,23 @@ def test_a_stale_or_missing_pointer_falls_back_to_the_newest_complete(tmp_path):
     assert ckpt.latest_checkpoint(tmp_path).name == "step-000001"
     with pytest.raises(RunError, match="not a complete checkpoint"):
         ckpt.load_checkpoint(tmp_path / "step-000002", model, opt, sched)
+
+
+def test_each_process_gets_its_own_random_state_back_and_a_mismatch_warns(tmp_path, caplog):
+    model, opt, sched = _parts()
+    states = []
+    for seed in (10, 11):  # what two processes' streams look like when the checkpoint is written
+        random.seed(seed)
+        torch.manual_seed(seed)
+        states.append(ckpt.rng_state())
+    folder = ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=1), "", rng_states=states)
+    for index, seed in enumerate((10, 11)):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        expected = (random.random(), torch.rand(1))
+        ckpt.load_checkpoint(folder, *_parts(), process_index=index, num_processes=2)
+        assert (random.random(), torch.rand(1)) == expected
+    random.seed(10)
+    expected = random.random()
+    ckpt.load_checkpoint(folder, *_parts(), process_index=2, num_processes=3)  # resumed on more processes
+    assert random.random() == expected and "the run now has 3" in caplog.text
