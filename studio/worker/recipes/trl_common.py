@@ -52,6 +52,37 @@ def preference_rows(examples: list, setting: str = "data.train") -> list[dict]:
     return rows
 
 
+def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dict]:
+    """Preference pairs as token ids (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) made by core
+    encoding, with the run's template, max_length and truncation side: the pairs the Inspect page
+    shows are the pairs that train. Pairs left with an empty answer by truncation are dropped,
+    with a warning.
+
+    Raises:
+        DataError: the data holds no preference pairs.
+    """
+    preference_rows(examples, setting)  # the same check and message when there are no pairs
+    encoder = ctx.encoder()
+    rows, empty = [], []
+    for example in examples:
+        if example.kind != "preference":
+            continue
+        pair = encoder.encode_pair(example)
+        ids, cut = pair.chosen.input_ids, pair.prompt_len
+        row = {"prompt_ids": ids[:cut], "chosen_ids": ids[cut:], "rejected_ids": pair.rejected.input_ids[cut:]}
+        if row["chosen_ids"] and row["rejected_ids"]:
+            rows.append(row)
+        else:
+            empty.append(pair.row)
+    if empty:
+        ctx.events.warning("no_loss_tokens", f"{len(empty)} {setting} pair(s) keep no answer token after truncation "
+                           f"to data.max_length and are skipped: rows {empty[:20]}", rows=empty)
+    if examples and not rows and setting == "data.train":
+        raise DataError(f"no preference pair keeps an answer token within data.max_length={ctx.cfg.data.max_length}",
+                        "raise data.max_length, or shorten the prompts")
+    return rows
+
+
 def dataset(rows: list[dict]):
     """A ``datasets.Dataset`` from row dicts (``None`` for no rows)."""
     if not rows:

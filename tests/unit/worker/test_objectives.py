@@ -43,19 +43,16 @@ def model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, stop_at: int = 0, resume: str = "",
-         **train) -> tuple[str, list[dict], Path]:
-    """Train one objective in this process through the worker's own RunContext; returns (status, events, run dir).
-
-    ``stop_at``: request a stop (as SIGTERM does) once that step is reported; ``resume``: a
-    checkpoint name under the same run folder to continue from.
-    """
+def _context(model_dir: Path, tmp_path: Path, objective: str, data: Path, resume: str = "", data_settings=None,
+             **train):
+    """The worker's own RunContext for a few steps of ``objective`` on ``data``."""
     from studio.worker.context import RunContext
     from studio.worker.events import Events
 
     cfg = config_mod.from_dict({
         "model": {"path": str(model_dir)},
-        "data": {"train": str(data), "max_length": 128, "eval_fraction": 0.1, "padding": "longest"},
+        "data": {"train": str(data), "max_length": 128, "eval_fraction": 0.1, "padding": "longest",
+                 **(data_settings or {})},
         "method": {"name": "lora", "rank": 4, "alpha": 8},
         "train": {"objective": objective, "max_steps": 2, "batch_size": 2, "precision": "fp32", "device": "cpu",
                   "learning_rate": 1e-3, **train},
@@ -66,14 +63,25 @@ def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, stop_at: i
     run_dir.mkdir(exist_ok=True)
     config_mod.save(cfg, run_dir / "config.yaml")
     events = Events(run_dir / "events.jsonl", stdout=None)
-    ctx = RunContext(cfg, run_dir, events, resume_from=run_dir / "checkpoints" / resume if resume else None)
+    return RunContext(cfg, run_dir, events, resume_from=run_dir / "checkpoints" / resume if resume else None)
+
+
+def _run(model_dir: Path, tmp_path: Path, objective: str, data: Path, stop_at: int = 0, resume: str = "",
+         **train) -> tuple[str, list[dict], Path]:
+    """Train one objective in this process through the worker's own RunContext; returns (status, events, run dir).
+
+    ``stop_at``: request a stop (as SIGTERM does) once that step is reported; ``resume``: a
+    checkpoint name under the same run folder to continue from.
+    """
+    ctx = _context(model_dir, tmp_path, objective, data, resume, **train)
+    events = ctx.events
     if stop_at:
         events.subscribe(lambda e: setattr(ctx, "stop_requested", ctx.stop_requested or
                                            (e["type"] == "step" and e["step"] >= stop_at)))
     status = importlib.import_module(f"studio.worker.recipes.{objective}").run(ctx)
     events.close()
-    lines = (run_dir / "events.jsonl").read_text().splitlines()
-    return status, [json.loads(line) for line in lines], run_dir
+    lines = (ctx.run_dir / "events.jsonl").read_text().splitlines()
+    return status, [json.loads(line) for line in lines], ctx.run_dir
 
 
 def _check(status: str, events: list[dict], run_dir: Path) -> None:
@@ -98,6 +106,28 @@ def test_dpo_trains_and_reports(model_dir, tmp_path):
     assert [e["step"] for e in events if e["type"] == "eval"] == [2]  # evaluated once at the end, not twice
     step = next(e for e in events if e["type"] == "step")
     assert "rewards/margins" in step  # TRL's preference metrics travel with the step event
+
+
+def test_dpo_trains_on_the_pairs_core_encoding_shows(model_dir, tmp_path):
+    """Left truncation to a short max_length: TRL's own tokenizing would cut chosen and rejected
+    each on its own from the start; the trainer must get exactly the Inspect page's pairs."""
+    from studio.core.encoding import IGNORE
+    from studio.worker.recipes import dpo
+
+    ctx = _context(model_dir, tmp_path, "dpo", PREFS, data_settings={"max_length": 40, "truncation_side": "left"})
+    trainer = dpo.build_trainer(ctx)
+    pairs = [ctx.encoder().encode_pair(ex) for ex in ctx.train_examples]
+    assert len(trainer.train_dataset) == len(pairs) > 0
+    assert any(p.chosen.original_length > 40 for p in pairs)  # truncation did happen
+    for row, pair in zip(trainer.train_dataset, pairs):
+        assert row["prompt_ids"] + row["chosen_ids"] == pair.chosen.input_ids
+        assert row["prompt_ids"] + row["rejected_ids"] == pair.rejected.input_ids
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    for k, side in enumerate((pairs[0].chosen, pairs[1].chosen, pairs[0].rejected, pairs[1].rejected)):
+        n = len(side.input_ids)
+        assert batch["input_ids"][k, :n].tolist() == side.input_ids
+        assert batch["completion_mask"][k, :n].tolist() == [int(label != IGNORE) for label in side.labels]
+        assert set(batch["input_ids"][k, n:].tolist()) <= {ctx.pad.id}
 
 
 def test_kto_rows_come_from_pairs_and_train(model_dir, tmp_path):
