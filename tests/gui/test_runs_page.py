@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractItemView, QLineEdit
+from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QLineEdit
 
 from studio.core import config as configmod
 from studio.core.runs import Registry
@@ -181,7 +181,7 @@ def test_a_run_already_read_elsewhere_is_replayed_in_slices(qtbot, runs, monkeyp
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_branch_from_a_stopped_runs_checkpoint_and_overlay_both(qtbot, model_dir):
+def test_branch_resume_overlay_and_export_a_real_run(qtbot, model_dir, tmp_path, monkeypatch):
     controller = RunsController()
     first = controller.start_run(quick_config(model_dir, max_steps=20))
     qtbot.waitUntil(lambda: sum(e["type"] == "step" for e in first.history()) >= 2, timeout=300000)
@@ -211,3 +211,21 @@ def test_branch_from_a_stopped_runs_checkpoint_and_overlay_both(qtbot, model_dir
     assert len(names) == 2 and all(len(series[n]) >= 2 for n in names)
     branch_steps = series[next(n for n in names if "branch" in n)].x
     assert branch_steps.min() > 1 and branch_steps.max() == 20  # it started from the checkpoint's step
+
+    # Resume the stopped run itself from the Runs page, then export it merged.
+    page.select_runs([first.run_dir])
+    qtbot.waitUntil(lambda: page.resume_button.isEnabled(), timeout=10000)
+    with qtbot.waitSignal(controller.run_started, timeout=10000) as resumed:
+        qtbot.mouseClick(page.resume_button, Qt.LeftButton)
+    assert resumed.args[0].run_dir == first.run_dir
+    with qtbot.waitSignal(resumed.args[0].finished, timeout=400000) as done:
+        pass
+    assert done.args[0].status == "completed", done.args[0].error + done.args[0].log_tail
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    qtbot.waitUntil(lambda: page.export.merged_button.isEnabled(), timeout=10000)
+    with qtbot.waitSignal(page.export.proc.finished, timeout=300000):
+        qtbot.mouseClick(page.export.merged_button, Qt.LeftButton)
+    out = tmp_path / f"{Path(first.run_dir).name}-merged"
+    assert page.export.result.text() == f"Exported to {out}", page.export.result.text()
+    assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
+    assert list(out.glob("*.safetensors"))
