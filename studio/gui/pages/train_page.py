@@ -64,6 +64,7 @@ class TrainPage(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Name:"))
         bar.addWidget(self.name_edit)
+        bar.addSpacing(8)
         for widget in (self.train_button, self.stop_button):
             bar.addWidget(widget)
         bar.addSpacing(12)
