@@ -79,9 +79,11 @@ class RunView(QWidget):
     checkpoints_changed = Signal(list)
     outcome_changed = Signal(object)
 
-    def __init__(self, prefix: str = "", parent: QWidget | None = None) -> None:
+    def __init__(self, prefix: str = "", parent: QWidget | None = None,
+                 empty_text: str = "No run yet.") -> None:
         super().__init__(parent)
         self._prefix = prefix
+        self._empty_text = empty_text
         self.proc: RunProcess | None = None
         self._connected = False
         self._replay: list | None = None
@@ -156,14 +158,30 @@ class RunView(QWidget):
         split.setChildrenCollapsible(False)
         tabs.setMinimumWidth(280)
         split.setSizes([900, 340])
-        box = QVBoxLayout(self)
+        # Until there is a run to show, one sentence says what will appear here, instead of
+        # empty axes from 0 to 1.
+        self.content = QWidget()
+        box = QVBoxLayout(self.content)
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(top)
         box.addWidget(self.summary_label)
-        box.addWidget(self.banner)
         box.addWidget(self.tail_box)
         box.addWidget(self.notices)
         box.addWidget(split, 1)
+        self.empty_label = self._name(QLabel(self._empty_text), "runEmptyLabel", "No run shown")
+        self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setProperty("role", "muted")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.banner)  # also for errors before any run (settings to fix)
+        outer.addWidget(self.content, 1)
+        outer.addWidget(self.empty_label, 1)
+        self._show_content(False)
+
+    def _show_content(self, shown: bool) -> None:
+        self.content.setVisible(shown)
+        self.empty_label.setVisible(not shown)
 
     # -- following a run ----------------------------------------------------------------------
 
@@ -180,6 +198,7 @@ class RunView(QWidget):
         self._replay_timer.stop()
         self.clear()
         self.proc = proc
+        self._show_content(proc is not None)
         if proc is None:
             return
         self._replay = [0, proc.offset, [], None]  # offset, end, queued live events, outcome
@@ -235,6 +254,8 @@ class RunView(QWidget):
 
     def add_events(self, events: list[dict]) -> None:
         """Take a slice of protocol events (curves are redrawn by a timer, not here)."""
+        if events and not self.content.isVisibleTo(self):
+            self._show_content(True)
         self.panel.add_events(events)
         for event in events:
             self._handle(event)

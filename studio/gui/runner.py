@@ -34,6 +34,9 @@ POLL_MS = 200
 CATCH_UP_MS = 30
 #: Longest time one poll spends reading a backlog before letting the window paint and take input.
 SLICE_BUDGET_S = 0.05
+#: After its final event a worker still writes its last lines (a traceback) to worker.log and
+#: exits; the outcome waits this long for the exit so its log tail holds those lines.
+EXIT_GRACE_S = 3.0
 #: Bytes of event log read per poll (about 500 step events): replaying a million-step log then
 #: takes many short slices between which the window keeps painting, instead of one long freeze.
 MAX_READ = 128 * 1024
@@ -103,6 +106,7 @@ class RunProcess(QObject):
         self.offset = 0
         self._history_end = 0
         self._final: dict | None = None
+        self._final_at = 0.0
         self._outcome: RunOutcome | None = None
         self._last_error = ("", "")
         self._logs: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
@@ -166,6 +170,8 @@ class RunProcess(QObject):
             behind = self._read_new()
         self._timer.setInterval(POLL_MS)
         if self._final is not None:
+            if alive and time.monotonic() - self._final_at < EXIT_GRACE_S:
+                return  # the final event is in: let the process finish writing worker.log and exit
             self._finish(self._outcome_from_final())
         elif behind:
             self._timer.setInterval(CATCH_UP_MS)  # one slice per tick; input and painting run between
@@ -192,7 +198,7 @@ class RunProcess(QObject):
     def _dispatch(self, ev: dict, history: bool, emit: bool = True) -> None:
         kind = ev.get("type")
         if kind == "finished" and not history:
-            self._final = ev
+            self._final, self._final_at = ev, time.monotonic()
         elif kind == "log":
             self._logs.append(ev.get("text", ""))
         if ev.get("error"):

@@ -97,7 +97,11 @@ def test_table_lists_the_registry(page, runs):
 
 
 def test_clicking_a_run_opens_its_curves(qtbot, page, runs):
+    # Before a run is chosen: a sentence saying what to do, not empty axes.
+    assert page.view.empty_label.isVisible() and not page.view.panel.isVisible()
+    assert page.view.empty_label.text().startswith("Select a run in the table")
     click_row(qtbot, page, row_of(page, runs["done"]))
+    assert page.view.panel.isVisible() and not page.view.empty_label.isVisible()
     qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") == 40, timeout=5000)
     assert page.view.panel.loss.point_count("eval") == 4
     qtbot.waitUntil(lambda: page.view.status_label.text() == "Completed", timeout=5000)

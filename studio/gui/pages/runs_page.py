@@ -73,7 +73,9 @@ class RunsPage(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.itemChanged.connect(self._on_item_changed)
-        self.view = RunView(prefix="opened")
+        self.view = RunView(prefix="opened", empty_text="Select a run in the table to see its curves, log and "
+                                                        "sample answers. Select several (Ctrl or Shift) to "
+                                                        "compare them.")
         self.compare = CompareView()
         self.tabs = named(QTabWidget(), "runsTabs", "Opened run and comparison")
         self.tabs.addTab(self.view, "Opened run")

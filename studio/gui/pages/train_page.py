@@ -27,7 +27,9 @@ class TrainPage(QWidget):
         super().__init__(parent)
         self.state = state
         self.controller = runs_controller
-        self.view = RunView()
+        self.view = RunView(empty_text="No run yet. Press Train to start one with the settings of the Model, "
+                                       "Data and Method pages: its loss, learning rate, log and sample answers "
+                                       "appear here as it trains.")
         self._build()
         self.controller.run_started.connect(self.watch)
         self.state.config_changed.connect(self._show_name)
@@ -39,7 +41,8 @@ class TrainPage(QWidget):
     def _build(self) -> None:
         box = page_layout(self, "Train", "Start a run with the settings from the previous pages and watch it "
                                          "live. Runs keep training if you close the window.")
-        self.run_label = named(role_label("No run yet: press Train.", "muted"), "runNameLabel", "Current run")
+        self.run_label = named(role_label("", "muted"), "runNameLabel", "Current run")
+        self.run_label.hide()
         self.name_edit = named(QLineEdit(), "runNameEdit", "Name of the next run")
         self.name_edit.setMinimumWidth(220)
         self.name_edit.setToolTip("How the run is listed on the Runs page; its folder is this name and the "
@@ -61,10 +64,13 @@ class TrainPage(QWidget):
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
+        self.name_edit.setMaximumWidth(420)
+        name_row = QHBoxLayout()
+        name_row.addWidget(QLabel("Name of the run:"))
+        name_row.addWidget(self.name_edit, 1)
+        name_row.addStretch(1)
+        box.addLayout(name_row)
         bar = QHBoxLayout()
-        bar.addWidget(QLabel("Name:"))
-        bar.addWidget(self.name_edit)
-        bar.addSpacing(8)
         for widget in (self.train_button, self.stop_button):
             bar.addWidget(widget)
         bar.addSpacing(12)
@@ -137,6 +143,7 @@ class TrainPage(QWidget):
         """Show ``proc`` (a run the controller just launched, resumed or reattached)."""
         self.view.watch(proc)
         self.run_label.setText(f"Run folder: {proc.run_dir}")
+        self.run_label.show()
         self._fill_checkpoints(self.view.checkpoints())
         self._update_buttons()
 
