@@ -131,6 +131,10 @@ class ChatPage(QWidget):
         self.titles = {"tuned": role_label("Trained run", "subtitle"), "base": role_label("Base model", "subtitle")}
         self.views = {"tuned": named(QTextBrowser(), "tunedTranscript", "Trained model's answers"),
                       "base": named(QTextBrowser(), "baseTranscript", "Base model's answers")}
+        self.views["tuned"].setPlaceholderText("Choose a run above and press Load model; then type a message "
+                                               "below. The trained model's answers appear here.")
+        self.views["base"].setPlaceholderText("The base model answers the same messages here, so you can see "
+                                              "what training changed.")
         for col, side in enumerate(SIDES):
             grid.addWidget(self.titles[side], 0, col)
             grid.addWidget(self.views[side], 1, col)
