@@ -130,14 +130,23 @@ def test_dpo_trains_on_the_pairs_core_encoding_shows(model_dir, tmp_path):
         assert set(batch["input_ids"][k, n:].tolist()) <= {ctx.pad.id}
 
 
-def test_kto_rows_come_from_pairs_and_train(model_dir, tmp_path):
-    from studio.worker.recipes.kto import unpaired_rows
+def test_kto_rows_come_from_core_encodings_pairs_and_train(model_dir, tmp_path):
+    from studio.worker.recipes import kto
 
-    pair = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
-            "rejected": [{"role": "assistant", "content": "bad"}]}
-    assert [(r["completion"][0]["content"], r["label"]) for r in unpaired_rows([pair])] == [("good", True),
-                                                                                           ("bad", False)]
-    _check(*_run(model_dir, tmp_path, "kto", PREFS))
+    ctx = _context(model_dir, tmp_path, "kto", PREFS, data_settings={"max_length": 40, "truncation_side": "left"})
+    trainer = kto.build_trainer(ctx)
+    pairs = [ctx.encoder().encode_pair(ex) for ex in ctx.train_examples]
+    rows = list(trainer.train_dataset)
+    assert len(rows) == 2 * len(pairs)
+    for pair, good, bad in zip(pairs, rows[0::2], rows[1::2]):
+        assert (good["label"], bad["label"]) == (True, False)
+        assert good["prompt_ids"] + good["completion_ids"] == pair.chosen.input_ids
+        assert bad["prompt_ids"] + bad["completion_ids"] == pair.rejected.input_ids
+    assert trainer.calculate_KL  # TRL's default KTO loss: each row's KL completion is its batch neighbour's answer
+    assert rows[1]["KL_completion_ids"] == rows[0]["completion_ids"]
+    assert rows[0]["KL_completion_ids"] == rows[1]["completion_ids"]  # batch of 2: the two swap
+    (tmp_path / "trained").mkdir()
+    _check(*_run(model_dir, tmp_path / "trained", "kto", PREFS))
 
 
 def test_orpo_trains_and_reports(model_dir, tmp_path):
