@@ -24,7 +24,8 @@ STATUS_TEXT = {"running": "Training", "completed": "Completed", "stopped": "Stop
                "failed": "Failed", "": "No run yet"}
 STATUS_COLOURS = {"running": "#1d4ed8", "completed": "#15803d", "stopped": "#92400e", "failed": "#b91c1c"}
 WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding",
-                  "bad_rows": "Bad rows", "no_loss_tokens": "No loss tokens", "template": "Chat template",
+                  "bad_rows": "Bad rows", "no_loss_tokens": "No loss tokens", "too_long": "Too long",
+                  "template": "Chat template",
                   "learning_rate": "Learning rate"}
 
 

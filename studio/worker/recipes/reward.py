@@ -10,6 +10,11 @@ Methods: LoRA-family, IA3 and prompt methods train as PEFT ``SEQ_CLS`` adapters 
 trains and saves the new ``score`` layer); full and freeze train the weights directly, and the
 score layer always trains. ``final/`` holds a sequence-classification model or adapter, marked
 ``"task": "reward"`` in its manifest.
+
+Data: preference pairs, each side rendered and tokenized by core encoding as a whole
+conversation (what the Inspect page shows) and handed to TRL as ``chosen_ids``/``rejected_ids``.
+A pair longer than ``data.max_length`` is skipped with a warning, not cut: the score is read at
+the last token.
 """
 
 from __future__ import annotations
@@ -73,22 +78,26 @@ def apply_reward_method(model, cfg):
 
 def run(ctx) -> str:
     """Train ``ctx.cfg`` as a reward model; returns ``"completed"`` or ``"stopped"``."""
-    from trl import RewardConfig, RewardTrainer
-
-    cfg = ctx.cfg
     ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
-    train_rows = common.preference_rows(ctx.train_examples)
-    eval_rows = common.preference_rows(ctx.eval_examples, "data.eval")
-    tokenizer = ctx.hf_tokenizer()
-    model = load_reward_model(ctx, tokenizer.pad_token_id)
-    args = common.training_args(ctx, RewardConfig, max_length=cfg.data.max_length)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=common.dataset(train_rows),
-                            eval_dataset=common.dataset(eval_rows), processing_class=tokenizer,
-                            callbacks=[common.StudioCallback(ctx, len(train_rows), len(eval_rows))])
+    trainer = build_trainer(ctx)
     status = common.train(ctx, trainer)
     if status == "completed" and trainer.is_world_process_zero():
         _mark_reward(ctx)
     return status
+
+
+def build_trainer(ctx):
+    """TRL's RewardTrainer over core encoding's whole pairs (token ids, which TRL takes as they are)."""
+    from trl import RewardConfig, RewardTrainer
+
+    train_rows = common.scored_pairs(ctx, ctx.train_examples)
+    eval_rows = common.scored_pairs(ctx, ctx.eval_examples, "data.eval")
+    tokenizer = ctx.hf_tokenizer()
+    model = load_reward_model(ctx, tokenizer.pad_token_id)
+    args = common.training_args(ctx, RewardConfig, max_length=ctx.cfg.data.max_length)
+    return RewardTrainer(model=model, args=args, train_dataset=common.dataset(train_rows),
+                         eval_dataset=common.dataset(eval_rows), processing_class=tokenizer,
+                         callbacks=[common.StudioCallback(ctx, len(train_rows), len(eval_rows))])
 
 
 def _mark_reward(ctx) -> None:

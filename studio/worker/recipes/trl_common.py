@@ -83,6 +83,36 @@ def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dic
     return rows
 
 
+def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]:
+    """Preference pairs as whole sequences (``chosen_ids``, ``rejected_ids``) for a reward model,
+    made by core encoding. A reward model reads its score at the last token, so a pair longer
+    than data.max_length is skipped rather than cut (a cut answer would be scored), with a
+    warning naming the rows.
+
+    Raises:
+        DataError: the data holds no preference pairs, or none fits data.max_length.
+    """
+    preference_rows(examples, setting)  # the same check and message when there are no pairs
+    limit = ctx.cfg.data.max_length
+    encoder = ctx.encoder(max_length=None)
+    rows, long = [], []
+    for example in examples:
+        if example.kind != "preference":
+            continue
+        pair = encoder.encode_pair(example)
+        if limit and max(len(pair.chosen.input_ids), len(pair.rejected.input_ids)) > limit:
+            long.append(pair.row)
+        else:
+            rows.append({"chosen_ids": pair.chosen.input_ids, "rejected_ids": pair.rejected.input_ids})
+    if long:
+        ctx.events.warning("too_long", f"{len(long)} {setting} pair(s) are longer than data.max_length={limit} "
+                           f"and are skipped (a reward model scores the last token): rows {long[:20]}", rows=long,
+                           hint="raise data.max_length to train on them")
+    if examples and not rows and setting == "data.train":
+        raise DataError(f"no preference pair fits within data.max_length={limit}", "raise data.max_length")
+    return rows
+
+
 def dataset(rows: list[dict]):
     """A ``datasets.Dataset`` from row dicts (``None`` for no rows)."""
     if not rows:

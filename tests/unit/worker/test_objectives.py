@@ -173,6 +173,26 @@ def test_reward_model_trains_a_score_head(model_dir, tmp_path):
     assert saved["pad_token"] == pad.token
 
 
+def test_reward_model_scores_core_encodings_whole_pairs_and_skips_long_ones(model_dir, tmp_path):
+    """Cutting a pair would score a cut answer (the score is read at the last token): too long is skipped."""
+    from studio.worker.recipes import reward, trl_common
+
+    ctx = _context(model_dir, tmp_path, "reward", PREFS, data_settings={"max_length": 60})
+    warnings = []
+    ctx.events.subscribe(lambda e: warnings.append(e) if e["type"] == "warning" else None)
+    rows = trl_common.scored_pairs(ctx, ctx.train_examples)
+    whole = [ctx.encoder(max_length=None).encode_pair(ex) for ex in ctx.train_examples]
+    fits = [p for p in whole if max(len(p.chosen.input_ids), len(p.rejected.input_ids)) <= 60]
+    assert 0 < len(rows) == len(fits) < len(whole)
+    assert [(r["chosen_ids"], r["rejected_ids"]) for r in rows] == \
+        [(p.chosen.input_ids, p.rejected.input_ids) for p in fits]
+    warning = next(e for e in warnings if e["code"] == "too_long")
+    assert sorted(warning["rows"]) == sorted(p.row for p in whole if p not in fits)
+    trainer = reward.build_trainer(ctx)  # TRL takes chosen_ids/rejected_ids as they are
+    assert [(r["chosen_ids"], r["rejected_ids"]) for r in trainer.train_dataset] == \
+        [(r["chosen_ids"], r["rejected_ids"]) for r in rows]
+
+
 def test_reward_functions_score_what_they_say():
     from studio.core.errors import ConfigError
     from studio.worker import rewards
