@@ -220,6 +220,35 @@ def test_preference_rows_show_chosen_or_rejected(qtbot):
     qtbot.waitUntil(lambda: p.batch is not None and len(p.batch.rows) == 2 * cfg.train.batch_size, timeout=20_000)
 
 
+@pytest.mark.parametrize("objective", ["dpo", "kto", "reward"])
+def test_preference_batches_are_shown_as_trl_batches_them(qtbot, objective):
+    """Chosen block then rejected block (DPO, reward) or alternating rows (KTO), right-padded to the
+    longest whatever data.padding says; a reward model's pairs are whole."""
+    cfg = initial_config()
+    cfg.data.train = str(Path(cfg.data.train).with_name("travel_prefs.jsonl"))
+    cfg.train.objective, cfg.train.batch_size = objective, 4
+    cfg.data.padding, cfg.data.max_length = "packing", 64
+    p = _shown(qtbot, StudioState(cfg))
+    assert not p.padding.isEnabled() and "padded by TRL" in p.padding.toolTip()
+    tokenizer = load_tokenizer(cfg.model.path)
+    examples = load_examples(cfg.data.train).examples
+    limit = None if objective == "reward" else 64
+    pairs = [Encoder(tokenizer, EncodeOptions(max_length=limit)).encode_pair(ex) for ex in examples[:4]]
+    if objective == "kto":
+        expected = [seq for pair in pairs[:2] for seq in (pair.chosen, pair.rejected)]
+    else:
+        expected = [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]
+    qtbot.waitUntil(lambda: p.batch is not None and len(p.batch.rows) == len(expected), timeout=20_000)
+    assert [[c.token_id for c in row if not c.pad] for row in p.batch.rows] == [e.input_ids for e in expected]
+    assert len({len(row) for row in p.batch.rows}) == 1  # padded to the longest
+    assert all(not c.pad for row in p.batch.rows for c in row[:1])  # on the right
+    if objective == "reward":
+        long = next(i for i, ex in enumerate(examples)
+                    if len(Encoder(tokenizer, EncodeOptions()).encode_pair(ex).chosen.input_ids) > 64)
+        p.row_spin.setValue(long + 1)
+        qtbot.waitUntil(lambda: "Skipped in training" in p.row_info.text(), timeout=20_000)
+
+
 def test_unrelated_settings_do_not_re_encode(page, state, qtbot):
     before = page.row_result
     state.set_field("train", "learning_rate", 1e-5)

@@ -80,6 +80,7 @@ class InspectPage(QWidget):
         self.trunc_side = self._combo("truncationSideCombo", "Truncation side", "data", "truncation_side",
                                       ("right", "left"))
         self.padding = self._combo("paddingCombo", "Padding", "data", "padding", configmod.PADDING)
+        self._padding_help = self.padding.toolTip()
         self.multiple = self._spin("multipleOfSpin", "Pad to a multiple of", "data", "pad_to_multiple_of", 1, 4096)
         self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
@@ -144,7 +145,7 @@ class InspectPage(QWidget):
                cfg.data.pad_token)
         d = cfg.data
         view_key = (cfg.model.template, d.loss, d.max_length, d.truncation_side, d.padding, d.pad_to_multiple_of,
-                    d.padding_side, cfg.train.batch_size)
+                    d.padding_side, cfg.train.batch_size, cfg.train.objective)
         if key != self._sources_key:
             self._sources_key, self._view_key = key, view_key
             self.sources = None
@@ -166,8 +167,13 @@ class InspectPage(QWidget):
             else:
                 widget.setValue(int(value))
             widget.blockSignals(False)
-        self.multiple.setEnabled(cfg.data.padding == "multiple")
-        self.pad_side.setEnabled(cfg.data.padding != "packing")
+        # Preference objectives are batched by TRL's collators: right padding to the longest row.
+        trl_batches = cfg.train.objective in work.TRL_BATCHES
+        self.padding.setEnabled(not trl_batches)
+        self.padding.setToolTip(f"{cfg.train.objective.upper()} batches are padded by TRL: every sequence to the "
+                                "longest of its batch, on the right." if trl_batches else self._padding_help)
+        self.multiple.setEnabled(cfg.data.padding == "multiple" and not trl_batches)
+        self.pad_side.setEnabled(cfg.data.padding != "packing" and not trl_batches)
 
     def _sources_loaded(self, sources: work.Sources) -> None:
         self.sources = sources
@@ -215,6 +221,8 @@ class InspectPage(QWidget):
                 f"{result.template} · pad token {self.sources.pad.token!r} (id {self.sources.pad.id})")
         if enc.truncated:
             text += f"\nTruncated: {enc.original_length} tokens cut to {real}; {enc.lost_loss_tokens} loss token(s) lost."
+        elif view.cut_note:
+            text += "\n" + view.cut_note  # a reward-model pair too long to train on
         self.row_info.setText(text)
         notes = result.encoder_warnings + view.warnings
         if notes:

@@ -36,11 +36,17 @@ def load_sources(cfg: RunConfig) -> Sources:
     return Sources(tokenizer, TokenText(tokenizer), report, choose_pad_token(tokenizer, cfg.data.pad_token))
 
 
+#: Objectives whose batches TRL's collators make: every sequence right-padded to the longest.
+TRL_BATCHES = ("dpo", "kto", "orpo", "reward")
+
+
 def encode_options(cfg: RunConfig):
     from studio.core.encoding import EncodeOptions
 
     d = cfg.data
-    return EncodeOptions(template=cfg.model.template, loss=d.loss, max_length=d.max_length,
+    # A reward model is trained on whole pairs (a longer one is skipped, not cut).
+    max_length = None if cfg.train.objective == "reward" else d.max_length
+    return EncodeOptions(template=cfg.model.template, loss=d.loss, max_length=max_length,
                          truncation_side=d.truncation_side)
 
 
@@ -48,18 +54,40 @@ def pad_options(cfg: RunConfig, pad_id: int):
     from studio.core.encoding import PadOptions
 
     d = cfg.data
+    if cfg.train.objective in TRL_BATCHES:
+        return PadOptions(strategy="longest", pad_id=pad_id, side="right")
     return PadOptions(strategy=d.padding, pad_id=pad_id, side=d.padding_side, multiple_of=d.pad_to_multiple_of,
                       max_length=d.max_length)
 
 
-def sequences(encoder, examples: list) -> list:
-    """Encoded sequences of rows: a preference row gives its chosen then its rejected sequence."""
+def sequences(encoder, examples: list, objective: str = "sft") -> list:
+    """Encoded sequences of rows in the order the objective's batches hold them.
+
+    Preference rows: DPO, ORPO and reward batches hold every chosen sequence, then every
+    rejected one (TRL's collators); KTO's rows alternate (chosen, rejected) as Studio splits the
+    pairs; SFT trains on the chosen sequence and shows both, each after the other.
+    """
     if examples and examples[0].chosen is not None:
-        out = []
-        for pair in (encoder.encode_pair(ex) for ex in examples):
-            out += [pair.chosen, pair.rejected]
-        return out
+        pairs = [encoder.encode_pair(ex) for ex in examples]
+        if objective in ("dpo", "orpo", "reward"):
+            return [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        return [seq for p in pairs for seq in (p.chosen, p.rejected)]
     return encoder.encode_many(examples)
+
+
+def batch_rows(cfg: RunConfig, preference: bool) -> int:
+    """Dataset rows in one batch: KTO's batch of ``batch_size`` sequences holds half as many pairs."""
+    size = cfg.train.batch_size
+    return -(-size // 2) if preference and cfg.train.objective == "kto" else size
+
+
+def too_long_note(cfg: RunConfig, encoded) -> str:
+    """Why a reward-model pair longer than data.max_length is not trained on (empty if it is)."""
+    limit = cfg.data.max_length
+    if cfg.train.objective == "reward" and limit and len(encoded.input_ids) > limit:
+        return (f"Skipped in training: {len(encoded.input_ids)} tokens, over data.max_length={limit}. A reward "
+                "model reads its score at the last token, so Studio skips such pairs rather than cut them.")
+    return ""
 
 
 @dataclass
@@ -82,6 +110,9 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
         encoded = encoder.encode(example)
     options = pad_options(cfg, src.pad.id)
     view = row_view(encoded, collate([encoded], options), src.text, src.pad.id, cfg.data.truncation_side)
+    note = too_long_note(cfg, encoded) if example.chosen is not None else ""
+    if note:
+        view.cut_after, view.cut_note = len(encoded.input_ids) - 1, note
     return RowResult(view, encoder.template.name, list(encoder.warnings))
 
 
@@ -90,10 +121,13 @@ def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
     from studio.core.encoding import Encoder, collate
 
     encoder = Encoder(src.tokenizer, encode_options(cfg))
-    examples = src.report.examples[index:index + cfg.train.batch_size]
-    encoded = sequences(encoder, examples)
+    preference = bool(src.report.examples) and src.report.examples[0].chosen is not None
+    examples = src.report.examples[index:index + batch_rows(cfg, preference)]
+    encoded = sequences(encoder, examples, cfg.train.objective)
+    if preference and cfg.train.objective == "kto":
+        encoded = encoded[:cfg.train.batch_size]
     options = pad_options(cfg, src.pad.id)
-    return batch_view(encoded, collate(encoded, options), src.text, src.pad.id, cfg.data.padding)
+    return batch_view(encoded, collate(encoded, options), src.text, src.pad.id, options.strategy)
 
 
 def length_stats(src: Sources, cfg: RunConfig):
