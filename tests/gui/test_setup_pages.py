@@ -109,6 +109,20 @@ def test_data_page_reads_the_sample_dataset(qtbot, state):
     assert "to train on" in page.split_label.text()
 
 
+def test_a_saved_dataset_folder_is_picked_with_the_folder_button(qtbot, state, tmp_path, monkeypatch):
+    import datasets
+    from PySide6.QtWidgets import QFileDialog
+
+    rows = [{"prompt": f"Capital number {i}?", "completion": f"City {i}."} for i in range(5)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    page = _page(qtbot, DataPage, state)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "saved"))
+    qtbot.mouseClick(page.picker.folder_button, Qt.LeftButton)
+    assert state.config.data.train == str(tmp_path / "saved")
+    qtbot.waitUntil(lambda: page.report is not None and page.report.usable_rows == 5, timeout=10_000)
+    assert page.report.format == "prompt_completion"
+
+
 def test_bad_rows_are_listed_with_the_raw_row(qtbot, state, tmp_path):
     data = tmp_path / "mixed.jsonl"
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}

@@ -51,8 +51,8 @@ class DataPage(QWidget):
         self._loaded_key: tuple | None = None
         self._tasks = TaskRunner(self)
         layout = page_layout(self, "Data", "The conversations the model learns from. Studio reads JSONL, JSON, "
-                             "CSV and Parquet in the OpenAI messages, ShareGPT, Alpaca, prompt/completion "
-                             "and preference-pair shapes.")
+                             "CSV, Parquet and saved dataset folders in the OpenAI messages, ShareGPT, Alpaca, "
+                             "prompt/completion and preference-pair shapes.")
         self.banner = ErrorBanner("dataBanner", self)
         layout.addWidget(self.banner)
         layout.addLayout(self._file_row())
@@ -68,7 +68,9 @@ class DataPage(QWidget):
 
     def _file_row(self) -> QHBoxLayout:
         self.picker = PathPicker("dataPathEdit", "Training data file", file_filter=DATA_FILTER,
-                                 placeholder="a .jsonl, .json, .csv or .parquet file", parent=self)
+                                 placeholder="a .jsonl, .json, .csv or .parquet file, or a saved dataset folder",
+                                 folder_too="A dataset saved with the datasets library's save_to_disk "
+                                            "(a Dataset or a DatasetDict; its train split is used)", parent=self)
         self.picker.chosen.connect(lambda p: self._set("train", p))
         self.format_combo = named(QComboBox(self), "formatCombo", "Dataset format",
                                   "How rows are read; 'auto' detects it from the columns")

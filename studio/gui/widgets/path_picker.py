@@ -18,7 +18,8 @@ class PathPicker(QWidget):
     chosen = Signal(str)
 
     def __init__(self, object_name: str, accessible: str, *, folder: bool = False,
-                 file_filter: str = "", placeholder: str = "", parent=None) -> None:
+                 file_filter: str = "", placeholder: str = "", folder_too: str = "", parent=None) -> None:
+        """``folder_too``: also offer a Folder… button (its tooltip) for things stored as folders."""
         super().__init__(parent)
         self._folder, self._filter, self._last = folder, file_filter, ""
         self.edit = named(QLineEdit(self), object_name, accessible)
@@ -31,6 +32,12 @@ class PathPicker(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.edit, 1)
         row.addWidget(self.browse)
+        self.folder_button = None
+        if folder_too:
+            self.folder_button = named(QPushButton("Folder…", self), object_name.replace("Edit", "") + "FolderButton",
+                                       f"Choose a folder for {accessible.lower()}", folder_too)
+            self.folder_button.clicked.connect(lambda: self._browse(folder=True))
+            row.addWidget(self.folder_button)
 
     def text(self) -> str:
         return self.edit.text().strip()
@@ -41,9 +48,9 @@ class PathPicker(QWidget):
         if not self.edit.hasFocus():
             self.edit.setText(path)
 
-    def _browse(self) -> None:
+    def _browse(self, folder: bool = False) -> None:
         start = self.text()
-        if self._folder:
+        if self._folder or folder:
             path = QFileDialog.getExistingDirectory(self, self.edit.accessibleName(), start)
         else:
             path, _ = QFileDialog.getOpenFileName(self, self.edit.accessibleName(), start, self._filter)
