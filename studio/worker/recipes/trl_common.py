@@ -37,19 +37,18 @@ def messages(turns) -> list[dict]:
     return [{"role": m.role, "content": m.content} for m in turns]
 
 
-def preference_rows(examples: list, setting: str = "data.train") -> list[dict]:
-    """Conversational ``prompt``/``chosen``/``rejected`` rows, so TRL applies the model's template.
+def require_pairs(examples: list, setting: str = "data.train") -> list:
+    """The preference rows of ``examples``.
 
     Raises:
-        DataError: the data holds no preference pairs.
+        DataError: there are rows but none is a preference pair.
     """
-    rows = [{"prompt": messages(ex.messages), "chosen": messages(ex.chosen), "rejected": messages(ex.rejected or [])}
-            for ex in examples if ex.kind == "preference"]
-    if not rows and examples:
+    pairs = [ex for ex in examples if ex.kind == "preference"]
+    if not pairs and examples:
         kinds = sorted({ex.kind for ex in examples})
         raise DataError(f"{setting}: this objective trains on preference pairs, but the rows are {', '.join(kinds)}",
                         PREFERENCE_DATA_HINT)
-    return rows
+    return pairs
 
 
 def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dict]:
@@ -61,12 +60,9 @@ def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dic
     Raises:
         DataError: the data holds no preference pairs.
     """
-    preference_rows(examples, setting)  # the same check and message when there are no pairs
     encoder = ctx.encoder()
     rows, empty = [], []
-    for example in examples:
-        if example.kind != "preference":
-            continue
+    for example in require_pairs(examples, setting):
         pair = encoder.encode_pair(example)
         ids, cut = pair.chosen.input_ids, pair.prompt_len
         row = {"prompt_ids": ids[:cut], "chosen_ids": ids[cut:], "rejected_ids": pair.rejected.input_ids[cut:]}
@@ -92,13 +88,10 @@ def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]
     Raises:
         DataError: the data holds no preference pairs, or none fits data.max_length.
     """
-    preference_rows(examples, setting)  # the same check and message when there are no pairs
     limit = ctx.cfg.data.max_length
     encoder = ctx.encoder(max_length=None)
     rows, long = [], []
-    for example in examples:
-        if example.kind != "preference":
-            continue
+    for example in require_pairs(examples, setting):
         pair = encoder.encode_pair(example)
         if limit and max(len(pair.chosen.input_ids), len(pair.rejected.input_ids)) > limit:
             long.append(pair.row)

@@ -149,8 +149,22 @@ def test_kto_rows_come_from_core_encodings_pairs_and_train(model_dir, tmp_path):
     _check(*_run(model_dir, tmp_path / "trained", "kto", PREFS))
 
 
-def test_orpo_trains_and_reports(model_dir, tmp_path):
-    _check(*_run(model_dir, tmp_path, "orpo", PREFS))
+def test_orpo_trains_on_core_encodings_pairs_and_reports(model_dir, tmp_path):
+    from studio.core.encoding import IGNORE
+    from studio.worker.recipes import orpo
+
+    ctx = _context(model_dir, tmp_path, "orpo", PREFS, data_settings={"max_length": 40, "truncation_side": "left"})
+    trainer = orpo.build_trainer(ctx)
+    pairs = [ctx.encoder().encode_pair(ex) for ex in ctx.train_examples]
+    assert len(trainer.train_dataset) == len(pairs)
+    for row, pair in zip(trainer.train_dataset, pairs):
+        for side in ("chosen", "rejected"):
+            seq = getattr(pair, side)
+            assert row[f"{side}_input_ids"] == seq.input_ids
+            assert row[f"{side}_labels"] == [t if label != IGNORE else IGNORE for t, label in zip(seq.input_ids,
+                                                                                                 seq.labels)]
+    (tmp_path / "trained").mkdir()
+    _check(*_run(model_dir, tmp_path / "trained", "orpo", PREFS))
 
 
 def test_reward_model_trains_a_score_head(model_dir, tmp_path):
@@ -191,6 +205,18 @@ def test_reward_model_scores_core_encodings_whole_pairs_and_skips_long_ones(mode
     trainer = reward.build_trainer(ctx)  # TRL takes chosen_ids/rejected_ids as they are
     assert [(r["chosen_ids"], r["rejected_ids"]) for r in trainer.train_dataset] == \
         [(r["chosen_ids"], r["rejected_ids"]) for r in rows]
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto", "orpo", "reward"])
+def test_preference_objectives_on_chat_rows_name_the_setting_and_an_example_file(model_dir, tmp_path, objective):
+    from studio.core.errors import DataError
+
+    ctx = _context(model_dir, tmp_path, objective, CHAT)
+    recipe = importlib.import_module(f"studio.worker.recipes.{objective}")
+    with pytest.raises(DataError) as err:
+        recipe.build_trainer(ctx)
+    assert "data.train" in str(err.value) and "preference pairs" in str(err.value)
+    assert "travel_prefs.jsonl" in err.value.hint
 
 
 def test_reward_functions_score_what_they_say():
