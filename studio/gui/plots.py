@@ -94,6 +94,18 @@ class SeriesBuffer:
         self._sorted = True
         self._levels.clear()
 
+    def nearest(self, x: float) -> int | None:
+        """Index of the point whose step is closest to ``x`` (``None`` for an empty series)."""
+        if not self._n:
+            return None
+        xs = self.x
+        if not self._sorted:
+            return int(np.argmin(np.abs(xs - x)))
+        i = int(np.searchsorted(xs, x))
+        if i == self._n or (i > 0 and x - xs[i - 1] <= xs[i] - x):
+            return i - 1
+        return i
+
     def visible(self, x_range: tuple[float, float] | None, pixels: int) -> tuple[int, int, int]:
         """Which points a plot ``pixels`` wide showing ``x_range`` needs: ``(first, end, block)``.
 
@@ -241,6 +253,16 @@ class MetricPlot(pg.PlotWidget):
         self._refine.timeout.connect(self._redraw_for_view)
         self.getViewBox().sigXRangeChanged.connect(self._refine.start)
         self.getViewBox().sigResized.connect(self._refine.start)
+        # Hovering shows the exact values at the nearest step, from the raw points (not the
+        # summarised ones a long run is drawn with).
+        self.readout_item = pg.TextItem(anchor=(0, 0), color="#1f2933", fill=pg.mkBrush(255, 255, 255, 225))
+        self.readout_item.setZValue(10)
+        self.readout_item.hide()
+        self.addItem(self.readout_item, ignoreBounds=True)
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#9aa5b1", style=_dash(True)))
+        self.cursor_line.hide()
+        self.addItem(self.cursor_line, ignoreBounds=True)
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         # Timed so the redraw timer can slow down when painting is expensive (slow machine,
@@ -248,6 +270,47 @@ class MetricPlot(pg.PlotWidget):
         start = time.perf_counter()
         super().paintEvent(event)
         self.paint_seconds = time.perf_counter() - start
+
+    def readout(self, x: float) -> str:
+        """The value of every curve at the step nearest ``x``: ``"step 120\ntrain: 1.2345"``."""
+        return self._readout_at(x)[1]
+
+    def _readout_at(self, x: float) -> tuple[float | None, str]:
+        """(the step read out, the readout text) for the mouse at ``x``."""
+        lines, step = [], None
+        for name, series in self.series.items():
+            i = series.nearest(x)
+            if i is None:
+                continue
+            at, value = float(series.x[i]), float(series.y[i])
+            if step is None:
+                step = at
+                lines.append(f"step {at:,.0f}")
+            shown = "—" if math.isnan(value) else f"{value:.6g}"
+            lines.append(f"{name}: {shown}" + ("" if at == step else f" (step {at:,.0f})"))
+        return step, "\n".join(lines)
+
+    def _on_mouse_moved(self, pos) -> None:
+        box = self.getViewBox()
+        step, text = self._readout_at(box.mapSceneToView(pos).x()) if box.sceneBoundingRect().contains(pos) \
+            else (None, "")
+        if step is None:
+            self._hide_readout()
+            return
+        (x0, _), (_, y1) = box.viewRange()
+        self.readout_item.setText(text)
+        self.readout_item.setPos(x0, y1)
+        self.readout_item.show()
+        self.cursor_line.setValue(step)
+        self.cursor_line.show()
+
+    def _hide_readout(self) -> None:
+        self.readout_item.hide()
+        self.cursor_line.hide()
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self._hide_readout()
+        super().leaveEvent(event)
 
     def add_curve(self, name: str, color: str, width: float = 1.5, series: SeriesBuffer | None = None,
                   dashed: bool = False, symbol: str | None = None, legend: bool = True) -> None:

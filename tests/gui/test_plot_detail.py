@@ -106,3 +106,38 @@ def test_the_plot_refines_its_curve_when_zoomed(qtbot):
     assert np.allclose(curve.yData, np.sin(curve.xData / 1000))
     plot.getViewBox().enableAutoRange(x=True)
     qtbot.waitUntil(lambda: curve.xData[-1] == n and curve.xData[0] == 1)
+
+
+def test_nearest_step_on_sorted_and_unsorted_series():
+    series = SeriesBuffer()
+    series.extend([10, 20, 30], [1.0, 2.0, 3.0])
+    assert [series.nearest(x) for x in (0, 14, 16, 25, 99)] == [0, 0, 1, 1, 2]
+    series.extend([15], [1.5])  # resumed from an earlier step
+    assert series.nearest(16) == 3
+    assert SeriesBuffer().nearest(5) is None
+
+
+def test_hovering_a_plot_reads_out_the_exact_values_at_the_nearest_step(qtbot):
+    from PySide6.QtCore import QPointF
+
+    plot = MetricPlot("Loss")
+    qtbot.addWidget(plot)
+    plot.resize(800, 300)
+    plot.show()
+    plot.add_curve("train", "#000")
+    plot.add_curve("eval", "#f00")
+    n = 100_000  # summarised when drawn; the readout still gives the raw value
+    plot.extend("train", list(range(1, n + 1)), [1.0 + k / 1e5 for k in range(1, n + 1)])
+    plot.extend("eval", [50_000, 100_000], [2.5, None])
+    plot.redraw()
+    assert plot.readout(12_345.4) == "step 12,345\ntrain: 1.12345\neval: 2.5 (step 50,000)"
+    assert plot.readout(99_000) == "step 99,000\ntrain: 1.99\neval: — (step 100,000)"
+    box = plot.getViewBox()
+    qtbot.waitUntil(lambda: box.viewRange()[0][1] >= n)
+    y = sum(box.viewRange()[1]) / 2
+    plot.scene().sigMouseMoved.emit(box.mapViewToScene(QPointF(777, y)))
+    assert plot.readout_item.isVisible()
+    assert plot.readout_item.textItem.toPlainText().startswith("step 777\ntrain: 1.00777")
+    assert plot.cursor_line.isVisible() and plot.cursor_line.value() == 777
+    plot.scene().sigMouseMoved.emit(box.mapViewToScene(QPointF(777, y)) + QPointF(0, 5000))  # outside the plot
+    assert not plot.readout_item.isVisible() and not plot.cursor_line.isVisible()
