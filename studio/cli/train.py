@@ -152,7 +152,8 @@ class ProgressPrinter:
         if kind == "eval":
             extra = f"  general {e['general_loss']:.4f}" if e.get("general_loss") is not None else ""
             metrics = f"  {json.dumps(e['metrics'])}" if e.get("metrics") else ""
-            return f"eval at step {e['step']}: loss {e['eval_loss']:.4f}  perplexity {e['perplexity']:.2f}{extra}{metrics}"
+            ppl = f"  perplexity {e['perplexity']:.2f}" if e.get("perplexity") is not None else ""
+            return f"eval at step {e['step']}: loss {e['eval_loss']:.4f}{ppl}{extra}{metrics}"
         if kind == "checkpoint":
             return f"checkpoint: {e['path']}"
         if kind == "sample":

@@ -23,7 +23,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "step": {"step": (int,), "epoch": (int, float), "loss": (int, float), "learning_rate": (int, float),
              "grad_norm": (int, float, type(None)), "tokens_per_second": (int, float), "tokens_seen": (int,),
              "memory_mib": (int, float)},
-    "eval": {"step": (int,), "eval_loss": (int, float), "perplexity": (int, float), "metrics": (dict,)},
+    "eval": {"step": (int,), "eval_loss": (int, float), "perplexity": (int, float, type(None)), "metrics": (dict,)},
     "checkpoint": {"step": (int,), "path": (str,)},
     "warning": {"code": (str,), "message": (str,)},
     "sample": {"step": (int,), "prompt": (str,), "text": (str,)},

@@ -16,6 +16,7 @@ Zooming in far enough hands the curve the raw points themselves.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -240,6 +241,8 @@ class MetricPlot(pg.PlotWidget):
         for side in ("left", "bottom"):
             # Grid lines at major ticks only: the translucent minor grid cost two thirds of a paint.
             self.getAxis(side).setStyle(maxTickLevel=0)
+            # A loss of 0.45 reads as 0.45, not as "450" under an axis label saying "(x0.001)".
+            self.getAxis(side).enableAutoSIPrefix(False)
         self._legend = None
         self.series: dict[str, SeriesBuffer] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
@@ -434,9 +437,29 @@ class RedrawTimer(QObject):
             plot.redraw()
 
 
+#: What the preference, reward and RL objectives report beside their loss (step-event keys),
+#: drawn in one more plot next to the loss when a run reports any of them.
+OBJECTIVE_CURVES = {"rewards/margins": "reward margin (chosen − rejected)",
+                    "rewards/accuracies": "share of pairs ranked right", "kl": "KL estimate",
+                    "accuracy": "share of pairs ranked right",
+                    "margin": "score margin (chosen − rejected)", "reward": "mean reward", "reward_std": "reward spread"}
+#: GRPO's mean reward per reward function: ``rewards/<function>/mean``.
+_REWARD_FUNCTION = re.compile(r"^rewards/(.+)/mean$")
+
+
+def objective_title(keys) -> str:
+    """The objective plot's title for the metrics a run reports."""
+    if "reward" in keys:
+        return "Rewards (higher is better)"
+    if "accuracy" in keys:
+        return "Reward model: chosen vs rejected"
+    return "Preference: chosen vs rejected"
+
+
 class MetricsPanel(QWidget):
     """The live curves of one run: loss (raw, smoothed, eval), learning rate, grad norm,
-    tokens per second and memory. Feed it events with :meth:`add_event`."""
+    tokens per second and memory, and, for DPO, KTO, ORPO, reward modelling and GRPO, what the
+    objective reports (reward margins and accuracy, rewards). Feed it events with :meth:`add_event`."""
 
     def __init__(self, prefix: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -454,15 +477,19 @@ class MetricsPanel(QWidget):
         self.speed.add_curve("tokens/s", PALETTE[0], legend=False)
         self.memory = self._plot("Memory (MiB)", "memoryPlot")
         self.memory.add_curve("memory", PALETTE[3], legend=False)
+        self.objective = self._plot("Objective", "objectivePlot")
+        self.objective.hide()
+        self._objective_keys: dict[str, str] = {}  # step-event key -> curve name
         self._layout_plots()
         self.timer = RedrawTimer(self.plots, self)
 
     @property
     def plots(self) -> list[MetricPlot]:
-        return [self.loss, self.lr, self.grad, self.speed, self.memory]
+        base = [self.loss, self.lr, self.grad, self.speed, self.memory]
+        return base + [self.objective] if self._objective_keys else base
 
     def _layout_plots(self) -> None:
-        grid = QGridLayout(self)
+        grid = self._grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
         grid.addWidget(self.loss, 0, 0, 1, 2)
@@ -481,6 +508,7 @@ class MetricsPanel(QWidget):
             xs = [e.get("step", 0) for e in steps]
             for plot, name, key in self._STEP_CURVES:
                 getattr(self, plot).extend(name, xs, [e.get(key) for e in steps])
+            self._add_objective_metrics(steps, xs)
         for event in events:
             if event.get("type") == "eval":
                 self.add_event(event)
@@ -500,6 +528,44 @@ class MetricsPanel(QWidget):
             if general is not None:
                 self.loss.append("general text (forgetting)", step, general)
 
+    def _add_objective_metrics(self, steps: list[dict], xs: list) -> None:
+        """The objective's own numbers; its plot appears beside the loss on the first of them."""
+        if not self._objective_keys and not any(k in OBJECTIVE_CURVES or _REWARD_FUNCTION.match(k)
+                                                for k in steps[0]):
+            return
+        for key in dict.fromkeys(k for e in steps for k in e):
+            if key in self._objective_keys:
+                continue
+            function = _REWARD_FUNCTION.match(key)
+            name = OBJECTIVE_CURVES.get(key) or (f"reward: {function.group(1)}" if function else None)
+            if name is None:
+                continue
+            if not self._objective_keys:
+                self._show_objective_plot({k for e in steps for k in e})
+            self.objective.add_curve(name, PALETTE[len(self._objective_keys) % len(PALETTE)], width=1.5)
+            self._objective_keys[key] = name
+        for key, name in self._objective_keys.items():
+            self.objective.extend(name, xs, [e.get(key) for e in steps])
+
+    def _show_objective_plot(self, keys) -> None:
+        self.objective.setTitle(objective_title(keys), size="10pt")
+        self._grid.removeWidget(self.loss)
+        self._grid.addWidget(self.loss, 0, 0)
+        self._grid.addWidget(self.objective, 0, 1)
+        self.objective.show()
+        self.timer.plots.append(self.objective)
+
+    def _hide_objective_plot(self) -> None:
+        if not self._objective_keys:
+            return
+        self.objective.remove_curves()
+        self._objective_keys.clear()
+        self.timer.plots.remove(self.objective)
+        self._grid.removeWidget(self.objective)
+        self.objective.hide()
+        self._grid.removeWidget(self.loss)
+        self._grid.addWidget(self.loss, 0, 0, 1, 2)
+
     def _plot(self, title: str, object_name: str, y_label: str = "") -> MetricPlot:
         plot = MetricPlot(title, y_label)
         plot.setObjectName(prefixed(self._prefix, object_name))
@@ -508,6 +574,7 @@ class MetricsPanel(QWidget):
         return plot
 
     def clear(self) -> None:
+        self._hide_objective_plot()
         for plot in self.plots:
             plot.clear_points()
         self.timer.redraw()

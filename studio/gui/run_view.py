@@ -293,8 +293,9 @@ class RunView(QWidget):
     def _on_eval(self, event: dict) -> None:
         metrics = " ".join(f"{k}={_fmt(v)}" for k, v in _flat_metrics(event.get("metrics") or {}))
         general = f" general-text loss {_fmt(event['general_loss'])}" if event.get("general_loss") is not None else ""
-        self._pending_log.append(f"Eval at step {event.get('step')}: loss {_fmt(event.get('eval_loss'))} "
-                                 f"perplexity {_fmt(event.get('perplexity'))}{general} {metrics}".rstrip())
+        ppl = f" perplexity {_fmt(event['perplexity'])}" if event.get("perplexity") is not None else ""
+        self._pending_log.append(f"Eval at step {event.get('step')}: loss {_fmt(event.get('eval_loss'))}"
+                                 f"{ppl}{general} {metrics}".rstrip())
 
     def _on_warning(self, event: dict) -> None:
         code = event.get("code", "")

@@ -6,7 +6,7 @@ import time
 
 from transformers import TrainerCallback
 
-from studio.worker.metrics import memory_mib, perplexity
+from studio.worker.metrics import memory_mib
 
 
 class EventsCallback(TrainerCallback):
@@ -58,8 +58,9 @@ class EventsCallback(TrainerCallback):
         loss = float(logs.get("eval_loss", float("nan")))
         metrics = {k[5:]: v for k, v in logs.items() if k.startswith("eval_") and k != "eval_loss"
                    and isinstance(v, (int, float))}
-        self.ctx.events.emit("eval", step=int(state.global_step), eval_loss=loss,
-                             perplexity=perplexity(loss), metrics=metrics)
+        # The TRL objectives' eval loss is a preference, reward or policy loss, not a language
+        # model's: exp() of it is no perplexity, so none is reported.
+        self.ctx.events.emit("eval", step=int(state.global_step), eval_loss=loss, perplexity=None, metrics=metrics)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

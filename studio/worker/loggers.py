@@ -13,16 +13,20 @@ from studio.core.errors import ConfigError
 
 log = logging.getLogger("studio.worker")
 
-_STEP_SCALARS = ("loss", "learning_rate", "grad_norm", "tokens_per_second", "memory_mib")
+#: Step fields that are bookkeeping, not curves.
+_STEP_BOOKKEEPING = ("v", "time", "step", "epoch", "tokens_seen", "max_steps", "num_input_tokens_seen",
+                     "train_runtime")
 
 
 def scalars(event: dict) -> dict[str, float]:
     """The plottable numbers of a step/eval event, keyed ``train/...`` or ``eval/...``."""
     out: dict[str, float] = {}
     if event["type"] == "step":
-        for key in _STEP_SCALARS:
-            if isinstance(event.get(key), (int, float)):
-                out[f"train/{key}"] = float(event[key])
+        # Every number the step carries: the objective's own metrics too (DPO's reward margins,
+        # GRPO's rewards per function...).
+        for key, value in event.items():
+            if key not in _STEP_BOOKKEEPING and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"train/{key}"] = float(value)
     elif event["type"] == "eval":
         for key in ("eval_loss", "perplexity", "general_loss"):
             if isinstance(event.get(key), (int, float)):

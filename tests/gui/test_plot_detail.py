@@ -141,3 +141,55 @@ def test_hovering_a_plot_reads_out_the_exact_values_at_the_nearest_step(qtbot):
     assert plot.cursor_line.isVisible() and plot.cursor_line.value() == 777
     plot.scene().sigMouseMoved.emit(box.mapViewToScene(QPointF(777, y)) + QPointF(0, 5000))  # outside the plot
     assert not plot.readout_item.isVisible() and not plot.cursor_line.isVisible()
+
+
+def _steps(n: int, **extra) -> list[dict]:
+    return [{"type": "step", "step": k, "loss": 1.0 / k, "learning_rate": 1e-4, "grad_norm": 1.0,
+             "tokens_per_second": 100.0, "memory_mib": 10.0, **{key: f(k) for key, f in extra.items()}}
+            for k in range(1, n + 1)]
+
+
+# The offscreen platform says this when a top-level window is shown; it is not about our code.
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_a_dpo_run_gets_its_reward_margins_and_accuracy_beside_the_loss(qtbot):
+    from studio.gui.plots import MetricsPanel
+
+    panel = MetricsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1000, 600)
+    panel.show()
+    panel.add_events(_steps(3))  # SFT: no objective plot, the loss spans the row
+    assert not panel.objective.isVisible() and len(panel.plots) == 5
+    panel.clear()
+    panel.add_events(_steps(4, **{"rewards/margins": lambda k: 0.1 * k, "rewards/accuracies": lambda k: 0.5,
+                                  "rewards/chosen": lambda k: 0.0}))
+    assert panel.objective.isVisible() and panel.objective in panel.plots
+    assert panel.objective.getPlotItem().titleLabel.text == "Preference: chosen vs rejected"
+    assert set(panel.objective.series) == {"reward margin (chosen − rejected)", "share of pairs ranked right"}
+    assert panel.objective.series["reward margin (chosen − rejected)"].y.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    panel.timer.redraw()
+    assert len(panel.objective._curves["share of pairs ranked right"].xData) == 4
+    panel.clear()  # another run opened in the same view
+    assert not panel.objective.isVisible() and panel.objective.series == {} and len(panel.plots) == 5
+
+
+def test_a_grpo_run_plots_its_mean_reward_and_each_reward_function(qtbot):
+    from studio.gui.plots import MetricsPanel
+
+    panel = MetricsPanel()
+    qtbot.addWidget(panel)
+    panel.add_events(_steps(2, reward=lambda k: 0.5, reward_std=lambda k: 0.1,
+                            **{"rewards/format/mean": lambda k: 1.0, "rewards/format/std": lambda k: 0.0}))
+    assert panel.objective.getPlotItem().titleLabel.text == "Rewards (higher is better)"
+    assert set(panel.objective.series) == {"mean reward", "reward spread", "reward: format"}
+
+
+def test_axes_show_values_as_they_are_without_si_scaling(qtbot):
+    plot = MetricPlot("Loss", "loss")
+    qtbot.addWidget(plot)
+    plot.add_curve("train", "#000", legend=False)
+    plot.extend("train", [1, 2, 3], [0.0004, 0.0005, 0.0006])
+    plot.redraw()
+    axis = plot.getAxis("left")
+    assert axis.autoSIPrefix is False and axis.labelText == "loss"
+    assert "x0.001" not in axis.label.toPlainText()

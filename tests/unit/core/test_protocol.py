@@ -24,6 +24,10 @@ def test_validation_names_the_problem():
     assert protocol.validate_event({"v": 1, "type": "step", "step": 1}) != []
     assert protocol.validate_event({"v": 2, "type": "log", "text": "x"}) == ["'v' must be 1, got 2"]
     assert protocol.validate_event({"v": 1, "type": "nope"}) == ["unknown type 'nope'"]
+    # perplexity is null for objectives whose loss is not a language model's, but never missing
+    ev = {"v": 1, "type": "eval", "time": 1.0, "step": 2, "eval_loss": 0.6, "perplexity": None, "metrics": {}}
+    assert protocol.validate_event(ev) == []
+    assert protocol.validate_event({k: v for k, v in ev.items() if k != "perplexity"}) == ["eval: missing 'perplexity'"]
 
 
 def test_nan_is_written_as_null():

@@ -106,6 +106,8 @@ def test_dpo_trains_and_reports(model_dir, tmp_path):
     assert [e["step"] for e in events if e["type"] == "eval"] == [2]  # evaluated once at the end, not twice
     step = next(e for e in events if e["type"] == "step")
     assert "rewards/margins" in step  # TRL's preference metrics travel with the step event
+    # exp() of a DPO loss is no perplexity
+    assert [e["perplexity"] for e in events if e["type"] == "eval"] == [None]
 
 
 def test_dpo_trains_on_the_pairs_core_encoding_shows(model_dir, tmp_path):

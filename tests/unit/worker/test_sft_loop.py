@@ -52,10 +52,11 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path, tiny_model):
 
 
 def test_logger_scalars_from_events():
-    step = {"type": "step", "step": 3, "loss": 1.5, "learning_rate": 1e-3, "grad_norm": None,
-            "tokens_per_second": 10.0, "memory_mib": 5.0}
+    step = {"v": 1, "type": "step", "time": 9.0, "step": 3, "epoch": 0.1, "loss": 1.5, "learning_rate": 1e-3,
+            "grad_norm": None, "tokens_per_second": 10.0, "tokens_seen": 99, "memory_mib": 5.0, "max_steps": 9,
+            "rewards/margins": 0.25}
     assert loggers.scalars(step) == {"train/loss": 1.5, "train/learning_rate": 1e-3, "train/tokens_per_second": 10.0,
-                                     "train/memory_mib": 5.0}
+                                     "train/memory_mib": 5.0, "train/rewards/margins": 0.25}
     ev = {"type": "eval", "step": 3, "eval_loss": 1.0, "perplexity": 2.7, "general_loss": 3.0,
           "metrics": {"qa": {"f1": 0.5}, "reward_accuracy": 0.75}}
     assert loggers.scalars(ev) == {"eval/eval_loss": 1.0, "eval/perplexity": 2.7, "eval/general_loss": 3.0,
