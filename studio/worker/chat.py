@@ -55,6 +55,9 @@ class ChatModel:
     def __init__(self, folder: str | Path) -> None:
         self.folder = final_folder(folder)
         self.manifest = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+        if self.manifest.get("task") == "reward":
+            raise ModelError(f"{self.folder} is a reward model: it scores answers, it does not write them",
+                             "chat with a run trained with SFT, DPO, KTO, ORPO or GRPO")
         self.kind = self.manifest.get("kind", "adapter")
         self.base_path = self._base_path()
         self._load()

@@ -41,6 +41,10 @@ def test_a_run_without_a_model_is_not_offered_and_a_broken_one_shows_why(qtbot, 
     (broken / "final").mkdir(parents=True)
     (broken / "final" / "studio.json").write_text('{"kind": "adapter", "base_model": "/nowhere/at/all"}')
     register(broken, "broken-run")
+    scorer = tmp_path / "reward-run"  # a reward model scores answers: nothing to chat with
+    (scorer / "final").mkdir(parents=True)
+    (scorer / "final" / "studio.json").write_text('{"kind": "adapter", "task": "reward", "base_model": "x"}')
+    register(scorer, "reward-run")
     page = ChatPage(StudioState())
     qtbot.addWidget(page)
     page.show()

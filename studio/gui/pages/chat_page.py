@@ -28,12 +28,23 @@ SIDES = ("tuned", "base")
 
 
 def chat_runs(registry: Registry) -> list[tuple[str, str]]:
-    """(label, run folder) of every run that left a model to chat with, newest first."""
+    """(label, run folder) of every run that left a model to chat with, newest first.
+
+    Reward models are left out: they score answers, they do not write them.
+    """
     found = []
     for rec in registry.list():
-        if (Path(rec.run_dir) / "final" / "studio.json").exists():
+        manifest = Path(rec.run_dir) / "final" / "studio.json"
+        if manifest.exists() and _task(manifest) != "reward":
             found.append((f"{rec.name} · {rec.method or '?'} · {rec.status}", rec.run_dir))
     return found
+
+
+def _task(manifest: Path) -> str:
+    try:
+        return str(json.loads(manifest.read_text(encoding="utf-8")).get("task", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""  # unreadable: offered, and loading it will say what is wrong
 
 
 class ChatProcess(QProcess):

@@ -26,6 +26,16 @@ def test_final_folder_accepts_a_run_or_its_final_and_explains_otherwise(tmp_path
     assert "no trained model" in err.value.message and "completed" in err.value.hint
 
 
+def test_a_reward_model_is_refused_with_the_reason(tmp_path):
+    from studio.worker.chat import ChatModel
+
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "studio.json").write_text('{"kind": "adapter", "task": "reward", "base_model": "x"}')
+    with pytest.raises(ModelError) as err:
+        ChatModel(tmp_path)
+    assert "reward model" in err.value.message and "SFT" in err.value.hint
+
+
 def test_bad_requests_get_error_replies_not_a_crash():
     class Broken:
         def answer(self, messages, which, limit):
