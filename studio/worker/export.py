@@ -120,15 +120,20 @@ def export_merged(run_dir: str | Path, out: str | Path, checkpoint: str | Path |
 
 def _merged_model(ctx, source: Path, method: str):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    # A reward run's model is a one-output sequence classifier (its score head trained too).
+    reward = ctx.cfg.train.objective == "reward"
+    auto, extra = (AutoModelForSequenceClassification, {"num_labels": 1}) if reward else (AutoModelForCausalLM, {})
     if method in ("full", "freeze"):
         if (source / "config.json").exists():
-            return AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+            return auto.from_pretrained(str(source), dtype=torch.float32)
         raise RunError(f"{source} holds no full model", "export from the run's final/ folder")
     from peft import PeftModel
 
     # QLoRA adapters are merged into the unquantised base, so the export is a normal model.
-    base = AutoModelForCausalLM.from_pretrained(str(ctx.model_path), dtype=torch.float32,
-                                                trust_remote_code=ctx.cfg.model.trust_remote_code)
+    base = auto.from_pretrained(str(ctx.model_path), dtype=torch.float32,
+                                trust_remote_code=ctx.cfg.model.trust_remote_code, **extra)
+    if reward:
+        base.config.pad_token_id = ctx.pad.id  # the score is read at the last non-pad token
     return PeftModel.from_pretrained(base, str(source)).merge_and_unload()

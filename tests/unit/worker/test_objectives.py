@@ -187,6 +187,27 @@ def test_reward_model_trains_a_score_head(model_dir, tmp_path):
     assert pad.token != "<|eot_id|>" and started["config"]["data"]["pad_token"] == ""
     saved = json.loads((run_dir / "final" / "tokenizer_config.json").read_text())
     assert saved["pad_token"] == pad.token
+    _merged_reward_model_scores_as_the_adapter(run_dir, model_dir, tmp_path, pad.id)
+
+
+def _merged_reward_model_scores_as_the_adapter(run_dir: Path, model_dir: Path, tmp_path: Path, pad_id: int) -> None:
+    """A merged export of a reward run is a sequence classifier giving the trained scores."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from studio.worker.export import export_merged
+
+    out = export_merged(run_dir, tmp_path / "merged")
+    merged = AutoModelForSequenceClassification.from_pretrained(str(out), dtype=torch.float32).eval()
+    base = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
+    base.config.pad_token_id = pad_id
+    adapted = PeftModel.from_pretrained(base, str(run_dir / "final")).eval()
+    ids = torch.tensor([[1, 50, 60, 70, 80, pad_id, pad_id], [1, 90, 91, 92, 93, 94, 95]])
+    with torch.no_grad():
+        want, got = adapted(input_ids=ids).logits, merged(input_ids=ids).logits
+    assert got.shape == (2, 1) and merged.config.pad_token_id == pad_id
+    assert torch.allclose(got, want, atol=1e-4), (got, want)
 
 
 def test_reward_model_scores_core_encodings_whole_pairs_and_skips_long_ones(model_dir, tmp_path):
