@@ -52,6 +52,19 @@ class Example:
             return "completion"
         return "chat"
 
+    def prompt_and_answer(self) -> tuple[list[Message], list[Message]]:
+        """The turns a model answers and the answer the data gives (what RL prompts are made of).
+
+        A chat row: the turns before its last assistant turn, and that turn. A prompt/completion
+        row: its prompt and completion. A preference row: its prompt and chosen answer.
+        """
+        if self.kind == "preference":
+            return list(self.messages), list(self.chosen or [])
+        if self.kind == "completion":
+            return self.messages[:self.completion_start], self.messages[self.completion_start:]
+        last = max((i for i, m in enumerate(self.messages) if m.role == "assistant"), default=len(self.messages))
+        return self.messages[:last], self.messages[last:last + 1]
+
     def to_dict(self) -> dict:
         """A JSON-friendly form (OpenAI messages shape) of this example."""
         as_list = lambda ms: [{"role": m.role, "content": m.content} for m in ms]  # noqa: E731

@@ -173,6 +173,27 @@ class Encoder:
         prompt_len = min(prompt_len, len(chosen.input_ids), len(rejected.input_ids))
         return EncodedPair(example.row, prompt_len, chosen, rejected)
 
+    def encode_prompt(self, example) -> Encoded:
+        """The turns a model answers, rendered with the generation prompt, as it sees them before
+        it samples an answer (GRPO's input). No token carries loss; nothing is truncated.
+        """
+        from studio.core.conversation import Example
+
+        turns, _ = example.prompt_and_answer()
+        if not turns:
+            raise TemplateError(f"row {example.row} has no turns before its answer to use as a prompt",
+                                "RL objectives need rows with a user turn")
+        lay = self.layouter.layout(Example(example.row, turns))
+        generation = self.layouter.render(example.row, turns, True)
+        if generation.startswith(lay.text) and len(generation) > len(lay.text):
+            lay.roles.append((len(lay.text), "assistant"))  # the header the answer will follow
+            lay.text = generation
+        lay.loss = []
+        # The prompt has no loss by design: no "no token carries loss" remark for it.
+        lay.warnings = [w for w in lay.warnings if "no token carries loss" not in w]
+        ((ids, offsets),) = self._tokenize([lay])
+        return self._finish(lay, ids, offsets, False)
+
     # -- tokens -----------------------------------------------------------------------------------
 
     def _tokenize(self, layouts: list[Layout]) -> list[tuple[list[int], list[tuple[int, int]]]]:

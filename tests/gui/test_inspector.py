@@ -249,6 +249,26 @@ def test_preference_batches_are_shown_as_trl_batches_them(qtbot, objective):
         qtbot.waitUntil(lambda: "Skipped in training" in p.row_info.text(), timeout=20_000)
 
 
+def test_grpo_shows_the_prompt_the_model_answers_left_padded(qtbot):
+    cfg = initial_config()
+    cfg.train.objective, cfg.train.batch_size = "grpo", 3
+    p = _shown(qtbot, StudioState(cfg))
+    tokenizer = load_tokenizer(cfg.model.path)
+    examples = load_examples(cfg.data.train).examples
+    encoder = Encoder(tokenizer, EncodeOptions(max_length=cfg.data.max_length))
+    prompt = encoder.encode_prompt(examples[0])
+    qtbot.waitUntil(lambda: p.row_result is not None and "GRPO" in p.row_info.text(), timeout=20_000)
+    assert [c.token_id for c in _real(p)] == prompt.input_ids
+    assert not any(c.loss for c in _real(p))  # nothing of the data is trained on
+    assert "reference" in p.row_info.text()
+    assert not p.banner.isVisible()  # a prompt has no loss by design: no "no token carries loss" remark
+    assert not p.loss.isEnabled() and not p.padding.isEnabled() and "left" in p.padding.toolTip()
+    qtbot.waitUntil(lambda: p.batch is not None and len(p.batch.rows) == 3, timeout=20_000)
+    assert all(row[-1].pad is False for row in p.batch.rows)  # left padding: the prompts end together
+    assert [[c.token_id for c in row if not c.pad] for row in p.batch.rows] == \
+        [encoder.encode_prompt(ex).input_ids for ex in examples[:3]]
+
+
 def test_unrelated_settings_do_not_re_encode(page, state, qtbot):
     before = page.row_result
     state.set_field("train", "learning_rate", 1e-5)

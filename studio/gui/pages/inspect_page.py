@@ -81,6 +81,7 @@ class InspectPage(QWidget):
                                       ("right", "left"))
         self.padding = self._combo("paddingCombo", "Padding", "data", "padding", configmod.PADDING)
         self._padding_help = self.padding.toolTip()
+        self._loss_help = self.loss.toolTip()
         self.multiple = self._spin("multipleOfSpin", "Pad to a multiple of", "data", "pad_to_multiple_of", 1, 4096)
         self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
@@ -167,11 +168,20 @@ class InspectPage(QWidget):
             else:
                 widget.setValue(int(value))
             widget.blockSignals(False)
-        # Preference objectives are batched by TRL's collators: right padding to the longest row.
-        trl_batches = cfg.train.objective in work.TRL_BATCHES
+        # Other objectives than SFT are batched by TRL's collators (preference pairs: right padding
+        # to the longest; GRPO's prompts: left padding for generation), and their loss is set by
+        # the objective, so those controls do not apply.
+        objective = cfg.train.objective
+        trl_batches = objective in work.TRL_BATCHES or objective == "grpo"
         self.padding.setEnabled(not trl_batches)
-        self.padding.setToolTip(f"{cfg.train.objective.upper()} batches are padded by TRL: every sequence to the "
-                                "longest of its batch, on the right." if trl_batches else self._padding_help)
+        side = "left, for generation" if objective == "grpo" else "on the right"
+        self.padding.setToolTip(f"{objective.upper()} batches are padded by TRL: every sequence to the longest of "
+                                f"its batch, {side}." if trl_batches else self._padding_help)
+        self.loss.setEnabled(objective == "sft")
+        self.loss.setToolTip(self._loss_help if objective == "sft" else
+                             f"{objective.upper()} decides what is trained: "
+                             + ("nothing of the data (it trains on its own sampled answers)." if objective == "grpo"
+                                else "the answers after the prompt."))
         self.multiple.setEnabled(cfg.data.padding == "multiple" and not trl_batches)
         self.pad_side.setEnabled(cfg.data.padding != "packing" and not trl_batches)
 
@@ -223,6 +233,8 @@ class InspectPage(QWidget):
             text += f"\nTruncated: {enc.original_length} tokens cut to {real}; {enc.lost_loss_tokens} loss token(s) lost."
         elif view.cut_note:
             text += "\n" + view.cut_note  # a reward-model pair too long to train on
+        if view.note:
+            text += "\n" + view.note
         self.row_info.setText(text)
         notes = result.encoder_warnings + view.warnings
         if notes:

@@ -56,6 +56,8 @@ def pad_options(cfg: RunConfig, pad_id: int):
     d = cfg.data
     if cfg.train.objective in TRL_BATCHES:
         return PadOptions(strategy="longest", pad_id=pad_id, side="right")
+    if cfg.train.objective == "grpo":  # prompts are left-padded for generation
+        return PadOptions(strategy="longest", pad_id=pad_id, side="left")
     return PadOptions(strategy=d.padding, pad_id=pad_id, side=d.padding_side, multiple_of=d.pad_to_multiple_of,
                       max_length=d.max_length)
 
@@ -67,6 +69,8 @@ def sequences(encoder, examples: list, objective: str = "sft") -> list:
     rejected one (TRL's collators); KTO's rows alternate (chosen, rejected) as Studio splits the
     pairs; SFT trains on the chosen sequence and shows both, each after the other.
     """
+    if objective == "grpo":
+        return [encoder.encode_prompt(ex) for ex in examples if ex.prompt_and_answer()[0]]
     if examples and examples[0].chosen is not None:
         pairs = [encoder.encode_pair(ex) for ex in examples]
         if objective in ("dpo", "orpo", "reward"):
@@ -103,7 +107,9 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
 
     encoder = Encoder(src.tokenizer, encode_options(cfg))
     example = src.report.examples[index]
-    if example.chosen is not None:
+    if cfg.train.objective == "grpo":
+        encoded = encoder.encode_prompt(example)
+    elif example.chosen is not None:
         pair = encoder.encode_pair(example)
         encoded = pair.rejected if side == "rejected" else pair.chosen
     else:
@@ -113,6 +119,11 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
     note = too_long_note(cfg, encoded) if example.chosen is not None else ""
     if note:
         view.cut_after, view.cut_note = len(encoded.input_ids) - 1, note
+    if cfg.train.objective == "grpo":
+        answer = " ".join(m.content for m in example.prompt_and_answer()[1])
+        view.note = (f"GRPO: the model samples {cfg.train.num_generations} answers to this prompt and the reward "
+                     f"functions score them; no token of the data is trained on. The data's answer is only "
+                     f"their reference: {answer[:120]!r}")
     return RowResult(view, encoder.template.name, list(encoder.warnings))
 
 

@@ -91,6 +91,7 @@ class RowView:
     cut_after: int = -1
     cut_note: str = ""
     warnings: list[str] = field(default_factory=list)
+    note: str = ""  #: what the objective does with this row, when it is not trained on as shown
 
 
 def _mask_row(batch: dict, b: int, width: int) -> list[int]:

@@ -30,19 +30,10 @@ def prompt_rows(examples: list) -> list[dict]:
     """``prompt`` (conversation) and ``reference`` (the answer the data gives) per usable row."""
     rows = []
     for ex in examples:
-        turns, answer = _split(ex)
+        turns, answer = ex.prompt_and_answer()
         if turns:
             rows.append({"prompt": common.messages(turns), "reference": " ".join(m.content for m in answer)})
     return rows
-
-
-def _split(ex) -> tuple[list, list]:
-    if ex.kind == "preference":
-        return ex.messages, ex.chosen or []
-    if ex.kind == "completion":
-        return ex.messages[:ex.completion_start], ex.messages[ex.completion_start:]
-    last = max((i for i, m in enumerate(ex.messages) if m.role == "assistant"), default=len(ex.messages))
-    return ex.messages[:last], ex.messages[last:last + 1]
 
 
 def generation_batch(batch_size: int, world: int, grad_accum: int, num_generations: int) -> int:

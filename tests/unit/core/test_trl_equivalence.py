@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from studio.core.conversation import Example, Message
+from studio.core.data import load_examples
 from studio.core.encoding import EncodeOptions, Encoder, PadOptions, collate, pack_groups, rows_without_loss
 from studio.core.tokenizer import load_tokenizer
 
@@ -168,3 +169,17 @@ def test_collate_matches_trl_collator(llama):
     for key in ("input_ids", "labels", "position_ids"):
         assert free[key].tolist() == packed[key]
     assert "attention_mask" not in free and packed["attention_mask"] is None
+
+
+def test_rl_prompts_match_the_generation_prompt_trl_renders(hf, llama):
+    """GRPO's input: the turns before the answer with the generation prompt, BOS once, no loss."""
+    rows = load_examples(DATASETS / "travel_chat.jsonl").examples[:30]
+    encoder = Encoder(llama, EncodeOptions(template="llama3"))
+    for ex in rows:
+        turns, answer = ex.prompt_and_answer()
+        assert answer and answer[0].role == "assistant" and turns[-1].role == "user"
+        mine = encoder.encode_prompt(ex)
+        theirs = hf.apply_chat_template([{"role": m.role, "content": m.content} for m in turns],
+                                        add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        assert mine.input_ids == theirs
+        assert all(label == -100 for label in mine.labels) and mine.input_ids.count(128000) == 1
