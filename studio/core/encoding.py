@@ -173,13 +173,17 @@ class Encoder:
         prompt_len = min(prompt_len, len(chosen.input_ids), len(rejected.input_ids))
         return EncodedPair(example.row, prompt_len, chosen, rejected)
 
-    def encode_prompt(self, example) -> Encoded:
+    def encode_prompt(self, example, turns: list | None = None) -> Encoded:
         """The turns a model answers, rendered with the generation prompt, as it sees them before
         it samples an answer (GRPO's input). No token carries loss; nothing is truncated.
+
+        Args:
+            turns: the turns to render; default the example's own prompt
+                (:meth:`~studio.core.conversation.Example.prompt_and_answer`).
         """
         from studio.core.conversation import Example
 
-        turns, _ = example.prompt_and_answer()
+        turns = example.prompt_and_answer()[0] if turns is None else turns
         if not turns:
             raise TemplateError(f"row {example.row} has no turns before its answer to use as a prompt",
                                 "RL objectives need rows with a user turn")

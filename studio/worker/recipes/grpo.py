@@ -10,7 +10,9 @@ so no reference copy is kept.
 
 Prompts come from the training rows: a chat row's turns before its last assistant answer
 (that answer becomes the row's ``reference``, which ``contains_keyword`` can use), a
-prompt/completion row's prompt, a preference row's prompt.
+prompt/completion row's prompt, a preference row's prompt. Core encoding tokenizes them
+(rendered with the generation prompt, BOS once: what the Inspect page shows), in place of the
+trainer's own ``apply_chat_template`` call.
 """
 
 from __future__ import annotations
@@ -44,10 +46,29 @@ def generation_batch(batch_size: int, world: int, grad_accum: int, num_generatio
 
 def run(ctx) -> str:
     """Train ``ctx.cfg`` with GRPO; returns ``"completed"`` or ``"stopped"``."""
+    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
+    return common.train(ctx, build_trainer(ctx))
+
+
+def prompt_ids(encoder, prompt: list[dict]) -> list[int]:
+    """A conversation (TRL's dicts) as core encoding tokenizes it for the model to answer."""
+    from studio.core.conversation import Example, Message
+
+    turns = [Message(m["role"], m["content"]) for m in prompt]
+    return encoder.encode_prompt(Example(0, turns), turns).input_ids
+
+
+def build_trainer(ctx):
+    """TRL's GRPOTrainer whose prompts are tokenized by core encoding."""
     from trl import GRPOConfig, GRPOTrainer
 
+    encoder = ctx.encoder()
+
+    class CoreEncodedGRPOTrainer(GRPOTrainer):
+        def _tokenize_prompts(self, prompts: list):
+            return [prompt_ids(encoder, prompt) for prompt in prompts], None, {}
+
     cfg, t = ctx.cfg, ctx.cfg.train
-    ctx.emit_lints()  # preflight pitfalls as warnings; a blocking one stops here
     reward_funcs = rewards.resolve(t.reward_functions)
     train_rows = prompt_rows(ctx.train_examples)
     eval_rows = prompt_rows(ctx.eval_examples)[:MAX_EVAL_PROMPTS]
@@ -59,9 +80,8 @@ def run(ctx) -> str:
         ctx, GRPOConfig, num_generations=t.num_generations, max_completion_length=t.max_completion_length,
         generation_batch_size=generation_batch(t.batch_size, world, t.grad_accum, t.num_generations),
         per_device_eval_batch_size=t.num_generations, beta=0.0, remove_unused_columns=False)
-    trainer = GRPOTrainer(model=common.load_model(ctx), reward_funcs=reward_funcs, args=args,
-                          train_dataset=common.dataset(train_rows), eval_dataset=common.dataset(eval_rows),
-                          processing_class=ctx.hf_tokenizer(),
-                          callbacks=[common.StudioCallback(ctx, len(train_rows), len(eval_rows),
-                                                           reward_functions=list(t.reward_functions))])
-    return common.train(ctx, trainer)
+    return CoreEncodedGRPOTrainer(model=common.load_model(ctx), reward_funcs=reward_funcs, args=args,
+                                  train_dataset=common.dataset(train_rows), eval_dataset=common.dataset(eval_rows),
+                                  processing_class=ctx.hf_tokenizer(),
+                                  callbacks=[common.StudioCallback(ctx, len(train_rows), len(eval_rows),
+                                                                   reward_functions=list(t.reward_functions))])

@@ -272,6 +272,22 @@ def test_grpo_prompts_and_batches():
     assert generation_batch(2, 1, 1, 4) == 4 and generation_batch(4, 2, 1, 4) == 8 and generation_batch(3, 1, 1, 2) == 6
 
 
+def test_grpo_prompts_are_tokenized_by_core_encoding_as_trl_would(model_dir, tmp_path):
+    from trl import GRPOTrainer
+
+    from studio.worker.recipes import grpo
+
+    ctx = _context(model_dir, tmp_path, "grpo", CHAT, num_generations=2, max_completion_length=8,
+                   reward_functions=["length:6"])
+    trainer = grpo.build_trainer(ctx)
+    prompts = [row["prompt"] for row in grpo.prompt_rows(ctx.train_examples[:5])]
+    ours, images, fields = trainer._tokenize_prompts(prompts)
+    assert (images, fields) == (None, {})
+    assert ours == [ctx.encoder().encode_prompt(ex).input_ids for ex in ctx.train_examples[:5]]
+    theirs, _, _ = GRPOTrainer._tokenize_prompts(trainer, prompts)  # TRL's own apply_chat_template
+    assert ours == [list(ids) for ids in theirs]
+
+
 def test_grpo_samples_scores_and_trains(model_dir, tmp_path):
     status, events, run_dir = _run(model_dir, tmp_path, "grpo", CHAT, num_generations=2, max_completion_length=8,
                                    reward_functions=["length:6", "no_repeat", "format"])
