@@ -119,7 +119,8 @@ class EvalConfig:
 @dataclass
 class OutputConfig:
     save_every_steps: int = _f(50, "Write a checkpoint every N steps (and always at the end or on stop).", min=1)
-    keep_checkpoints: int = _f(3, "Keep the newest N checkpoints; 0 keeps all.", min=0)
+    keep_checkpoints: int = _f(3, "Keep the newest N checkpoints (SFT also keeps the one at its best "
+                                  "evaluation); 0 keeps all.", min=0)
     report_to: list = _f(["tensorboard"], "Logging integrations: tensorboard, wandb, or none.")
     wandb_project: str = _f("studio", "Weights & Biases project when report_to has wandb.")
 

@@ -8,6 +8,7 @@ reacts to its signals; it never owns the run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -373,6 +374,22 @@ def list_checkpoints(run_dir: str | Path) -> list[str]:
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "state.json").exists()]
     return [str(p) for p in sorted(found, key=lambda p: (_step_of(p.name), p.name))]
+
+
+def checkpoint_labels(checkpoints: list[str]) -> list[tuple[str, str]]:
+    """(label, path) per checkpoint, newest first; the one at the best evaluation says so.
+
+    The best evaluation's step is read from the newest checkpoint's ``state.json``.
+    """
+    best = None
+    if checkpoints:
+        try:
+            state = json.loads((Path(checkpoints[-1]) / "state.json").read_text(encoding="utf-8"))
+            best = state.get("best_eval_step")
+        except (OSError, ValueError):
+            pass
+    return [(Path(path).name + (" · best eval" if best is not None and _step_of(Path(path).name) == best else ""),
+             path) for path in reversed(checkpoints)]
 
 
 def _step_of(name: str) -> int:

@@ -46,6 +46,8 @@ class TrainState:
         eval_history: (step, eval loss, mean train loss since the previous eval) per evaluation.
         general_history: (step, general-text loss) per evaluation.
         best_eval_loss: lowest eval loss so far.
+        best_eval_step: the step it was measured at (its checkpoint, if one was saved there, is
+            never pruned).
         warned: warning codes already raised (so they are not repeated after a resume).
         recent_losses: step losses since the last evaluation (their mean is the eval event's
             ``train_loss``, so a resume does not change it).
@@ -58,6 +60,7 @@ class TrainState:
     eval_history: list = field(default_factory=list)
     general_history: list = field(default_factory=list)
     best_eval_loss: float | None = None
+    best_eval_step: int | None = None
     warned: list = field(default_factory=list)
     recent_losses: list = field(default_factory=list)
 
@@ -91,7 +94,8 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     os.replace(tmp, final)
     _fsync_dir(root)
     _write_pointer(root, final.name)
-    prune(root, keep)
+    best = () if state.best_eval_step is None else (checkpoint_name(state.best_eval_step),)
+    prune(root, keep, protect=best)
     return final
 
 
@@ -164,8 +168,12 @@ def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def prune(checkpoints_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (never the one ``latest`` names) and stale temp folders."""
+def prune(checkpoints_dir: str | Path, keep: int, protect: tuple[str, ...] = ()) -> None:
+    """Delete all but the newest ``keep`` checkpoints and stale temp folders.
+
+    Never deleted: the one ``latest`` names, and those named in ``protect`` (the checkpoint of
+    the best evaluation, which the overfitting warning sends a person back to).
+    """
     root = Path(checkpoints_dir)
     for tmp in root.glob(".tmp-*"):
         if not tmp.name.endswith(f"-{os.getpid()}"):
@@ -174,7 +182,7 @@ def prune(checkpoints_dir: str | Path, keep: int) -> None:
         return
     latest = latest_checkpoint(root)
     for old in complete_checkpoints(root)[:-keep]:
-        if old != latest:
+        if old != latest and old.name not in protect:
             shutil.rmtree(old, ignore_errors=True)
 
 

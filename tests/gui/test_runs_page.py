@@ -158,6 +158,22 @@ def test_export_of_an_unfinished_run_says_why_it_failed(qtbot, page, runs, tmp_p
     assert "final/" in page.export.result.text()
 
 
+def test_the_best_evaluations_checkpoint_is_labelled(tmp_path):
+    import json
+
+    from studio.gui.run_view import checkpoint_labels
+
+    paths = []
+    for step in (10, 20, 30):
+        folder = tmp_path / f"step-{step:06d}"
+        folder.mkdir()
+        (folder / "state.json").write_text(json.dumps({"step": step, "best_eval_step": 10}))
+        paths.append(str(folder))
+    assert [label for label, _ in checkpoint_labels(paths)] == ["step-000030", "step-000020",
+                                                                 "step-000010 · best eval"]
+    assert [path for _, path in checkpoint_labels(paths)] == paths[::-1]
+
+
 def test_config_diff_keeps_only_differing_settings():
     a, b = flatten({"train": {"lr": 1, "bs": 4}, "name": "a"}), flatten({"train": {"lr": 2, "bs": 4}, "name": "a"})
     assert config_diff([a, b]) == [("train.lr", [1, 2])]

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
 from studio.core.errors import StudioError
 from studio.gui.pages.run_compare import CompareView
 from studio.gui.pages.run_export import ExportBar
-from studio.gui.run_view import RunView, format_duration, list_checkpoints
+from studio.gui.run_view import RunView, checkpoint_labels, format_duration, list_checkpoints
 from studio.gui.runner import RunsController
 from studio.gui.widgets.banner import ErrorBanner
 from studio.gui.widgets.common import button, named, page_layout
@@ -210,8 +210,8 @@ class RunsPage(QWidget):
 
     def _fill_checkpoints(self, checkpoints: list[str]) -> None:
         self.checkpoint_combo.clear()
-        for path in reversed(checkpoints):  # newest first: the usual choice
-            self.checkpoint_combo.addItem(Path(path).name, path)
+        for label, path in checkpoint_labels(checkpoints):  # newest first: the usual choice
+            self.checkpoint_combo.addItem(label, path)
         self.checkpoint_combo.setCurrentIndex(0 if checkpoints else -1)  # a placeholder leaves it at -1
         self._update_buttons()
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QWidget
 
 from studio.core.errors import StudioError
-from studio.gui.run_view import RunView
+from studio.gui.run_view import RunView, checkpoint_labels
 from studio.gui.run_controller import default_run_name
 from studio.gui.runner import RunOutcome, RunProcess, RunsController
 from studio.gui.widgets.common import button, named, page_layout, role_label
@@ -153,8 +152,8 @@ class TrainPage(QWidget):
     def _fill_checkpoints(self, checkpoints: list[str]) -> None:
         current = self.checkpoint_combo.currentData()
         self.checkpoint_combo.clear()
-        for path in reversed(checkpoints):  # newest first: the usual choice
-            self.checkpoint_combo.addItem(Path(path).name, path)
+        for label, path in checkpoint_labels(checkpoints):  # newest first: the usual choice
+            self.checkpoint_combo.addItem(label, path)
         index = self.checkpoint_combo.findData(current)
         self.checkpoint_combo.setCurrentIndex(max(index, 0) if checkpoints else -1)
         self._update_buttons()

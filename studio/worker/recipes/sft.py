@@ -367,7 +367,8 @@ class SFTRecipe:
         train_loss = sum(recent) / len(recent) if recent else None
         st.recent_losses = []
         st.eval_history.append([st.step, eval_loss, train_loss])
-        st.best_eval_loss = eval_loss if st.best_eval_loss is None else min(st.best_eval_loss, eval_loss)
+        if st.best_eval_loss is None or eval_loss < st.best_eval_loss:
+            st.best_eval_loss, st.best_eval_step = eval_loss, st.step
         fields = {}
         if self.general_rows:
             general = self._loss_over(self.general_rows)
@@ -391,9 +392,14 @@ class SFTRecipe:
         st, events = self.state, self.ctx.events
         if "overfitting" not in st.warned and ev.overfitting(st.eval_history, self.cfg.eval.overfit_patience):
             st.warned.append("overfitting")
+            best = ckpt.checkpoint_name(st.best_eval_step) if st.best_eval_step is not None else ""
+            kept = best and (self.ctx.checkpoints_dir / best / "state.json").exists()
+            where = (f"the best evaluation was at step {st.best_eval_step}"
+                     + (f"; its checkpoint {best} is kept" if kept else ""))
             events.warning("overfitting", f"eval loss rose {self.cfg.eval.overfit_patience} evaluations in a row "
                            f"while the training loss fell (step {st.step}): the model is memorising the training rows",
-                           hint="stop here or lower train.epochs / learning_rate; the best checkpoint is earlier")
+                           hint=f"stop here or lower train.epochs / learning_rate; {where}",
+                           best_step=st.best_eval_step)
         if "forgetting" not in st.warned and ev.forgetting(st.general_history):
             first, last = st.general_history[0][1], st.general_history[-1][1]
             st.warned.append("forgetting")

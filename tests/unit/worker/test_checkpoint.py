@@ -50,6 +50,14 @@ def test_retention_keeps_the_newest_and_cleans_partial_saves(tmp_path):
     assert not (tmp_path / ".tmp-step-000099-1").exists()
 
 
+def test_retention_never_deletes_the_best_evaluations_checkpoint(tmp_path):
+    model, opt, sched = _parts()
+    for step in (2, 4, 6, 8):
+        state = ckpt.TrainState(step=step, best_eval_loss=1.0, best_eval_step=4)  # eval rose after step 4
+        ckpt.save_checkpoint(tmp_path, model, opt, sched, state, "", keep=2)
+    assert [p.name for p in ckpt.complete_checkpoints(tmp_path)] == ["step-000004", "step-000006", "step-000008"]
+
+
 def test_a_stale_or_missing_pointer_falls_back_to_the_newest_complete(tmp_path):
     model, opt, sched = _parts()
     for step in (1, 2):

@@ -62,3 +62,23 @@ def test_run_with_tasks_general_text_and_samples(tmp_path, tiny_model):
     samples = [(e["step"], e["prompt"]) for e in events if e["type"] == "sample"]
     assert samples == [(1, "Hi"), (1, "Oslo?"), (2, "Hi"), (2, "Oslo?")]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard event file written"
+
+
+def test_overfitting_names_the_best_evaluation_and_keeps_its_checkpoint(tmp_path, tiny_model, monkeypatch):
+    """Eval loss rising from the first evaluation on: retention keeps one checkpoint, yet the
+    best one (step 1), to which the warning sends the person, survives."""
+    from studio.worker.recipes.sft import SFTRecipe
+
+    rising = iter(1.0 + 0.1 * k for k in range(100))
+    monkeypatch.setattr(SFTRecipe, "_loss_over", lambda self, rows: next(rising))
+    monkeypatch.setattr(ev, "overfitting", lambda history, patience: len(history) >= 3)
+    run_dir = make_run_dir(tmp_path, tiny_model, {
+        "train.max_steps": 4, "train.batch_size": 2, "eval.every_steps": 1, "eval.sample_prompts": [],
+        "output.save_every_steps": 1, "output.keep_checkpoints": 1, "data.max_length": 96}, rows=8)
+    assert train_in_process(run_dir) == "completed"
+    warning = next(e for e in read_events(run_dir) if e["type"] == "warning" and e["code"] == "overfitting")
+    assert warning["best_step"] == 1 and "step-000001 is kept" in warning["hint"]
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
+    assert kept == ["step-000001", "step-000004"]
+    state = json.loads((run_dir / "checkpoints" / "step-000004" / "state.json").read_text())
+    assert state["best_eval_step"] == 1
