@@ -114,6 +114,8 @@ class EvalConfig:
     sample_max_new_tokens: int = _f(48, "Longest sample generation in tokens.", min=1)
     task_metrics: bool = _f(True, "Compute BLEU/ROUGE/exact match/F1 per task when the eval set has a task column.")
     overfit_patience: int = _f(3, "Warn when eval loss rises this many evaluations in a row while train loss falls.", min=2)
+    early_stop: bool = _f(False, "SFT: stop when that warning fires, and write final/ from the weights of the best "
+                                 "evaluation (its checkpoint is always kept).")
 
 
 @dataclass
@@ -331,6 +333,11 @@ def _cross_checks(cfg: RunConfig) -> list[tuple[str, str]]:
                        "be packed; choose longest, multiple or max_length"))
     if cfg.train.objective == "grpo" and not cfg.train.reward_functions:
         errors.append(("train.reward_functions", "GRPO needs at least one reward function"))
+    if cfg.eval.early_stop and cfg.train.objective != "sft":
+        errors.append(("eval.early_stop", f"early stopping is available for SFT; {cfg.train.objective} runs "
+                       "report overfitting through their eval loss only"))
+    if cfg.eval.early_stop and not cfg.eval.every_steps:
+        errors.append(("eval.early_stop", "early stopping needs evaluations during training: set eval.every_steps"))
     if cfg.train.precision == "fp16" and cfg.train.device == "cpu":
         errors.append(("train.precision", "fp16 is not supported on the CPU; use auto, fp32 or bf16"))
     unknown = [r for r in cfg.output.report_to if r not in ("tensorboard", "wandb", "none")]

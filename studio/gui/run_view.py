@@ -26,7 +26,7 @@ STATUS_TEXT = {"running": "Training", "completed": "Completed", "stopped": "Stop
 STATUS_COLOURS = {"running": "#1d4ed8", "completed": "#15803d", "stopped": "#92400e", "failed": "#b91c1c"}
 WARNING_TITLES = {"overfitting": "Overfitting", "forgetting": "Forgetting", "no_pad_token": "Padding",
                   "bad_rows": "Bad rows", "no_loss_tokens": "No loss tokens", "too_long": "Too long",
-                  "template": "Chat template",
+                  "early_stop": "Stopped early", "template": "Chat template",
                   "learning_rate": "Learning rate"}
 
 

@@ -195,12 +195,25 @@ def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_ind
     but dropout masks differ from an uninterrupted run) and a warning says so.
     """
     import torch
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     if not (folder / "state.json").exists():
         raise RunError(f"{folder} is not a complete checkpoint (no state.json)",
                        "pick another folder under checkpoints/, or omit --from to use the latest")
+    load_weights(folder, model)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+    set_rng_state(_rng_for(torch.load(folder / "rng.pt", weights_only=False), process_index, num_processes))
+    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
+
+
+def load_weights(folder: str | Path, model) -> None:
+    """Copy a checkpoint's trainable weights into ``model`` (nothing else is touched)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
     weights = load_file(str(folder / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
@@ -210,11 +223,6 @@ def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_ind
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor.to(params[name].device))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(_rng_for(torch.load(folder / "rng.pt", weights_only=False), process_index, num_processes))
-    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
 
 
 def rng_state() -> dict[str, Any]:

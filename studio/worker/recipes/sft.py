@@ -136,6 +136,7 @@ class SFTRecipe:
         self.ctx = ctx
         self.cfg = ctx.cfg
         self.state = ckpt.TrainState()
+        self._stop_early = False  # set by the overfitting signal when eval.early_stop is on
 
     # -- setup --------------------------------------------------------------------------
 
@@ -224,6 +225,9 @@ class SFTRecipe:
                 self.optimizer_step(micro, len(batches))
                 if st.step < self.max_steps:
                     self._periodic()
+                if self._stop_early:
+                    self._finish(best_weights=True)
+                    return "completed"
                 if self._stop_requested():
                     self.save_checkpoint()
                     return "stopped"
@@ -298,10 +302,17 @@ class SFTRecipe:
         if step % out.save_every_steps == 0:
             self.save_checkpoint()
 
-    def _finish(self) -> None:
+    def _finish(self, best_weights: bool = False) -> None:
+        """Final evaluation, samples, checkpoint and ``final/`` (from the best evaluation's
+        weights when the run stops early)."""
         self.evaluate(final=True)
         self.sample()
         self.save_checkpoint()
+        best = self.ctx.checkpoints_dir / ckpt.checkpoint_name(self.state.best_eval_step or 0)
+        if best_weights and (best / "state.json").exists():
+            ckpt.load_weights(best, self.acc.unwrap_model(self.model))
+            self.ctx.events.log(f"final/ holds the weights of {best.name}, the best evaluation "
+                                f"(eval loss {self.state.best_eval_loss:.4f})")
         self.save_final()
 
     # -- forward and loss ---------------------------------------------------------------
@@ -400,6 +411,10 @@ class SFTRecipe:
                            f"while the training loss fell (step {st.step}): the model is memorising the training rows",
                            hint=f"stop here or lower train.epochs / learning_rate; {where}",
                            best_step=st.best_eval_step)
+            if self.cfg.eval.early_stop:
+                self._stop_early = True
+                events.warning("early_stop", f"stopping early at step {st.step} of {self.max_steps} "
+                               "(eval.early_stop): eval loss kept rising", best_step=st.best_eval_step)
         if "forgetting" not in st.warned and ev.forgetting(st.general_history):
             first, last = st.general_history[0][1], st.general_history[-1][1]
             st.warned.append("forgetting")

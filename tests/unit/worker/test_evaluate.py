@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from studio.worker import evaluate as ev
 
@@ -82,3 +83,42 @@ def test_overfitting_names_the_best_evaluation_and_keeps_its_checkpoint(tmp_path
     assert kept == ["step-000001", "step-000004"]
     state = json.loads((run_dir / "checkpoints" / "step-000004" / "state.json").read_text())
     assert state["best_eval_step"] == 1
+
+
+def test_early_stop_ends_the_run_and_writes_final_from_the_best_evaluation(tmp_path, tiny_model, monkeypatch):
+    from safetensors.torch import load_file
+
+    from studio.worker.recipes.sft import SFTRecipe
+
+    rising = iter(1.0 + 0.1 * k for k in range(100))
+    monkeypatch.setattr(SFTRecipe, "_loss_over", lambda self, rows: next(rising))
+    monkeypatch.setattr(ev, "overfitting", lambda history, patience: len(history) >= 3)
+    run_dir = make_run_dir(tmp_path, tiny_model, {
+        "train.max_steps": 8, "train.batch_size": 2, "eval.every_steps": 1, "eval.sample_prompts": [],
+        "eval.early_stop": True, "output.save_every_steps": 1, "output.keep_checkpoints": 1,
+        "data.max_length": 96, "train.learning_rate": 5e-3}, rows=8)
+    assert train_in_process(run_dir) == "completed"
+    events = read_events(run_dir)
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2, 3]  # stopped at the third evaluation
+    stop = next(e for e in events if e["type"] == "warning" and e["code"] == "early_stop")
+    assert stop["best_step"] == 1 and "step 3 of 8" in stop["message"]
+    assert events[-1]["type"] == "finished" and events[-1]["status"] == "completed"
+    best = load_file(str(run_dir / "checkpoints" / "step-000001" / "trainable.safetensors"))
+    last = load_file(str(run_dir / "checkpoints" / "step-000003" / "trainable.safetensors"))
+    final = load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+    assert any(not torch.equal(best[k], last[k]) for k in best), "training moved the weights after step 1"
+    for name, tensor in best.items():  # PEFT names its saved adapter weights without the adapter name
+        saved = name.replace(".default", "")
+        assert torch.equal(final[saved], tensor), name
+
+
+def test_early_stop_is_refused_where_it_cannot_work():
+    from studio.core import config as configmod
+
+    cfg = configmod.RunConfig()
+    cfg.data.train = "x.jsonl"
+    cfg.eval.early_stop = True
+    cfg.train.objective = "dpo"
+    cfg.eval.every_steps = 0
+    fields = [field for field, _ in configmod.validate(cfg)]
+    assert fields.count("eval.early_stop") == 2
