@@ -23,7 +23,7 @@ from pathlib import Path
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
 from studio.core.models import resolve_config_paths
-from studio.core.protocol import LineReader
+from studio.core.protocol import OBJECTIVE_METRICS, LineReader
 
 #: Config fields that name files; made absolute so the run folder works from anywhere.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +147,10 @@ class ProgressPrinter:
                     f"({e.get('precision', '')}), {e['params_trainable']:,} of {e['params_total']:,} parameters train, "
                     f"{e['train_rows']} train / {e['eval_rows']} eval rows, {e['max_steps']} steps")
         if kind == "step":
-            return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}  lr {e['learning_rate']:.2e}  "
+            # DPO, KTO, ORPO, reward modelling and GRPO also say how their objective is going.
+            extra = "".join(f"  {short} {e[key]:.3f}" for key, (short, _) in OBJECTIVE_METRICS.items()
+                            if isinstance(e.get(key), (int, float)))
+            return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}{extra}  lr {e['learning_rate']:.2e}  "
                     f"{e['tokens_per_second']:.0f} tok/s  {e['memory_mib']:.0f} MiB")
         if kind == "eval":
             extra = f"  general {e['general_loss']:.4f}" if e.get("general_loss") is not None else ""

@@ -32,6 +32,18 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
 }
 FINISHED_STATUSES = ("completed", "stopped", "failed")
 
+#: What the preference, reward and RL objectives report in their step events beside the loss:
+#: step-event key -> (short name for a terminal line, label for a plot).
+OBJECTIVE_METRICS: dict[str, tuple[str, str]] = {
+    "rewards/margins": ("margin", "reward margin (chosen − rejected)"),
+    "rewards/accuracies": ("ranked right", "share of pairs ranked right"),
+    "kl": ("KL", "KL estimate"),
+    "accuracy": ("ranked right", "share of pairs ranked right"),
+    "margin": ("margin", "score margin (chosen − rejected)"),
+    "reward": ("reward", "mean reward"),
+    "reward_std": ("reward spread", "reward spread"),
+}
+
 
 def make_event(type_: str, **fields: Any) -> dict:
     """An event dict with the schema version, type and a wall-clock timestamp."""

@@ -24,6 +24,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from studio.core.protocol import OBJECTIVE_METRICS
+
 #: Colour-blind friendly palette (Okabe-Ito) for curves and compared runs.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 REDRAW_MS = 250
@@ -439,10 +441,7 @@ class RedrawTimer(QObject):
 
 #: What the preference, reward and RL objectives report beside their loss (step-event keys),
 #: drawn in one more plot next to the loss when a run reports any of them.
-OBJECTIVE_CURVES = {"rewards/margins": "reward margin (chosen − rejected)",
-                    "rewards/accuracies": "share of pairs ranked right", "kl": "KL estimate",
-                    "accuracy": "share of pairs ranked right",
-                    "margin": "score margin (chosen − rejected)", "reward": "mean reward", "reward_std": "reward spread"}
+OBJECTIVE_CURVES = {key: label for key, (_, label) in OBJECTIVE_METRICS.items()}
 #: GRPO's mean reward per reward function: ``rewards/<function>/mean``.
 _REWARD_FUNCTION = re.compile(r"^rewards/(.+)/mean$")
 

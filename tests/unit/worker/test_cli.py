@@ -79,6 +79,16 @@ def test_progress_printer_is_readable_and_survives_split_lines(capsys):
     assert out[2:] == ["finished: failed", "error: out of memory", "hint: lower it"]
 
 
+def test_progress_printer_adds_what_the_objective_reports(capsys):
+    printer = ProgressPrinter()
+    printer.feed('{"v":1,"type":"step","time":0,"step":2,"epoch":0.1,"loss":0.6931,"learning_rate":0.0001,'
+                 '"grad_norm":1.0,"tokens_per_second":900,"tokens_seen":10,"memory_mib":512,'
+                 '"rewards/margins":0.25,"rewards/accuracies":0.75,"rewards/chosen":0.1}\n')
+    printer.flush()
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("step 2/0  loss 0.6931  margin 0.250  ranked right 0.750  lr 1.00e-04")
+
+
 @pytest.mark.parametrize("args", [["export", "x"], ["export", "x", "--merged", "a", "--adapter", "b"]])
 def test_export_needs_exactly_one_target(args):
     with pytest.raises(SystemExit):
