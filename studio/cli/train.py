@@ -115,6 +115,12 @@ def run_worker(run_dir: Path, resume: str | None = None, raw: bool = False) -> i
     return proc.wait()
 
 
+def _objective(numbers: dict) -> str:
+    """``"  margin 0.250  ranked right 0.750"``: how a DPO, KTO, ORPO, reward or GRPO run is going."""
+    return "".join(f"  {short} {numbers[key]:.3f}" for key, (short, _) in OBJECTIVE_METRICS.items()
+                   if isinstance(numbers.get(key), (int, float)))
+
+
 class ProgressPrinter:
     """Worker events -> one readable line each (or the raw JSON with ``--json``)."""
 
@@ -147,16 +153,17 @@ class ProgressPrinter:
                     f"({e.get('precision', '')}), {e['params_trainable']:,} of {e['params_total']:,} parameters train, "
                     f"{e['train_rows']} train / {e['eval_rows']} eval rows, {e['max_steps']} steps")
         if kind == "step":
-            # DPO, KTO, ORPO, reward modelling and GRPO also say how their objective is going.
-            extra = "".join(f"  {short} {e[key]:.3f}" for key, (short, _) in OBJECTIVE_METRICS.items()
-                            if isinstance(e.get(key), (int, float)))
-            return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}{extra}  lr {e['learning_rate']:.2e}  "
-                    f"{e['tokens_per_second']:.0f} tok/s  {e['memory_mib']:.0f} MiB")
+            return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}{_objective(e)}  "
+                    f"lr {e['learning_rate']:.2e}  {e['tokens_per_second']:.0f} tok/s  {e['memory_mib']:.0f} MiB")
         if kind == "eval":
             extra = f"  general {e['general_loss']:.4f}" if e.get("general_loss") is not None else ""
-            metrics = f"  {json.dumps(e['metrics'])}" if e.get("metrics") else ""
+            metrics = e.get("metrics") or {}
+            # Per-task scores (BLEU, ROUGE, F1...) in full; of a TRL objective's flat numbers, the
+            # ones that say how it is going (the rest are in events.jsonl and TensorBoard).
+            tasks = {k: v for k, v in metrics.items() if isinstance(v, dict)}
             ppl = f"  perplexity {e['perplexity']:.2f}" if e.get("perplexity") is not None else ""
-            return f"eval at step {e['step']}: loss {e['eval_loss']:.4f}{ppl}{extra}{metrics}"
+            return (f"eval at step {e['step']}: loss {e['eval_loss']:.4f}{ppl}{extra}{_objective(metrics)}"
+                    + (f"  {json.dumps(tasks)}" if tasks else ""))
         if kind == "checkpoint":
             return f"checkpoint: {e['path']}"
         if kind == "sample":

@@ -84,9 +84,15 @@ def test_progress_printer_adds_what_the_objective_reports(capsys):
     printer.feed('{"v":1,"type":"step","time":0,"step":2,"epoch":0.1,"loss":0.6931,"learning_rate":0.0001,'
                  '"grad_norm":1.0,"tokens_per_second":900,"tokens_seen":10,"memory_mib":512,'
                  '"rewards/margins":0.25,"rewards/accuracies":0.75,"rewards/chosen":0.1}\n')
+    printer.feed('{"v":1,"type":"eval","time":0,"step":2,"eval_loss":0.65,"perplexity":null,"metrics":'
+                 '{"runtime":0.7,"rewards/margins":0.08,"rewards/accuracies":1.0}}\n')
+    printer.feed('{"v":1,"type":"eval","time":0,"step":4,"eval_loss":1.2,"perplexity":3.32,"metrics":'
+                 '{"qa":{"f1":0.5,"count":3}}}\n')
     printer.flush()
-    (line,) = capsys.readouterr().out.splitlines()
-    assert line.startswith("step 2/0  loss 0.6931  margin 0.250  ranked right 0.750  lr 1.00e-04")
+    step, dpo_eval, sft_eval = capsys.readouterr().out.splitlines()
+    assert step.startswith("step 2/0  loss 0.6931  margin 0.250  ranked right 0.750  lr 1.00e-04")
+    assert dpo_eval == "eval at step 2: loss 0.6500  margin 0.080  ranked right 1.000"
+    assert sft_eval == 'eval at step 4: loss 1.2000  perplexity 3.32  {"qa": {"f1": 0.5, "count": 3}}'
 
 
 @pytest.mark.parametrize("args", [["export", "x"], ["export", "x", "--merged", "a", "--adapter", "b"]])
