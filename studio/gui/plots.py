@@ -169,6 +169,8 @@ FIRST_LEVEL = 3
 RAW_POINTS_PER_PIXEL = 4
 #: A plot not laid out yet (width 0) is treated as this many pixels wide.
 MIN_PIXELS = 200
+#: Curves with markers (evaluations) draw them up to this many points in view.
+MAX_SYMBOLS = 200
 
 
 class _Extremes:
@@ -259,14 +261,11 @@ class MetricPlot(pg.PlotWidget):
         self.getViewBox().sigXRangeChanged.connect(self._refine.start)
         self.getViewBox().sigResized.connect(self._refine.start)
         # Hovering shows the exact values at the nearest step, from the raw points (not the
-        # summarised ones a long run is drawn with).
-        self.readout_item = pg.TextItem(anchor=(0, 0), color="#1f2933", fill=pg.mkBrush(255, 255, 255, 225))
-        self.readout_item.setZValue(10)
-        self.readout_item.hide()
-        self.addItem(self.readout_item, ignoreBounds=True)
-        self.cursor_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#9aa5b1", style=_dash(True)))
-        self.cursor_line.hide()
-        self.addItem(self.cursor_line, ignoreBounds=True)
+        # summarised ones a long run is drawn with). Its items are made on the first hover: even
+        # hidden, they cost every redraw of the plot a little.
+        self.readout_item: pg.TextItem | None = None
+        self.cursor_line: pg.InfiniteLine | None = None
+        self._symbols: dict[str, str] = {}
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
@@ -302,6 +301,12 @@ class MetricPlot(pg.PlotWidget):
         if step is None:
             self._hide_readout()
             return
+        if self.readout_item is None:
+            self.readout_item = pg.TextItem(anchor=(0, 0), color="#1f2933", fill=pg.mkBrush(255, 255, 255, 225))
+            self.readout_item.setZValue(10)
+            self.addItem(self.readout_item, ignoreBounds=True)
+            self.cursor_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#9aa5b1", style=_dash(True)))
+            self.addItem(self.cursor_line, ignoreBounds=True)
         (x0, _), (_, y1) = box.viewRange()
         self.readout_item.setText(text)
         self.readout_item.setPos(x0, y1)
@@ -310,8 +315,9 @@ class MetricPlot(pg.PlotWidget):
         self.cursor_line.show()
 
     def _hide_readout(self) -> None:
-        self.readout_item.hide()
-        self.cursor_line.hide()
+        if self.readout_item is not None:
+            self.readout_item.hide()
+            self.cursor_line.hide()
 
     def leaveEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self._hide_readout()
@@ -328,6 +334,8 @@ class MetricPlot(pg.PlotWidget):
         pen = pg.mkPen(color, width=width, style=_dash(dashed))
         curve = self.plot([], [], pen=pen, name=name, symbol=symbol, symbolSize=6, symbolBrush=color,
                           symbolPen=None, connect="finite")
+        if symbol:
+            self._symbols[name] = symbol
         self.series[name] = series if series is not None else SeriesBuffer()
         self._curves[name] = curve
 
@@ -361,7 +369,12 @@ class MetricPlot(pg.PlotWidget):
         first, end, block = series.visible(x_range, pixels)
         self._drawn[name] = (first, end, block, len(series))
         xs, ys = series.points(first, end, block)
-        self._curves[name].setData(xs, ys, connect="finite")
+        curve = self._curves[name]
+        if name in self._symbols:
+            # A marker per point helps a few evaluations stand out; hundreds of them only cost paint
+            # time (4-5 ms for a thousand) and merge into a line anyway.
+            curve.setSymbol(self._symbols[name] if len(xs) <= MAX_SYMBOLS else None)
+        curve.setData(xs, ys, connect="finite")
 
     def _redraw_for_view(self) -> None:
         """After a zoom, pan or resize: redraw the curves whose points in view changed."""
@@ -377,6 +390,7 @@ class MetricPlot(pg.PlotWidget):
             self._legend.clear()
         self.series.clear()
         self._curves.clear()
+        self._symbols.clear()
         self._dirty.clear()
         self._drawn.clear()
 

@@ -130,6 +130,7 @@ def test_hovering_a_plot_reads_out_the_exact_values_at_the_nearest_step(qtbot):
     plot.extend("train", list(range(1, n + 1)), [1.0 + k / 1e5 for k in range(1, n + 1)])
     plot.extend("eval", [50_000, 100_000], [2.5, None])
     plot.redraw()
+    assert plot.readout_item is None  # made on the first hover
     assert plot.readout(12_345.4) == "step 12,345\ntrain: 1.12345\neval: 2.5 (step 50,000)"
     assert plot.readout(99_000) == "step 99,000\ntrain: 1.99\neval: — (step 100,000)"
     box = plot.getViewBox()
@@ -193,3 +194,15 @@ def test_axes_show_values_as_they_are_without_si_scaling(qtbot):
     axis = plot.getAxis("left")
     assert axis.autoSIPrefix is False and axis.labelText == "loss"
     assert "x0.001" not in axis.label.toPlainText()
+
+
+def test_evaluation_markers_are_drawn_only_while_they_are_few(qtbot):
+    plot = MetricPlot("Loss")
+    qtbot.addWidget(plot)
+    plot.add_curve("eval", "#f00", symbol="o")
+    plot.extend("eval", [10, 20, 30], [1.0, 0.9, 0.8])
+    plot.redraw()
+    assert plot._curves["eval"].opts["symbol"] == "o"
+    plot.extend("eval", list(range(40, 10_000, 10)), [0.5] * len(range(40, 10_000, 10)))
+    plot.redraw()
+    assert plot._curves["eval"].opts["symbol"] is None
