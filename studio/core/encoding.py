@@ -187,14 +187,14 @@ class Encoder:
         if not turns:
             raise TemplateError(f"row {example.row} has no turns before its answer to use as a prompt",
                                 "RL objectives need rows with a user turn")
-        lay = self.layouter.layout(Example(example.row, turns))
+        # Laid out as "loss on everything" (a prompt has no assistant turn to look for, and no
+        # remark is due about that), then no token is trained on.
+        lay = Layouter(self.template, "all").layout(Example(example.row, turns))
         generation = self.layouter.render(example.row, turns, True)
         if generation.startswith(lay.text) and len(generation) > len(lay.text):
             lay.roles.append((len(lay.text), "assistant"))  # the header the answer will follow
             lay.text = generation
         lay.loss = []
-        # The prompt has no loss by design: no "no token carries loss" remark for it.
-        lay.warnings = [w for w in lay.warnings if "no token carries loss" not in w]
         ((ids, offsets),) = self._tokenize([lay])
         return self._finish(lay, ids, offsets, False)
 

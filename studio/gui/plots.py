@@ -58,9 +58,7 @@ class SeriesBuffer:
 
     def append(self, x: float, y: float | None) -> None:
         """Add one point; ``None`` (a NaN the worker wrote as null) becomes a gap in the curve."""
-        if self._n == len(self._x):
-            self._x = np.resize(self._x, 2 * len(self._x))
-            self._y = np.resize(self._y, 2 * len(self._y))
+        self._x, self._y = _room(self._x, self._y, self._n + 1)
         if self._n and x < self._x[self._n - 1]:
             self._sorted = False
         self._x[self._n] = x
@@ -71,9 +69,7 @@ class SeriesBuffer:
         """Add many points at once (one numpy copy instead of a Python call per point)."""
         ys = [math.nan if y is None else y for y in ys]
         start, need = self._n, self._n + len(xs)
-        if need > len(self._x):
-            size = max(need, 2 * len(self._x))
-            self._x, self._y = np.resize(self._x, size), np.resize(self._y, size)
+        self._x, self._y = _room(self._x, self._y, need)
         self._x[start:need] = xs
         self._y[start:need] = ys
         self._n = need
@@ -163,6 +159,14 @@ class SeriesBuffer:
         return below_lows, below_highs
 
 
+def _room(a: np.ndarray, b: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two parallel arrays with room for ``need`` entries, grown by doubling (amortised O(1))."""
+    if need <= len(a):
+        return a, b
+    size = max(need, 2 * len(a))
+    return np.resize(a, size), np.resize(b, size)
+
+
 #: The finest pyramid level summarises blocks of 2**3 points; finer is cheaper to draw raw.
 FIRST_LEVEL = 3
 #: Up to this many points per pixel are drawn as they are (pyqtgraph draws a few thousand fast).
@@ -194,9 +198,7 @@ class _Extremes:
         done = len(lows) // width
         if done <= self._n:
             return
-        if done > len(self._lows):
-            size = max(done, 2 * len(self._lows))
-            self._lows, self._highs = np.resize(self._lows, size), np.resize(self._highs, size)
+        self._lows, self._highs = _room(self._lows, self._highs, done)
         span = slice(self._n * width, done * width)
         # fmin/fmax skip NaN: a block is a gap only when every point in it is missing.
         self._lows[self._n:done] = np.fmin.reduce(lows[span].reshape(-1, width), axis=1)

@@ -172,11 +172,12 @@ class InspectPage(QWidget):
         # to the longest; GRPO's prompts: left padding for generation), and their loss is set by
         # the objective, so those controls do not apply.
         objective = cfg.train.objective
-        trl_batches = objective in work.TRL_BATCHES or objective == "grpo"
+        side = work.trl_padding_side(objective)
+        trl_batches = side is not None
         self.padding.setEnabled(not trl_batches)
-        side = "left, for generation" if objective == "grpo" else "on the right"
+        where = "on the left, for generation" if side == "left" else "on the right"
         self.padding.setToolTip(f"{objective.upper()} batches are padded by TRL: every sequence to the longest of "
-                                f"its batch, {side}." if trl_batches else self._padding_help)
+                                f"its batch, {where}." if trl_batches else self._padding_help)
         self.loss.setEnabled(objective == "sft")
         self.loss.setToolTip(self._loss_help if objective == "sft" else
                              f"{objective.upper()} decides what is trained: "

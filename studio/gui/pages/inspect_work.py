@@ -40,6 +40,14 @@ def load_sources(cfg: RunConfig) -> Sources:
 TRL_BATCHES = ("dpo", "kto", "orpo", "reward")
 
 
+def trl_padding_side(objective: str) -> str | None:
+    """The side TRL pads this objective's batches on (to the longest row), ``None`` for SFT's
+    own padding: preference pairs on the right, GRPO's prompts on the left for generation."""
+    if objective in TRL_BATCHES:
+        return "right"
+    return "left" if objective == "grpo" else None
+
+
 def encode_options(cfg: RunConfig):
     from studio.core.encoding import EncodeOptions
 
@@ -54,10 +62,9 @@ def pad_options(cfg: RunConfig, pad_id: int):
     from studio.core.encoding import PadOptions
 
     d = cfg.data
-    if cfg.train.objective in TRL_BATCHES:
-        return PadOptions(strategy="longest", pad_id=pad_id, side="right")
-    if cfg.train.objective == "grpo":  # prompts are left-padded for generation
-        return PadOptions(strategy="longest", pad_id=pad_id, side="left")
+    side = trl_padding_side(cfg.train.objective)
+    if side:
+        return PadOptions(strategy="longest", pad_id=pad_id, side=side)
     return PadOptions(strategy=d.padding, pad_id=pad_id, side=d.padding_side, multiple_of=d.pad_to_multiple_of,
                       max_length=d.max_length)
 
