@@ -205,7 +205,7 @@ def _dry_run(cfg: configmod.RunConfig) -> int:
 
 def _print_launch(cfg: configmod.RunConfig, run_dir: Path, nodes: int, gpus_per_node: int) -> int:
     try:
-        from studio.worker.launch import launch_commands
+        from studio.core.launch import launch_commands
     except ImportError:
         print("multi-GPU launch commands are not available in this Studio build", file=sys.stderr)
         return 1

@@ -169,9 +169,9 @@ def default_run_name(cfg: configmod.RunConfig) -> str:
 
 
 def _accelerate_args(cfg: configmod.RunConfig, run_dir: Path, processes: int, cpu: bool) -> list[str]:
-    """``-m accelerate.commands.launch ...``: the launch command studio.worker.launch writes, run
+    """``-m accelerate.commands.launch ...``: the launch command studio.core.launch writes, run
     with this Python (so the worker gets the same environment as the window)."""
-    from studio.worker.launch import launch_commands  # light: yaml and the core config only
+    from studio.core.launch import launch_commands  # light: yaml and the core config only
 
     command = shlex.split(launch_commands(cfg, run_dir, gpus_per_node=processes, cpu=cpu)[0])
     return ["-m", "accelerate.commands.launch", *command[2:]]

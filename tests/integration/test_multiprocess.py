@@ -12,7 +12,7 @@ import pytest
 
 from studio.core import config as config_mod
 from studio.core.protocol import validate_event
-from studio.worker.launch import launch_commands
+from studio.core.launch import launch_commands
 
 from worker_runs import ROOT, build_tiny_model, make_run_dir, read_events, step_losses
 

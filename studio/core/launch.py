@@ -9,7 +9,8 @@ is, shards the data by rank and lets only the main process write events and chec
 command for each machine. Only ``--machine_rank`` differs between machines; the main node's
 address is a shell variable (``$STUDIO_MAIN_IP`` by default) so one script serves every node.
 
-This module imports nothing heavy, so the window and ``studio train --print-launch`` can use it.
+Pure (YAML and the core config, nothing heavy), so the window, ``studio train --print-launch`` and
+the worker all build launch commands here.
 """
 
 from __future__ import annotations

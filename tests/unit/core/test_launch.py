@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from studio.core import config as config_mod
-from studio.worker.launch import accelerate_config, launch_commands
+from studio.core.launch import accelerate_config, launch_commands
 
 
 def test_two_nodes_of_four_gpus_exact_commands(tmp_path):
