@@ -7,12 +7,19 @@ A checkpoint folder ``checkpoints/step-000042/`` holds:
 * ``optimizer.pt``, ``scheduler.pt`` - optimizer moments and the learning-rate schedule;
 * ``rng.pt`` - Python, NumPy and torch (CPU and CUDA) random states, of every process when
   several trained the run (each resumes with its own: dropout masks continue exactly);
+  stored as tensors, numbers and tuples only;
 * ``state.json`` - step, data position (epoch + batch index), tokens seen, eval history;
 * ``config.yaml`` - the configuration that produced it.
 
 It is written into a hidden temporary folder, every file fsynced, then renamed into place
 (rename is atomic), and only then is ``checkpoints/latest`` pointed at it. A crash at any
 moment leaves the previous complete checkpoint and a correct ``latest``.
+
+A checkpoint folder may come from anywhere (copied from a colleague, downloaded), so its
+``.pt`` files are read with ``torch.load(weights_only=True)``: tensors, numbers, strings and
+containers only, never an arbitrary pickled object (which could run code while loading).
+``rng.pt`` files written before the NumPy state was stored as a tensor hold one NumPy array;
+exactly the four NumPy names that rebuild it are allowed there, nowhere else.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,18 +202,71 @@ def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_ind
     written by as many; otherwise every process gets the main process's (the run continues,
     but dropout masks differ from an uninterrupted run) and a warning says so.
     """
-    import torch
-
     folder = Path(folder)
     if not (folder / "state.json").exists():
         raise RunError(f"{folder} is not a complete checkpoint (no state.json)",
                        "pick another folder under checkpoints/, or omit --from to use the latest")
+    # Every file is read before anything is restored: a refused file leaves the model untouched.
+    optimizer_state = load_tensors(folder / "optimizer.pt")
+    scheduler_state = load_tensors(folder / "scheduler.pt")
+    rng = load_tensors(folder / "rng.pt", allow=_numpy_array_globals())
     load_weights(folder, model)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(_rng_for(torch.load(folder / "rng.pt", weights_only=False), process_index, num_processes))
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    set_rng_state(_rng_for(rng, process_index, num_processes))
     data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
+
+
+def load_tensors(path: Path, allow: list | tuple = ()) -> Any:
+    """Read a ``.pt`` file that may hold only tensors, numbers, strings and containers.
+
+    Args:
+        allow: further classes/functions the file may name (an exact list, for old formats).
+
+    Raises:
+        RunError: naming the file, when it is missing, damaged, or holds anything else (such a
+            file is refused unread: unpickling it could run code).
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"checkpoint file {path} is missing",
+                       "resume from another folder under checkpoints/ (--from), or start the run again") from None
+    except pickle.UnpicklingError as exc:
+        # torch wraps every refusal in one error; a named global means a foreign object.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise _damaged(path, "not a file torch wrote") from None
+        raise RunError(f"{path} holds a Python object ({found.group(1)}) where a checkpoint has only tensors and "
+                       "numbers, so Studio refused to load it: unpickling it could run code",
+                       "Studio's own checkpoints never hold such objects; if this folder came from elsewhere, do "
+                       "not use it. Resume from another checkpoint (--from), or start the run again") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise _damaged(path, _first_line(exc)) from None
+
+
+def _damaged(path: Path, why: str) -> RunError:
+    return RunError(f"checkpoint file {path} is damaged and cannot be read ({why})",
+                    "resume from an earlier folder under checkpoints/ (--from)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _numpy_array_globals() -> list:
+    """What an ``rng.pt`` of earlier Studio versions needs: one uint32 NumPy array, nothing more."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def load_weights(folder: str | Path, model) -> None:
@@ -230,7 +291,10 @@ def rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # NumPy's key array as a tensor: the file then loads with torch's weights-only reader as is.
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -253,7 +317,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

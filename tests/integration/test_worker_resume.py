@@ -92,3 +92,39 @@ def test_worker_process_kill_9_then_sigterm_then_resume(tmp_path, model, baselin
     assert not problems, problems
     assert step_losses(events) == baseline[0] and _evals(events) == baseline[1]
     assert not any(p.name.startswith(".tmp-") for p in ckpts.iterdir()), "stale partial checkpoints are cleaned"
+
+
+def test_studio_train_resume_refuses_a_crafted_rng_file_without_running_it(tmp_path, model):
+    """A checkpoint's rng.pt carrying a shell command: ``studio train --resume RUN --from CKPT``
+    fails naming the file, and the command never ran."""
+    import subprocess
+    import sys
+
+    from worker_runs import ROOT, one_thread_env
+
+    run_dir = make_run_dir(tmp_path, model, {**SETTINGS, "eval.every_steps": 0})
+    assert train_in_process(run_dir, stop_after_step=1) == "stopped"
+    marker = tmp_path / "payload-ran"
+    planted = run_dir / "checkpoints" / "step-000001" / "rng.pt"
+    planted.write_bytes(_pickle_running(f"touch {marker}"))
+    done = subprocess.run([sys.executable, "-m", "studio", "train", "--resume", str(run_dir), "--from", "step-000001"],
+                          capture_output=True, text=True, cwd=str(ROOT), env=one_thread_env(), timeout=300)
+    assert not marker.exists(), "the checkpoint's payload ran"
+    assert done.returncode == 1 and "finished: failed" in done.stdout
+    assert f"{planted} holds a Python object (posix.system)" in done.stdout
+    assert Registry().find(run_dir).status == "failed"
+
+
+def _pickle_running(command: str) -> bytes:
+    """The bytes of a torch file whose unpickling would run ``command`` in a shell."""
+    import io
+
+    import torch
+
+    class ShellCommand:
+        def __reduce__(self):
+            return os.system, (command,)
+
+    buffer = io.BytesIO()
+    torch.save({"python": ShellCommand()}, buffer)
+    return buffer.getvalue()

@@ -89,3 +89,54 @@ def test_each_process_gets_its_own_random_state_back_and_a_mismatch_warns(tmp_pa
     expected = random.random()
     ckpt.load_checkpoint(folder, *_parts(), process_index=2, num_processes=3)  # resumed on more processes
     assert random.random() == expected and "the run now has 3" in caplog.text
+
+
+class _ShellCommand:
+    """Unpickling this runs a shell command (what a crafted checkpoint file would carry)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name", ["rng.pt", "optimizer.pt", "scheduler.pt"])
+def test_a_crafted_pickle_in_a_checkpoint_is_refused_unrun_naming_the_file(tmp_path, name):
+    model, opt, sched = _parts()
+    folder = ckpt.save_checkpoint(tmp_path / "ckpts", model, opt, sched, ckpt.TrainState(step=3), "")
+    marker = tmp_path / "payload-ran"
+    torch.save({"state": {}, "param_groups": [], "python": _ShellCommand(marker)}, folder / name)
+    other, opt2, sched2 = _parts(seed=1)
+    before = other[1].weight.clone()
+    with pytest.raises(RunError) as caught:
+        ckpt.load_checkpoint(folder, other, opt2, sched2)
+    assert not marker.exists(), "the payload ran while the checkpoint was loaded"
+    assert str(folder / name) in caught.value.message and "refused" in caught.value.message
+    assert torch.equal(other[1].weight, before), "nothing is restored from a refused checkpoint"
+
+
+def test_an_rng_file_of_earlier_versions_with_a_numpy_array_still_resumes(tmp_path):
+    import numpy as np
+
+    model, opt, sched = _parts()
+    folder = ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=1), "")
+    np.random.seed(5)
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               folder / "rng.pt")  # the layout written before the NumPy key became a tensor
+    expected = np.random.random()
+    ckpt.load_checkpoint(folder, *_parts())
+    assert np.random.random() == expected
+
+
+def test_a_damaged_or_missing_checkpoint_file_is_named(tmp_path):
+    model, opt, sched = _parts()
+    folder = ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=1), "")
+    (folder / "scheduler.pt").write_bytes(b"not a torch file")
+    with pytest.raises(RunError, match="scheduler.pt is damaged"):
+        ckpt.load_checkpoint(folder, model, opt, sched)
+    (folder / "scheduler.pt").unlink()
+    with pytest.raises(RunError, match="scheduler.pt is missing"):
+        ckpt.load_checkpoint(folder, model, opt, sched)
