@@ -197,6 +197,25 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} {_SQL_TYPES.get(column, 'TEXT')}")
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (10 ms resolution on Linux; 0 where unknown)."""
+    try:
+        # /proc gives start time in clock ticks since boot, immune to wall-clock rounding.
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import psutil
+
+        return max(time.time() - psutil.Process().create_time(), 0.0)
+    except Exception:  # psutil missing or no permission: the measurement is optional
+        return 0.0
+
+
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this id is running (a zombie counts as dead)."""
     if not pid:

@@ -22,6 +22,7 @@ from studio.core import config as configmod
 from studio.core.config import RunConfig
 from studio.core.errors import StudioError
 from studio.core.models import resolve_config_paths, resource_path
+from studio.core.runs import process_age_s
 from studio.gui import tasks
 
 log = logging.getLogger("studio.gui")
@@ -31,25 +32,6 @@ STYLE = "resources/style.qss"
 #: longest wait for start-up background loads before a screenshot is taken anyway
 SCREENSHOT_WAIT_S = 20.0
 FIRST_PAINT_FALLBACK_MS = 2000
-
-
-def process_age_s() -> float:
-    """Seconds since this process started (10 ms resolution on Linux; 0 where unknown)."""
-    try:
-        # /proc gives start time in clock ticks since boot, immune to wall-clock rounding.
-        with open("/proc/self/stat") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-    try:
-        import psutil
-
-        return max(time.time() - psutil.Process().create_time(), 0.0)
-    except Exception:  # psutil missing or no permission: the measurement is optional
-        return 0.0
 
 
 def initial_config() -> RunConfig:
@@ -76,10 +58,12 @@ def application() -> QApplication:
     return app
 
 
-def _after_first_paint(window) -> None:
+def _after_first_paint(window, standby: bool = True) -> None:
     window.build_remaining_pages()
     tasks.release()
     settle_heap()
+    if standby and window.runs_controller is not None:
+        window.runs_controller.enable_standby()  # a worker with its imports done waits for Train
 
 
 def settle_heap() -> None:
@@ -160,15 +144,16 @@ def main(screenshot: str | None = None) -> int:
     # Paint first, then build the other pages and start background loads.
     tasks.hold()
     window = build_window(defer_pages=True)
-    probe = FirstPaint(window, then=lambda: _after_first_paint(window))
+    # A screenshot trains nothing: no worker is started ahead for it.
+    probe = FirstPaint(window, then=lambda: _after_first_paint(window, not screenshot))
     window.show()
     # In case no paint ever arrives (a minimised start, an odd platform), go on anyway.
-    QTimer.singleShot(FIRST_PAINT_FALLBACK_MS, lambda: _after_first_paint(window))
+    QTimer.singleShot(FIRST_PAINT_FALLBACK_MS, lambda: _after_first_paint(window, not screenshot))
     if screenshot:
         deadline = time.monotonic() + 5
         while probe.seconds is None and time.monotonic() < deadline:
             app.processEvents()
-        _after_first_paint(window)
+        _after_first_paint(window, standby=False)
         tasks.wait_idle(SCREENSHOT_WAIT_S)
         out = save_screenshot(window, screenshot)
         print(f"screenshot written to {out}")

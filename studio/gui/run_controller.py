@@ -13,7 +13,8 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.core import config as configmod
 from studio.core import runs
-from studio.gui.runner import RunOutcome, RunProcess
+from studio.gui.runner import RunOutcome, RunProcess, _child_env
+from studio.gui.standby import StandbyWorker, standby_wanted
 
 log = logging.getLogger("studio.gui.runner")
 
@@ -40,6 +41,8 @@ class RunsController(QObject):
         super().__init__(parent)
         self._registry = registry
         self._procs: dict[str, RunProcess] = {}
+        self.standby: StandbyWorker | None = None
+        self._standby_on = False
 
     @property
     def registry(self) -> runs.Registry:
@@ -88,7 +91,12 @@ class RunsController(QObject):
         if old is not None and old.is_running() and old.is_alive():
             raise RuntimeError(f"run {run_dir} is still training; stop it first")
         proc = self._adopt(RunProcess(run_dir, self))
-        proc.launch(args)
+        plain = args[:2] == ["-m", "studio.worker"]  # accelerate launches start their own processes
+        pid = self.standby.hand_over(args[2:]) if plain and self.standby is not None else None
+        if pid:
+            proc.take_over(pid)
+        else:
+            proc.launch(args)
         self._record(run_dir, status="running", pid=proc.pid, ended=None, error="", hint="")
         self.run_started.emit(proc)
         return proc
@@ -97,6 +105,32 @@ class RunsController(QObject):
         self._procs[proc.run_dir] = proc
         proc.finished.connect(self._on_finished)
         return proc
+
+    # -- a worker started ahead of time ------------------------------------------------------
+
+    def enable_standby(self) -> None:
+        """Keep a worker that has done its imports waiting for the next run (unless
+        ``STUDIO_STANDBY=0``); the window calls this once it has started."""
+        self._standby_on = standby_wanted()
+        self._refill_standby()
+
+    def _refill_standby(self) -> None:
+        """A fresh standby when the last one was used, once no run is training."""
+        if not self._standby_on or self.live_runs():
+            return
+        if self.standby is not None and not self.standby.used and self.standby.is_alive():
+            return
+        try:
+            self.standby = StandbyWorker(_child_env())
+        except OSError as exc:
+            log.warning("could not start a standby worker (runs start from scratch): %s", exc)
+            self.standby = None
+
+    def close_standby(self) -> None:
+        """The window is closing: the unused standby exits (a run it took goes on)."""
+        self._standby_on = False
+        if self.standby is not None:
+            self.standby.close()
 
     # -- following --------------------------------------------------------------------------
 
@@ -151,6 +185,7 @@ class RunsController(QObject):
         else:
             self.runs_changed.emit()
         self.run_finished.emit(outcome)
+        self._refill_standby()
 
     def _record(self, run_dir: Path, **fields) -> None:
         """Update the registry row of ``run_dir``; a registry problem never breaks the window."""

@@ -136,6 +136,13 @@ class RunProcess(QObject):
         log.info("launched %s (pid %d) for %s", " ".join(args), self.pid, self.run_dir)
         self._start_timer()
 
+    def take_over(self, pid: int) -> None:
+        """Follow a run just handed to a worker started ahead of time (:mod:`studio.gui.standby`)."""
+        self._history_end = events_size(self.run_dir)
+        self.pid = pid
+        log.info("run %s went to the standby worker (pid %d)", self.run_dir, pid)
+        self._start_timer()
+
     def follow(self, pid: int | None = None) -> None:
         """Follow a run that is already going (``pid`` alive) or has finished (replay its log)."""
         self.pid = pid

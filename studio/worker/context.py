@@ -72,6 +72,8 @@ class RunContext:
         self.checkpoints_dir = self.run_dir / "checkpoints"
         self.final_dir = self.run_dir / "final"
         self._hf_tokenizer = None
+        #: start-up phase end times (see ``studio.worker.main.STARTUP``), sent with ``started``
+        self.startup: dict = {}
 
     # -- model and tokenizer ------------------------------------------------------------
 
@@ -174,6 +176,12 @@ class RunContext:
 
     # -- events every recipe sends ------------------------------------------------------
 
+    def mark(self, phase: str) -> None:
+        """Record that a start-up phase (``data_done``, ``model_done``) ended now."""
+        import time
+
+        self.startup[phase] = round(time.time(), 3)
+
     def emit_started(self, *, params_total: int, params_trainable: int, train_rows: int, eval_rows: int,
                      max_steps: int, **extra: Any) -> None:
         """The run's ``started`` event: resolved config, sizes, device and step count."""
@@ -184,7 +192,8 @@ class RunContext:
                          eval_rows=int(eval_rows), device=str(self.device), max_steps=int(max_steps),
                          precision=self.precision, method=self.cfg.method.name, objective=self.cfg.train.objective,
                          world_size=self.accelerator.num_processes,
-                         resumed_from=str(self.resume_from) if self.resume_from else None, **extra)
+                         resumed_from=str(self.resume_from) if self.resume_from else None,
+                         **({"startup": dict(self.startup)} if self.startup else {}), **extra)
 
     def emit_lints(self, encoded_rows: list | None = None) -> None:
         """Preflight lints as ``warning`` events; a lint of severity ``error`` stops the run.

@@ -25,11 +25,16 @@ from pathlib import Path
 
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
-from studio.core.runs import Registry
+from studio.core.runs import Registry, process_age_s
 from studio.worker.events import Events
 from studio.worker.failures import explain
 
 log = logging.getLogger("studio.worker")
+
+#: When this process's start-up phases ended (Unix times), sent in the ``started`` event's
+#: ``startup`` field: ``process_start``, ``run_received`` (a standby worker), ``imports_done``,
+#: ``data_done``, ``model_done``; ``standby`` is true when the run went to a worker started ahead.
+STARTUP: dict = {}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "config.yaml").exists():
         print(f"error: {run_dir} has no config.yaml", file=sys.stderr)
         return 2
+    if not STARTUP.get("standby"):
+        STARTUP["process_start"] = round(time.time() - process_age_s(), 3)
     main_proc = is_main_process()
     setup_logging(run_dir, main_proc)
     events = Events(run_dir / "events.jsonl", sys.stdout, enabled=main_proc)
@@ -171,7 +178,9 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
     previous: dict = {}
     try:
         cfg = configmod.load(run_dir / "config.yaml")
+        _preload(cfg.train.objective)
         ctx = RunContext(cfg, run_dir, events, resolve_resume(run_dir, resume))
+        ctx.startup = STARTUP
         previous = install_stop_handlers(ctx)
         from studio.worker.loggers import attach_loggers
 
@@ -187,6 +196,15 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
         return "failed", error, hint
     finally:
         restore_handlers(previous)
+
+
+def _preload(objective: str) -> None:
+    """Import the libraries every run needs up front (a standby worker has done it already), so
+    the ``startup`` times tell imports apart from loading the data and the model."""
+    from studio.worker.standby import PRELOAD, preload
+
+    preload(PRELOAD if objective != "sft" else tuple(n for n in PRELOAD if n != "trl"))
+    STARTUP["imports_done"] = round(time.time(), 3)
 
 
 def _recipe(objective: str):

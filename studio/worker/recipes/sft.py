@@ -152,11 +152,13 @@ class SFTRecipe:
         self.general_rows = self._encode_general(ctx.general_examples)
         ctx.emit_lints(self.train_rows)
         self.lengths = [len(r.input_ids) for r in self.train_rows]
+        ctx.mark("data_done")
         self.unit_of = unit_index(batch_units(self.lengths, cfg))
         n_batches = len(epoch_batches(self.lengths, cfg, 0, self.acc.process_index, self.acc.num_processes))
         self.max_steps = total_steps(cfg, n_batches)
         self.steps_per_epoch = steps_per_epoch(n_batches, cfg.train.grad_accum)
         model = ctx.load_model()
+        ctx.mark("model_done")
         self.params_total, self.params_trainable = count_parameters(model)
         groups = self._param_groups(model)
         optimizer = torch.optim.AdamW(groups, lr=cfg.train.learning_rate, fused=fused_adamw_ok(groups, self.acc.device))
