@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         if self._confirm_close():
-            if self.runs_controller is not None:
+            if hasattr(self.runs_controller, "close_standby"):
                 self.runs_controller.close_standby()
             event.accept()
         else:
