@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
 from studio.core.models import resolve_config_paths
-from studio.core.protocol import OBJECTIVE_METRICS, LineReader
+from studio.core.protocol import OBJECTIVE_METRICS, LineReader, silence
 
 #: Config fields that name files; made absolute so the run folder works from anywhere.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,23 +97,54 @@ def create_run_dir(cfg: configmod.RunConfig, run_dir: str | None = None) -> Path
 
 
 def run_worker(run_dir: Path, resume: str | None = None, raw: bool = False) -> int:
-    """Run ``python -m studio.worker`` on ``run_dir``, printing progress; returns its exit code."""
+    """Run ``python -m studio.worker`` on ``run_dir``, printing progress; returns its exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP (the terminal closed) all end in the worker's graceful stop: the
+    terminal's Ctrl-C and hang-up reach the worker directly, and a SIGTERM or SIGHUP sent to this
+    command alone is passed on to it. This command then keeps reading until the worker has saved
+    a checkpoint and ended, printing where it still can.
+    """
     cmd = [sys.executable, "-m", "studio.worker", str(run_dir)]
     if resume:
         cmd += ["--resume", resume]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
     printer = ProgressPrinter(raw)
-    while True:
+    previous = _pass_stop_signals_to(proc)
+    try:
+        while True:
+            try:
+                for line in proc.stdout:
+                    printer.feed(line)
+                break
+            except KeyboardInterrupt:
+                # The terminal sent SIGINT to the worker too; keep reading until it has saved and stopped.
+                _say("\nstopping: the worker finishes its step and saves a checkpoint (Ctrl-C again to abort)")
+        printer.flush()
+        return proc.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _pass_stop_signals_to(proc: subprocess.Popen) -> dict:
+    """SIGTERM/SIGHUP to this command: ask the worker to stop (it saves a checkpoint first)."""
+    def handler(signum, _frame):
+        _say(f"\n{signal.Signals(signum).name}: the worker finishes its step, saves a checkpoint and stops")
         try:
-            for line in proc.stdout:
-                printer.feed(line)
-            break
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to the worker too; keep reading until it has saved and stopped.
-            print("\nstopping: the worker finishes its step and saves a checkpoint (Ctrl-C again to abort)",
-                  file=sys.stderr)
-    printer.flush()
-    return proc.wait()
+            proc.send_signal(signal.SIGTERM)
+        except OSError:
+            pass
+
+    names = ("SIGTERM", "SIGHUP")
+    return {sig: signal.signal(sig, handler) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+
+
+def _say(text: str) -> None:
+    """Print to stderr unless the terminal is gone."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        silence(sys.stderr)
 
 
 def _objective(numbers: dict) -> str:
@@ -128,6 +160,7 @@ class ProgressPrinter:
         self.raw = raw
         self.reader = LineReader()
         self.max_steps = 0
+        self.gone = False
 
     def feed(self, chunk: str) -> None:
         for event in self.reader.feed(chunk):
@@ -138,12 +171,13 @@ class ProgressPrinter:
             self.show(event)
 
     def show(self, event: dict) -> None:
-        if self.raw:
-            print(json.dumps(event, ensure_ascii=False), flush=True)
-            return
-        text = self.describe(event)
-        if text:
-            print(text, flush=True)
+        text = json.dumps(event, ensure_ascii=False) if self.raw else self.describe(event)
+        if text and not self.gone:
+            try:
+                print(text, flush=True)
+            except (OSError, ValueError):  # the terminal closed: the run goes on, events.jsonl has it all
+                self.gone = True
+                silence(sys.stdout)
 
     def describe(self, e: dict) -> str | None:
         kind = e.get("type")

@@ -1,7 +1,7 @@
 """Worker -> window events: one JSON object per line, versioned and typed.
 
-The worker writes each event to stdout and appends it to the run's ``events.jsonl``, flushing
-per line. The window (or any reader of a worker's output) feeds raw chunks to
+The worker appends each event to the run's ``events.jsonl`` (:class:`EventLog`: a line is
+written whole or not at all) and then, best effort, to stdout. The window (or any reader of a worker's output) feeds raw chunks to
 :class:`LineReader`, which buffers a line split across reads and turns any line that is not a
 JSON event into a ``log`` event, so nothing the worker prints is lost.
 
@@ -11,7 +11,9 @@ The schema is documented in ``docs/events.md``; :func:`validate_event` checks on
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import IO, Any
 
 VERSION = 1
@@ -88,19 +90,79 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class EventWriter:
-    """Writes events to several text streams (stdout, events.jsonl), flushing after every line."""
+class EventLog:
+    """A run's ``events.jsonl``, appended to one whole line at a time.
 
-    def __init__(self, *streams: IO[str]) -> None:
-        self._streams = [s for s in streams if s is not None]
+    A line that cannot be written completely (disk full, quota, a crash mid-write) is cut off
+    again, and a torn last line left by an earlier process is removed on opening, so a resumed
+    run never appends onto half an event: the file stays one JSON object per line.
 
-    def emit(self, type_: str, **fields: Any) -> dict:
-        event = make_event(type_, **fields)
-        line = dumps(event) + "\n"
-        for stream in self._streams:
-            stream.write(line)
-            stream.flush()
-        return event
+    Args:
+        path: the file (created if missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0),
+                           0o644)
+        self.repaired = _cut_torn_line(self._fd)
+
+    def append(self, line: str) -> None:
+        """Write ``line`` (ending in a newline); on OSError the file is as it was before."""
+        data = line.encode("utf-8")
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the next open cuts the torn line
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _cut_torn_line(fd: int) -> int:
+    """Truncate a last line that has no newline; returns how many bytes were cut."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start) if hasattr(os, "pread") else _read_at(fd, start, end - start)
+        if end == size and chunk.endswith(b"\n"):
+            return 0
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    return size - end
+
+
+def _read_at(fd: int, offset: int, count: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, count)
+
+
+def silence(stream: IO[str]) -> None:
+    """Point a dead output stream's descriptor (a closed pipe or terminal) at the null device.
+
+    What is still buffered in it, and Python's flush at exit, then go nowhere instead of
+    failing again (an exit-time flush error would turn a clean exit into status 120).
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def parse_line(line: str) -> dict:

@@ -2,6 +2,11 @@
 
 Only the main process of a run writes events (a multi-process run would otherwise print
 every step once per process); other processes get an :class:`Events` whose ``emit`` is a no-op.
+
+``events.jsonl`` is the record and is written first; stdout is only a live view of it for
+whoever started the worker. When that reader goes away (the terminal closed, ``studio train``
+killed) writes to stdout fail, and the worker carries on writing the record alone: a run never
+dies because nobody is watching.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from studio.core.protocol import EventWriter
+from studio.core.errors import DiskError, disk_error
+from studio.core.protocol import EventLog, dumps, make_event, silence
 
 log = logging.getLogger("studio.worker")
 
@@ -19,7 +25,7 @@ Listener = Callable[[dict], None]
 
 
 class Events:
-    """Writes protocol events to stdout and ``events.jsonl`` and tells listeners about them.
+    """Writes protocol events to ``events.jsonl`` and stdout and tells listeners about them.
 
     Args:
         path: the run's ``events.jsonl`` (appended to, so a resumed run keeps its history).
@@ -29,8 +35,10 @@ class Events:
 
     def __init__(self, path: str | Path | None, stdout: IO[str] | None = sys.stdout, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._file = open(path, "a", encoding="utf-8") if (path and enabled) else None
-        self._writer = EventWriter(stdout if enabled else None, self._file)
+        self._record = EventLog(path) if (path and enabled) else None
+        if self._record and self._record.repaired:
+            log.warning("cut a torn last line (%d bytes) off %s", self._record.repaired, path)
+        self._live = stdout if enabled else None
         self._listeners: list[Listener] = []
         self.finished = False
 
@@ -42,7 +50,12 @@ class Events:
         """Write one event; returns it (``None`` on a non-main process)."""
         if not self.enabled:
             return None
-        event = self._writer.emit(type_, **fields)
+        event = make_event(type_, **fields)
+        line = dumps(event) + "\n"
+        failure = self._write_record(line, final=type_ == "finished")
+        self._show(line)
+        if failure:
+            raise failure
         if type_ == "finished":
             self.finished = True
         for listener in list(self._listeners):
@@ -51,6 +64,33 @@ class Events:
             except Exception:  # a broken logger must never stop training
                 log.exception("event listener failed on %s", type_)
         return event
+
+    def _write_record(self, line: str, final: bool) -> DiskError | None:
+        """Append to events.jsonl; the error to raise when that fails (never for the last event)."""
+        if self._record is None:
+            return None
+        try:
+            self._record.append(line)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self._record.path, exc)
+            if final:  # the run is ending anyway: stdout and the registry still get the outcome
+                return None
+            return disk_error(self._record.path, exc, "write the event log",
+                              then="then continue with studio train --resume RUN_DIR")
+        return None
+
+    def _show(self, line: str) -> None:
+        """Best effort: a closed pipe or terminal ends the live view, never the run."""
+        if self._live is None:
+            return
+        try:
+            self._live.write(line)
+            self._live.flush()
+        except (OSError, ValueError) as exc:
+            log.warning("stdout is gone (%s): events now go to %s only", exc,
+                        self._record.path if self._record else "nowhere")
+            silence(self._live)
+            self._live = None
 
     def warning(self, code: str, message: str, **fields: Any) -> dict | None:
         """A ``warning`` event; ``code`` is a stable identifier such as ``"overfitting"``."""
@@ -63,6 +103,7 @@ class Events:
         return self.emit("log", text=text)
 
     def close(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
+        if self._record:
+            self._record.close()
+            self._record = None
+

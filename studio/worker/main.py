@@ -110,20 +110,41 @@ class RegistryUpdater:
                                  best_eval_loss=best)
 
 
+#: Signals that ask for a graceful stop: Ctrl-C, ``kill``/the window's Stop, the terminal closing.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
 def install_stop_handlers(ctx) -> dict:
-    """SIGTERM/SIGINT ask the recipe to stop after the current step; a second one interrupts.
+    """SIGTERM, SIGINT and SIGHUP ask the recipe to stop after the current step and save a checkpoint.
+
+    Only a second Ctrl-C (SIGINT) abandons the step: SIGTERM and SIGHUP may arrive twice for one
+    stop (a closing terminal hangs up the worker and ``studio train``, which passes the stop on),
+    so repeating them changes nothing.
 
     Returns:
         The previous handlers, for :func:`restore_handlers`.
     """
     def handler(signum, _frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            _stderr_to_log(ctx.run_dir)  # the terminal is gone: what would go there goes to worker.log
         if ctx.stop_requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         ctx.stop_requested = True
         ctx.events.log(f"stop requested ({signal.Signals(signum).name}): finishing the current step "
                        "and saving a checkpoint")
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+
+def _stderr_to_log(run_dir: Path) -> None:
+    try:
+        fd = os.open(Path(run_dir) / "worker.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def restore_handlers(previous: dict) -> None:

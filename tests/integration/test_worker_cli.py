@@ -49,3 +49,31 @@ def test_ctrl_c_stops_gracefully_and_resume_completes(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"step {stopped_at + 2}/{stopped_at + 2}" in done.stdout and "finished: completed" in done.stdout
     assert Registry().find(run_dir).status == "completed"
+
+
+@pytest.mark.parametrize("how", ["terminal closed", "SIGTERM to studio train"])
+def test_closing_the_terminal_or_terminating_studio_train_stops_the_run_gracefully(tmp_path, how):
+    """SIGHUP to the terminal's process group (with its output gone) and SIGTERM to the command
+    alone both end as Ctrl-C does: the step finishes, a checkpoint is saved, status stopped."""
+    model = build_tiny_model(tmp_path / "model")
+    template = make_run_dir(tmp_path, model, {"train.max_steps": 400, "train.batch_size": 2, "eval.every_steps": 0,
+                                              "eval.sample_prompts": [], "output.save_every_steps": 1000,
+                                              "data.max_length": 64})
+    run_dir = tmp_path / "cli-run"
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "train", str(template / "config.yaml"), "--run-dir",
+                             str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(ROOT), env=one_thread_env(), start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("step 2/400"):
+            break
+    if how == "terminal closed":
+        proc.stdout.close()  # nobody reads the output any more
+        os.killpg(proc.pid, signal.SIGHUP)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    events = read_events(run_dir)
+    assert events[-1]["status"] == "stopped" and events[-2]["type"] == "checkpoint", events[-3:]
+    assert Registry().find(run_dir).status == "stopped"
+    assert (run_dir / "checkpoints" / f"step-{events[-2]['step']:06d}" / "state.json").exists()

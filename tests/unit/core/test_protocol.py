@@ -5,18 +5,44 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from studio.core import protocol
 
 
-def test_writer_emits_valid_flushed_lines():
-    out, log = io.StringIO(), io.StringIO()
-    writer = protocol.EventWriter(out, log)
-    writer.emit("log", text="hello")
-    writer.emit("finished", status="failed", error="boom", hint="do this")
-    lines = out.getvalue().splitlines()
-    assert lines == log.getvalue().splitlines() and len(lines) == 2
+def test_event_log_appends_whole_lines_and_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    first = protocol.dumps(protocol.make_event("log", text="hello")) + "\n"
+    path.write_text(first + '{"v":1,"type":"step","st', encoding="utf-8")  # a write cut short
+    log = protocol.EventLog(path)
+    assert log.repaired == len('{"v":1,"type":"step","st')
+    log.append(protocol.dumps(protocol.make_event("finished", status="failed", error="boom", hint="do this")) + "\n")
+    log.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == first.strip() and len(lines) == 2
     for line in lines:
         assert protocol.validate_event(json.loads(line)) == []
+    assert protocol.EventLog(path).repaired == 0
+
+
+def test_event_log_leaves_no_half_line_when_a_write_fails(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "events.jsonl"
+    log = protocol.EventLog(path)
+    log.append('{"a":1}\n')
+    real_write = os.write
+
+    def full_disk(fd, data):  # the disk takes 5 bytes, then is full
+        real_write(fd, data[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError):
+        log.append('{"b":2}\n')
+    monkeypatch.setattr(os, "write", real_write)
+    log.append('{"c":3}\n')  # space freed: the next event starts on its own line
+    assert path.read_text() == '{"a":1}\n{"c":3}\n'
 
 
 def test_validation_names_the_problem():
