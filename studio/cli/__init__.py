@@ -19,7 +19,7 @@ COMMANDS = {
     "preview": ("studio.cli.preview", "show how rows are tokenized: special tokens, loss mask, padding"),
     "inspect": ("studio.cli.inspect", "validate a dataset and print token-length statistics"),
     "train": ("studio.cli.train", "train from a config file (headless), resume, dry-run, print launch commands"),
-    "export": ("studio.cli.export", "export a run's adapter or merged model"),
+    "export": ("studio.cli.export", "export a run's adapter, merged model or GGUF (llama.cpp, Ollama, LM Studio)"),
     "runs": ("studio.cli.runs", "list the runs in the registry"),
     "gui": ("studio.cli.gui", "open the studio window (the default)"),
 }

@@ -67,7 +67,11 @@ def _source(ctx, checkpoint: str | Path | None) -> Path:
     """The folder holding the weights to export: ``final/`` or a checkpoint's adapter."""
     if checkpoint:
         folder = Path(checkpoint)
-        return folder / "adapter" if (folder / "adapter").is_dir() else folder
+        folder = folder / "adapter" if (folder / "adapter").is_dir() else folder
+        if not ((folder / "adapter_config.json").exists() or (folder / "config.json").exists()):
+            raise RunError(f"{checkpoint} holds no adapter or model to export",
+                           "pass a checkpoint folder such as RUN_DIR/checkpoints/step-000050")
+        return folder
     if not (ctx.final_dir / MANIFEST).exists():
         raise RunError(f"{ctx.run_dir} has no final/ folder: the run did not complete",
                        "export from a checkpoint with --checkpoint RUN_DIR/checkpoints/step-N, "
@@ -137,3 +141,126 @@ def _merged_model(ctx, source: Path, method: str):
     if reward:
         base.config.pad_token_id = ctx.pad.id  # the score is read at the last non-pad token
     return PeftModel.from_pretrained(base, str(source)).merge_and_unload()
+
+
+def export_gguf(run_dir: str | Path, out: str | Path, quant: str = "f16", checkpoint: str | Path | None = None,
+                say=None, progress=None) -> dict:
+    """Merge the run's weights and write ``out/NAME-QUANT.gguf``, a Modelfile, a README and the check's report.
+
+    Args:
+        say: called with one sentence per stage (shown by the CLI and the window).
+        progress: called with (done, total, tensor name) as tensors are written.
+
+    Returns:
+        the check's report, with ``gguf``, ``modelfile``, ``readme`` and ``ollama_create`` added.
+
+    Raises:
+        StudioError: for reward-model and prompt-method runs, unsupported architectures or
+            tokenizers, unknown quantizations, and k-quants without llama-quantize.
+    """
+    from studio.worker import gguf_export
+
+    say = say or (lambda _t: None)
+    ctx = _context(run_dir)
+    quant = gguf_export.check_quant(quant)
+    _refuse_for_gguf(ctx)
+    interleave = gguf_export.gguf_architecture(_model_config(ctx))[1]
+    specials = _gguf_specials(ctx)
+    source = _source(ctx, checkpoint)
+    if ctx.cfg.method.name == "qlora":
+        say("QLoRA run: merging the adapter into the base model's unquantized weights (not the 4-bit copy it "
+            "trained against), so the export keeps full precision until the chosen quantization")
+    say(f"merging {source}")
+    model = _merged_model(ctx, source, ctx.cfg.method.name).eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = _write_gguf_file(ctx, model, out, quant, specials, say, progress)
+    files = _write_ollama_files(ctx, out, path.name)
+    from studio.worker.gguf_check import CHECK_FILE, run_check
+
+    say("checking the export")
+    report = run_check(ctx, path, model, quant, interleave, files["modelfile_text"], say=say)
+    report.update(gguf=str(path), modelfile=files["modelfile"], readme=files["readme"],
+                  ollama_create=files["ollama_create"])
+    _finish_readme(files, report)
+    (out / CHECK_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return report
+
+
+def _refuse_for_gguf(ctx) -> None:
+    if ctx.cfg.train.objective == "reward":
+        raise StudioError("a reward-model run cannot be exported as GGUF: its model scores a whole text with one "
+                          "number (a classification head), while llama.cpp, Ollama and LM Studio run models that "
+                          "generate text",
+                          "export it with --merged OUT and load it with AutoModelForSequenceClassification")
+    if ctx.cfg.method.name in PROMPT_METHODS:
+        raise StudioError(f"a {ctx.cfg.method.name}-tuning run cannot be exported as GGUF: its virtual tokens are "
+                          "extra inputs, not changes to the weights",
+                          "export the adapter with --adapter OUT and load it with PEFT on top of the base model")
+
+
+def _model_config(ctx):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(ctx.model_path), trust_remote_code=ctx.cfg.model.trust_remote_code)
+
+
+def _gguf_specials(ctx):
+    from studio.worker.gguf_special import special_ids
+
+    ids = special_ids(ctx)
+    if ids.eos is None:
+        raise StudioError(f"the chat template {ctx.template.name!r} ends assistant turns with no special token and the "
+                          "tokenizer has no EOS token, so llama.cpp and Ollama would not know where an answer ends",
+                          "train with a template that closes each turn with a special token (model.template)")
+    return ids
+
+
+def _write_gguf_file(ctx, model, out: Path, quant: str, specials, say, progress) -> Path:
+    from studio.core.ollama import model_name
+    from studio.worker import gguf_export
+
+    name = model_name(ctx.cfg.name or ctx.run_dir.name)
+    path = out / f"{name}-{quant}.gguf"
+    plan = gguf_export.GGUFPlan(arch="", quant="f16" if quant in gguf_export.KQUANTS else quant,
+                                template=ctx.template.source, specials=specials, name=name)
+    tokenizer_json = ctx.model_path / "tokenizer.json"
+    if quant in gguf_export.KQUANTS:
+        f16 = out / f"{name}-f16.gguf"
+        say(f"writing {f16.name}, then quantizing it to {quant} with llama-quantize")
+        gguf_export.write_gguf(f16, model, tokenizer_json, plan, progress)
+        gguf_export.kquantize(f16, path, quant)
+        f16.unlink()
+        return path
+    say(f"writing {path.name}")
+    return gguf_export.write_gguf(path, model, tokenizer_json, plan, progress)
+
+
+def _shared_system_prompt(examples: list) -> str | None:
+    """The system message every training row starts with, if they all share one."""
+    firsts = {ex.messages[0].content if ex.messages and ex.messages[0].role == "system" else None for ex in examples}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def _write_ollama_files(ctx, out: Path, gguf_name: str) -> dict:
+    from studio.core import ollama
+    from studio.worker.gguf_special import special_ids
+
+    tok = ctx.tokenizer
+    strip = tok.bos_token if special_ids(ctx).add_bos else None
+    go = ollama.ollama_template(ctx.template, strip_bos=strip)
+    stops = ollama.stop_tokens(ctx.template, sorted(set(tok.special_tokens) | set(tok.added_tokens)), tok.eos_token)
+    text = ollama.modelfile(gguf_name, go, stops, _shared_system_prompt(ctx.train_examples))
+    path = out / "Modelfile"
+    path.write_text(text, encoding="utf-8")
+    name = ollama.model_name(ctx.cfg.name or ctx.run_dir.name)
+    return {"modelfile": str(path), "modelfile_text": text, "readme": str(out / "README.md"), "name": name,
+            "ollama_create": ollama.create_command(name, str(path.resolve())), "stops": stops, "gguf_name": gguf_name}
+
+
+def _finish_readme(files: dict, report: dict) -> None:
+    from studio.core import ollama
+
+    text = ollama.readme(files["name"], files["gguf_name"], str(Path(files["modelfile"]).resolve()), files["stops"],
+                         report["verdict"])
+    Path(files["readme"]).write_text(text, encoding="utf-8")

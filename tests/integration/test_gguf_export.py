@@ -1,0 +1,170 @@
+"""GGUF export of a trained run: the file, the Modelfile, and a check that passes on a good export and fails on broken ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from studio.core.errors import StudioError
+from studio.worker import export, gguf_check
+
+from worker_runs import build_tiny_model, make_run_dir, train_in_process
+
+pytestmark = pytest.mark.integration
+
+FAST = {"train.max_steps": 2, "train.batch_size": 2, "data.eval_fraction": 0.0, "eval.sample_prompts": [],
+        "data.max_length": 96, "train.learning_rate": 5e-2, "method.name": "lora"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, model):
+    run_dir = make_run_dir(tmp_path_factory.mktemp("lora"), model, FAST, rows=8)
+    assert train_in_process(run_dir) == "completed"
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def f16_export(lora_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gguf-f16")
+    return out, export.export_gguf(lora_run, out, "f16")
+
+
+def _merged(run_dir):
+    ctx = export._context(run_dir)
+    return ctx, export._merged_model(ctx, export._source(ctx, None), ctx.cfg.method.name).eval()
+
+
+def test_f16_export_passes_its_check_and_writes_the_ollama_files(f16_export, lora_run):
+    out, report = f16_export
+    assert report["passed"], gguf_check.format_report(report)
+    assert set(report["checks"]) >= {"metadata", "tokenizer", "stop_token", "logits", "template"}
+    assert report["checks"]["logits"]["relative_error"] <= gguf_check.TOLERANCES["f16"]
+    saved = json.loads((out / gguf_check.CHECK_FILE).read_text())
+    assert saved["passed"] and saved["file"] == "test-f16.gguf"
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./test-f16.gguf\n") and 'PARAMETER stop "<|eot_id|>"' in modelfile
+    assert "<|start_header_id|>assistant<|end_header_id|>" in modelfile
+    assert "<|begin_of_text|>" not in modelfile, "llama.cpp adds BOS itself; the TEMPLATE must not write a second"
+    assert report["ollama_create"] == f"ollama create test -f {(out / 'Modelfile').resolve()}"
+    readme = (out / "README.md").read_text()
+    assert report["ollama_create"] in readme and "LM Studio" in readme and "llama-server" in readme
+
+
+def test_transformers_reads_the_same_model_back(f16_export, lora_run):
+    """transformers' own GGUF loader (its own dequantization and row order) gives the merged model's logits."""
+    from transformers import AutoModelForCausalLM
+
+    out, _ = f16_export
+    ctx, merged = _merged(lora_run)
+    loaded = AutoModelForCausalLM.from_pretrained(str(out), gguf_file="test-f16.gguf").eval()
+    assert loaded.config.max_position_embeddings == merged.config.max_position_embeddings
+    ids = torch.tensor([ctx.tokenizer.encode(ctx.template.render(gguf_check.sample_conversations(ctx.train_examples, 1)[0]))[:64]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, merged(ids).logits, atol=2e-2, rtol=0)
+
+
+def _broken_copy(f16_export, tmp_path, edit):
+    from gguf import GGUFReader
+
+    out, _ = f16_export
+    folder = tmp_path / "broken"
+    shutil.copytree(out, folder)
+    reader = GGUFReader(str(folder / "test-f16.gguf"), "r+")
+    edit(reader)
+    del reader  # flushes the memory map
+    return folder / "test-f16.gguf"
+
+
+def _check(lora_run, path, modelfile_text=None):
+    ctx, merged = _merged(lora_run)
+    text = modelfile_text if modelfile_text is not None else (path.parent / "Modelfile").read_text()
+    return gguf_check.run_check(ctx, path, merged, "f16", True, text)
+
+
+def test_a_wrong_eos_id_fails_the_check(f16_export, lora_run, tmp_path):
+    def edit(reader):
+        field = reader.fields["tokenizer.ggml.eos_token_id"]
+        field.parts[field.data[0]][0] = 3057  # <|end_of_text|>: the model would never stop after an answer
+
+    report = _check(lora_run, _broken_copy(f16_export, tmp_path, edit))
+    assert not report["passed"]
+    assert not report["checks"]["stop_token"]["passed"] and "3057" in report["checks"]["stop_token"]["detail"]
+    assert not report["checks"]["metadata"]["passed"] and report["checks"]["logits"]["passed"]
+
+
+def test_a_missing_template_fails_the_check(f16_export, lora_run, tmp_path):
+    def edit(reader):
+        reader.fields["tokenizer.chat_template"].parts[1][-1] = ord("X")  # the key no longer says chat_template
+
+    path = _broken_copy(f16_export, tmp_path, edit)
+    report = _check(lora_run, path)
+    assert not report["checks"]["metadata"]["passed"] and "tokenizer.chat_template is None" in report["checks"]["metadata"]["detail"]
+    no_template = "\n".join(line for line in (path.parent / "Modelfile").read_text().splitlines()
+                            if not line.startswith(("TEMPLATE", "{{", "<|")))
+    report = _check(lora_run, path, no_template)
+    assert not report["checks"]["template"]["passed"] and "no TEMPLATE" in report["checks"]["template"]["detail"]
+
+
+def test_a_corrupted_tensor_fails_the_check(f16_export, lora_run, tmp_path):
+    def edit(reader):
+        tensor = next(t for t in reader.tensors if t.name == "blk.0.ffn_down.weight")
+        tensor.data[...] = -tensor.data
+
+    report = _check(lora_run, _broken_copy(f16_export, tmp_path, edit))
+    assert not report["passed"] and not report["checks"]["logits"]["passed"]
+    assert report["checks"]["tokenizer"]["passed"] and report["checks"]["metadata"]["passed"]
+
+
+def test_cli_writes_q8_0_and_4_bit_files_with_progress(lora_run, tmp_path, capsys):
+    from studio.cli import main
+
+    for quant in ("q8_0", "q4_0"):
+        out = tmp_path / quant
+        assert main(["export", str(lora_run), "--gguf", str(out), "--quant", quant, "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        progress = [e for e in events if e["type"] == "progress"]
+        assert progress and progress[-1]["done"] == progress[-1]["total"] == 20  # 2 layers x 9, embeddings, final norm (output tied)
+        report = next(e for e in events if e["type"] == "report")["report"]
+        assert report["passed"] and report["quant"] == quant, gguf_check.format_report(report)
+        assert (out / f"test-{quant}.gguf").exists()
+
+
+def test_export_from_a_checkpoint(lora_run, tmp_path, capsys):
+    from studio.cli import main
+
+    ckpt = sorted((lora_run / "checkpoints").glob("step-*"))[0]
+    assert main(["export", str(lora_run), "--gguf", str(tmp_path / "c"), "--from", str(ckpt)]) == 0
+    err = capsys.readouterr().err
+    assert f"merging {ckpt}" in err and "GGUF check of test-f16.gguf: passed" in err and "ollama create test" in err
+
+
+def test_refusals_name_the_reason(tmp_path, model, capsys, monkeypatch):
+    from studio.cli import main
+
+    for name in ("r", "p"):
+        (tmp_path / name).mkdir()
+    reward = make_run_dir(tmp_path / "r", model, {"train.objective": "reward"}, rows=8)
+    assert main(["export", str(reward), "--gguf", str(tmp_path / "o")]) == 2
+    assert "reward-model run cannot be exported as GGUF" in capsys.readouterr().err
+
+    other = tmp_path / "phi"
+    shutil.copytree(model, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "phi3", "architectures": ["Phi3ForCausalLM"]}))
+    run = make_run_dir(tmp_path / "p", other, FAST, rows=8)
+    with pytest.raises(StudioError, match="supports Llama .*Mistral and Qwen2 models; this run's model is 'phi3'"):
+        export.export_gguf(run, tmp_path / "o")
+
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    assert main(["export", str(run), "--gguf", str(tmp_path / "o"), "--quant", "q4_k_m"]) == 2
+    assert "llama-quantize is not on PATH" in capsys.readouterr().err
+    assert main(["export", str(run), "--gguf", str(tmp_path / "o"), "--quant", "q3"]) == 2
+    assert "unknown quantization" in capsys.readouterr().err
