@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.core import config as configmod
 from studio.core import runs
+from studio.gui.pages.method_support import changed_fields
 from studio.gui.runner import RunOutcome, RunProcess, _child_env
 from studio.gui.standby import StandbyWorker, standby_wanted
 
@@ -80,11 +81,20 @@ class RunsController(QObject):
         return self.resume(new_dir, str(Path(checkpoint).resolve()))
 
     def _new_folder(self, cfg: configmod.RunConfig, run_dir: str | Path | None) -> Path:
-        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or default_run_name(cfg))
+        cfg.name = distinct_name(cfg, self._named_runs())
+        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name)
         run_dir.mkdir(parents=True, exist_ok=True)
         configmod.save(cfg, run_dir / "config.yaml")
         self.registry.add(run_dir, cfg, cfg.name or run_dir.name)
         return run_dir.resolve()
+
+    def _named_runs(self) -> list[tuple[str, str]]:
+        """(name, run folder) of every registered run; none when the registry cannot be read."""
+        try:
+            return [(rec.name, rec.run_dir) for rec in self.registry.list()]
+        except Exception:
+            log.exception("could not read the run registry for names")
+            return []
 
     def _launch(self, run_dir: Path, args: list[str]) -> RunProcess:
         old = self._procs.get(str(run_dir))
@@ -201,6 +211,59 @@ class RunsController(QObject):
 def default_run_name(cfg: configmod.RunConfig) -> str:
     """The name of a run not named by the person: model folder, method and objective."""
     return f"{Path(cfg.model.path).name or 'model'}-{cfg.method.name}-{cfg.train.objective}"
+
+
+#: Settings named first when two runs would have the same name: what people change most.
+NAME_FIRST = ("train.objective", "method.name", "data.train", "model.path", "train.learning_rate")
+
+
+def distinct_name(cfg: configmod.RunConfig, named_runs: list[tuple[str, str]]) -> str:
+    """A run name no registered run has, saying how this run differs from the last one so named.
+
+    ``demo-lora`` twice, the second with DPO, gives ``demo-lora (objective dpo)``; the same
+    settings again give ``demo-lora #2``. Runs compared side by side can then be told apart.
+    """
+    base = cfg.name or default_run_name(cfg)
+    taken = {name for name, _ in named_runs}
+    if base not in taken:
+        return base
+    previous = next(run_dir for name, run_dir in named_runs if name == base)  # newest first
+    name = base
+    changes = _differences(cfg, Path(previous) / "config.yaml")
+    if changes:
+        name = f"{base} ({', '.join(changes)})"
+    number = 2
+    while name in taken:
+        name, number = f"{base} #{number}", number + 1
+    return name
+
+
+def _differences(cfg: configmod.RunConfig, previous_config: Path, most: int = 2) -> list[str]:
+    """``field value`` for the settings of ``cfg`` that differ from a saved config (at most ``most``)."""
+    try:
+        old = configmod.load(previous_config)
+    except Exception:  # an unreadable old config: the run is then told apart by number
+        return []
+    changed = changed_fields(cfg, old)
+    keys = [k for k in changed if k != "name"]
+    keys.sort(key=lambda k: (NAME_FIRST.index(k) if k in NAME_FIRST else len(NAME_FIRST), k))
+    words = [f"{_setting_word(k)} {_short(changed[k])}" for k in keys[:most]]
+    return words + ([f"+{len(keys) - most} more"] if len(keys) > most else [])
+
+
+def _setting_word(key: str) -> str:
+    """``train.learning_rate`` -> ``learning_rate``; ``method.name`` -> ``method``."""
+    section, field = key.split(".", 1)
+    return section if field == "name" else field
+
+
+def _short(value: object) -> str:
+    """A setting's value as a name shows it: file names without folders, lists joined."""
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return Path(value).stem
+    if isinstance(value, (list, tuple)):
+        return "+".join(map(str, value))
+    return str(value)
 
 
 def _accelerate_args(cfg: configmod.RunConfig, run_dir: Path, processes: int, cpu: bool) -> list[str]:

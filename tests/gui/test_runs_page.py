@@ -149,6 +149,36 @@ def test_run_whose_worker_died_shows_failed_with_error_and_log_tail(qtbot, tmp_p
     assert "oom-killer" in page.view.log_tail.toPlainText()
 
 
+def answer_folder_dialog(qtbot, path: Path) -> None:
+    """Type ``path`` into the export's folder dialog once it is open, and press Export."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+    def answer():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QFileDialog):
+            QTimer.singleShot(50, answer)
+            return
+        edit = dialog.findChild(QLineEdit, "fileNameEdit")
+        edit.setText(str(path))
+        qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Save) or
+                         dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Open), Qt.LeftButton)
+        QTimer.singleShot(2000, dialog, dialog.reject)  # closes a dialog that refused the path
+
+    QTimer.singleShot(100, answer)
+
+
+def test_export_goes_to_a_folder_that_does_not_exist_yet(qtbot, page, runs, tmp_path):
+    click_row(qtbot, page, row_of(page, runs["done"]))
+    new = tmp_path / "exports" / "my-adapter"  # neither folder exists
+    (tmp_path / "exports").mkdir()
+    answer_folder_dialog(qtbot, new)
+    page.export.ask_and_export("adapter")
+    assert page.export.out_dir == str(new)
+    assert page.export.result.text() == f"Exporting the adapter to {new}…"
+    qtbot.waitUntil(lambda: page.export.proc.state() == page.export.proc.ProcessState.NotRunning, timeout=60000)
+
+
 def test_export_of_an_unfinished_run_says_why_it_failed(qtbot, page, runs, tmp_path):
     click_row(qtbot, page, row_of(page, runs["stopped"]))
     assert page.export.adapter_button.isEnabled()
@@ -241,11 +271,11 @@ def test_branch_resume_overlay_and_export_a_real_run(qtbot, model_dir, tmp_path,
     with qtbot.waitSignal(resumed.args[0].finished, timeout=400000) as done:
         pass
     assert done.args[0].status == "completed", done.args[0].error + done.args[0].log_tail
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    out = tmp_path / f"{Path(first.run_dir).name}-merged"
+    answer_folder_dialog(qtbot, out)
     qtbot.waitUntil(lambda: page.export.merged_button.isEnabled(), timeout=10000)
     with qtbot.waitSignal(page.export.proc.finished, timeout=300000):
         qtbot.mouseClick(page.export.merged_button, Qt.LeftButton)
-    out = tmp_path / f"{Path(first.run_dir).name}-merged"
     assert page.export.result.text() == f"Exported to {out}", page.export.result.text()
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
     assert list(out.glob("*.safetensors"))

@@ -12,6 +12,8 @@ from studio.gui.runner import PACKAGE_PARENT
 from studio.gui.widgets.common import button, named
 
 KINDS = {"adapter": "--adapter", "merged": "--merged"}
+#: What each export is called in sentences ("Exporting the merged model to ...").
+WORDS = {"adapter": "adapter", "merged": "merged model"}
 
 
 class ExportBar(QWidget):
@@ -47,17 +49,34 @@ class ExportBar(QWidget):
         for b in (self.adapter_button, self.merged_button):
             b.setEnabled(bool(run_dir) and not busy)
 
+    def folder_dialog(self, kind: str) -> QFileDialog:
+        """A dialog for the folder the export creates: a new name may be typed (a folder
+        picker accepts only folders that exist already)."""
+        dialog = QFileDialog(self, f"Export the {WORDS[kind]} to a new folder")
+        dialog.setObjectName("exportFolderDialog")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+        # Qt's own dialog on every system: the native ones differ in whether a new folder name
+        # may be typed, and tests can drive this one.
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
+        dialog.setOption(QFileDialog.Option.DontConfirmOverwrite)
+        dialog.setLabelText(QFileDialog.DialogLabel.Accept, "Export")
+        dialog.setLabelText(QFileDialog.DialogLabel.FileName, "New folder:")
+        dialog.setDirectory(str(Path.home()))
+        dialog.selectFile(f"{Path(self.run_dir or 'run').name}-{kind}")
+        return dialog
+
     def ask_and_export(self, kind: str) -> None:
-        parent = QFileDialog.getExistingDirectory(self, "Export into which folder?", str(Path.home()))
-        if parent and self.run_dir:
-            self.export(kind, str(Path(parent) / f"{Path(self.run_dir).name}-{kind}"))
+        dialog = self.folder_dialog(kind)
+        if dialog.exec() and dialog.selectedFiles() and self.run_dir:
+            self.export(kind, dialog.selectedFiles()[0])
 
     def export(self, kind: str, out_dir: str) -> None:
         """Run ``python -m studio export RUN_DIR --adapter|--merged OUT``."""
         if not self.run_dir:
             return
         self.out_dir = out_dir
-        self.result.setText(f"Exporting the {kind} to {out_dir}…")
+        self.result.setText(f"Exporting the {WORDS[kind]} to {out_dir}…")
         self.result.setProperty("level", "info")
         self.proc.start(sys.executable, ["-m", "studio", "export", self.run_dir, KINDS[kind], out_dir])
         self.set_run(self.run_dir)
