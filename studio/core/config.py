@@ -53,7 +53,9 @@ class DataConfig:
     general_eval: str = _f("", "Optional file of general text whose loss is tracked to catch forgetting.")
     format: str = _f("auto", "Dataset format; 'auto' detects it.",
                      choices=("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text"))
-    columns: dict = _f({}, "Column mapping that overrides detection, e.g. {messages: dialog}.")
+    columns: dict = _f({}, "Column mapping that overrides detection, e.g. {messages: dialog} or {label: kto_tag}.")
+    text_split: str = _f("line", "How a .txt file is cut into documents: each non-empty line, blank-line-separated "
+                                 "paragraphs, or the whole file.", choices=("line", "paragraph", "file"))
     loss: str = _f("assistant", "Which tokens carry loss: every assistant turn, the last one, all tokens, or the completion.",
                    choices=LOSS_OPTIONS)
     max_length: int = _f(1024, "Longest sequence in tokens; longer rows are truncated.", min=8, max=1_048_576)

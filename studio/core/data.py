@@ -4,14 +4,20 @@ Supported files: JSONL, JSON (an array, or an object holding the array under one
 TSV, Parquet, and folders written by ``datasets``' ``save_to_disk`` (a DatasetDict gives its
 ``train`` split). Supported formats, detected from the columns:
 
-- ``messages``: OpenAI messages, ``{"messages": [{"role": ..., "content": ...}, ...]}``
-- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}, ...]}``
+- ``messages``: OpenAI messages, ``{"messages": [{"role": ..., "content": ...}, ...]}``, with
+  optional ``tools`` (JSON schemas) and ``label`` (desirability, for unpaired KTO)
+- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation",
+  "value": ...}, ...]}``, with the same optional columns
 - ``alpaca``: ``instruction``, optional ``input``, ``output``, optional ``system`` and
   ``history`` (``[[question, answer], ...]``)
 - ``prompt_completion``: ``prompt`` and ``completion``, each text or a list of turns
-- ``preference``: ``chosen`` and ``rejected`` (text or turns) with a ``prompt``, or, without
-  a prompt, two full conversations whose shared opening turns become the prompt
-- ``text``: plain ``text`` rows (general text for forgetting checks), each one assistant turn
+- ``preference``: ``chosen`` and ``rejected`` (text, one message or turns) with a ``prompt``
+  (or ``messages``/``conversations`` turns), or, without a prompt, two full conversations whose
+  shared opening turns become the prompt
+- ``text``: plain ``text`` rows or a ``.txt`` file: documents for continued pre-training
+
+Turns are read by :mod:`studio.core.data_turns` (content parts, loss switches, tool calls and
+results). See docs/data.md for every shape with an example and its encoding.
 
 Every row becomes a :class:`~studio.core.conversation.Example`; a row that cannot be used
 becomes a :class:`BadRow` with its 1-based number and a reason naming the field. Other scalar
@@ -55,18 +61,23 @@ class FormatSpec:
 
 # In detection order: preference first (it may also carry prompt or messages-like columns).
 FORMATS: dict[str, FormatSpec] = {
-    "preference": FormatSpec("preference pairs", ("chosen", "rejected"), ("prompt",),
-                             "chosen + rejected (text or turns), with a prompt or sharing their first turns",
-                             data_rows.preference_row),
-    "messages": FormatSpec("OpenAI messages", ("messages",), ("system",),
-                           "messages = [{role, content}, ...]", data_rows.chat_row),
-    "sharegpt": FormatSpec("ShareGPT", ("conversations",), ("system",),
-                           "conversations = [{from, value}, ...]", data_rows.chat_row),
-    "prompt_completion": FormatSpec("prompt/completion", ("prompt", "completion"), (),
-                                    "prompt + completion (text or turns)", data_rows.prompt_completion_row),
+    "preference": FormatSpec("preference pairs", ("chosen", "rejected"),
+                             ("prompt", "messages", "conversations", "system", "tools"),
+                             "chosen + rejected (text, one message or turns), after a prompt (text, messages or "
+                             "ShareGPT turns) or sharing their first turns", data_rows.preference_row),
+    "messages": FormatSpec("OpenAI messages", ("messages",), ("system", "tools", "label"),
+                           "messages = [{role, content}, ...], optional tools and a KTO label",
+                           data_rows.chat_row),
+    "sharegpt": FormatSpec("ShareGPT", ("conversations",), ("system", "tools", "label"),
+                           "conversations = [{from, value}, ...], optional tools and a KTO label",
+                           data_rows.chat_row),
+    "prompt_completion": FormatSpec("prompt/completion", ("prompt", "completion"), ("system", "label"),
+                                    "prompt + completion (text or turns), optional KTO label",
+                                    data_rows.prompt_completion_row),
     "alpaca": FormatSpec("Alpaca", ("instruction", "output"), ("input", "system", "history"),
                          "instruction + output (optional input, system, history)", data_rows.alpaca_row),
-    "text": FormatSpec("plain text", ("text",), (), "text (general text; each row is one assistant turn)",
+    "text": FormatSpec("plain text", ("text",), (),
+                       "text: one document per row, or a .txt file (continued pre-training, no chat template)",
                        data_rows.text_row),
 }
 # Evaluation columns every format keeps in Example.extra under these names (even when mapped).
@@ -131,7 +142,8 @@ def _bad_row_lines(bad_rows: list[BadRow], max_bad: int) -> list[str]:
     return lines
 
 
-def load_examples(path: str | Path, format: str | None = "auto", columns: dict | None = None) -> DataReport:
+def load_examples(path: str | Path, format: str | None = "auto", columns: dict | None = None,
+                  text_split: str = "line") -> DataReport:
     """Load a dataset file and normalise every row.
 
     Args:
@@ -139,6 +151,7 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
         format: "auto" to detect from the columns, or a key of :data:`FORMATS` to force one.
         columns: Studio field -> the file's column, overriding the default names,
             e.g. ``{"messages": "dialog"}`` or ``{"instruction": "question", "output": "answer"}``.
+        text_split: how a .txt file is cut into documents (``line``, ``paragraph`` or ``file``).
 
     Returns:
         The examples, the bad rows and counts; bad rows do not raise.
@@ -147,7 +160,7 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
         DataError: the file cannot be read, its format cannot be told, a forced format or
             mapping does not fit its columns, or it has no usable row.
     """
-    table = read_table(path)
+    table = read_table(path, text_split)
     if not table.total_rows:
         raise DataError(f"{table.path} holds no rows", "add rows, or pick another file")
     if not table.records:
@@ -309,7 +322,7 @@ class DataSplit:
 
 def load_split(train_path: str | Path, eval_path: str | Path | None = None, eval_fraction: float = 0.1,
                seed: int = 42, format: str | None = "auto", columns: dict | None = None, *,
-               eval_format: str | None = None, eval_columns: dict | None = None) -> DataSplit:
+               eval_format: str | None = None, eval_columns: dict | None = None, text_split: str = "line") -> DataSplit:
     """Load training data and its evaluation rows: from an eval file, or held out by :func:`split`.
 
     Args:
@@ -321,16 +334,17 @@ def load_split(train_path: str | Path, eval_path: str | Path | None = None, eval
         columns: column mapping of the training file.
         eval_format: format of the eval file; None uses ``format``.
         eval_columns: column mapping of the eval file; None uses ``columns``.
+        text_split: how .txt files are cut into documents.
 
     Raises:
         DataError: either file cannot be used.
     """
-    train_report = load_examples(train_path, format, columns)
+    train_report = load_examples(train_path, format, columns, text_split)
     if not eval_path:
         train, held = split(train_report.examples, eval_fraction, seed)
         return DataSplit(train, held, train_report)
     eval_report = load_examples(eval_path, format if eval_format is None else eval_format,
-                                columns if eval_columns is None else eval_columns)
+                                columns if eval_columns is None else eval_columns, text_split)
     return DataSplit(list(train_report.examples), eval_report.examples, train_report, eval_report)
 
 

@@ -22,8 +22,10 @@ from typing import Any
 from studio.core.errors import DataError
 
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-              ".parquet": "parquet"}
-ACCEPTED = "a .jsonl, .json, .csv, .tsv or .parquet file, or a folder saved with datasets' save_to_disk"
+              ".parquet": "parquet", ".txt": "txt"}
+ACCEPTED = "a .jsonl, .json, .csv, .tsv, .parquet or .txt file, or a folder saved with datasets' save_to_disk"
+#: How a .txt file is cut into documents (``data.text_split``).
+TEXT_SPLITS = ("line", "paragraph", "file")
 # Keys under which a JSON object commonly wraps its list of rows, most likely first.
 _WRAPPER_KEYS = ("train", "data", "rows", "examples", "records", "items", "instances")
 _RAW_CHARS = 300  # how much of an unparsable line a bad row keeps
@@ -65,11 +67,13 @@ class RawTable:
     notes: list[str] = field(default_factory=list)
 
 
-def read_table(path: str | Path) -> RawTable:
+def read_table(path: str | Path, text_split: str = "line") -> RawTable:
     """Read a dataset file or saved-dataset folder into numbered records.
 
     Args:
-        path: a .jsonl/.ndjson, .json, .csv, .tsv or .parquet file, or a save_to_disk folder.
+        path: a .jsonl/.ndjson, .json, .csv, .tsv, .parquet or .txt file, or a save_to_disk folder.
+        text_split: how a .txt file is cut into documents: ``line`` (each non-empty line),
+            ``paragraph`` (blank lines separate documents) or ``file`` (the whole file).
 
     Returns:
         The records, the unparsable rows and the columns seen.
@@ -90,7 +94,10 @@ def read_table(path: str | Path) -> RawTable:
             kind_name = f"'{path.suffix}' files" if path.suffix else "files without an extension"
             raise DataError(f"{path}: Studio cannot read {kind_name} as a dataset",
                             f"convert it to {ACCEPTED} (a JSON Lines file that is only misnamed can be renamed)")
-        table = _read_parquet(path) if kind == "parquet" else _READERS[kind](path, _read_text(path))
+        if kind == "txt":
+            table = read_txt(path, text_split)
+        else:
+            table = _read_parquet(path) if kind == "parquet" else _READERS[kind](path, _read_text(path))
     table.columns = _columns(table.records)
     return table
 
@@ -111,6 +118,61 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (undecodable byte at offset {exc.start})",
                         "save the file as UTF-8 (most editors and pandas' to_json/to_csv can)") from None
+
+
+def read_txt(path: Path, text_split: str = "line") -> RawTable:
+    """A plain-text file as ``{"text": document}`` records, read line by line (never whole).
+
+    Records are numbered by document; each document's first line number is noted in the record
+    (``line``) so a message can point into the file.
+    """
+    if text_split not in TEXT_SPLITS:
+        raise DataError(f"unknown text split {text_split!r}", f"set data.text_split to one of {', '.join(TEXT_SPLITS)}")
+    table = RawTable(path)
+    for first_line, document in _documents(path, text_split):
+        table.total_rows += 1
+        table.records.append((table.total_rows, {"text": document, "line": first_line}))
+    return table
+
+
+def _documents(path: Path, text_split: str):
+    """(first line number, text) of every document of a .txt file, streamed."""
+    lines: list[str] = []
+    first = 0
+    for lineno, line in _text_lines(path):
+        if text_split == "line":
+            if line.strip():
+                yield lineno, line.rstrip("\r\n")
+            continue
+        if text_split == "paragraph" and not line.strip():
+            if lines:
+                yield first, "".join(lines).rstrip("\r\n")
+            lines = []
+            continue
+        if not lines:
+            first = lineno
+        lines.append(line)
+    if lines and "".join(lines).strip():
+        yield first, "".join(lines).rstrip("\r\n")
+
+
+def _text_lines(path: Path):
+    """(line number, line with its ending) of a UTF-8 text file, read as a stream."""
+    try:
+        with path.open("rb") as handle:
+            if b"\x00" in handle.read(8192):
+                raise DataError(f"{path} is a binary file, not text", f"pick the data file itself: {ACCEPTED}")
+            handle.seek(0)
+            for lineno, raw in enumerate(handle, 1):
+                try:
+                    yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path} is not UTF-8 text (line {lineno}, byte {exc.start + 1} of the line)",
+                                    "save the file as UTF-8") from None
+    except PermissionError:
+        raise DataError(f"no permission to read {path}", "make the file readable for your user") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check that the file is intact") from None
 
 
 def _read_jsonl(path: Path, text: str) -> RawTable:

@@ -65,6 +65,8 @@ class Encoded:
         original_length: tokens before truncation.
         lost_loss_tokens: loss-carrying tokens removed by truncation.
         warnings: sentences about this row.
+        documents: for raw text (:mod:`studio.core.pretrain`), (token position, source row) of each
+            document that starts in this sequence.
     """
 
     row: int
@@ -75,6 +77,7 @@ class Encoded:
     original_length: int = 0
     lost_loss_tokens: int = 0
     warnings: list[str] = field(default_factory=list)
+    documents: list = field(default_factory=list)
 
     @property
     def attention_mask(self) -> list[int]:
@@ -134,8 +137,12 @@ class Encoder:
         """Encode many rows, batched; the same result as :meth:`encode` row by row.
 
         Rows go in chunks: while ``tokenizers`` encodes one chunk on its own threads (it
-        releases the GIL), Python renders the next one, so both kinds of work overlap.
+        releases the GIL), Python renders the next one, so both kinds of work overlap. Text rows
+        (documents) are encoded without a template, each a whole document
+        (:func:`studio.core.pretrain.encode_documents`); :meth:`encode_blocks` cuts them into blocks.
         """
+        if any(ex.kind == "text" for ex in examples):
+            return self._encode_mixed(examples)
         if len(examples) <= CHUNK:
             layouts = [self.layouter.layout(ex) for ex in examples]
             return self._finish_all(layouts, self._tokenize(layouts))
@@ -152,6 +159,27 @@ class Encoder:
             out += self._finish_all(pending[0], pending[1].result())
         return out
 
+    def _encode_mixed(self, examples: list) -> list[Encoded]:
+        from studio.core.pretrain import encode_documents
+
+        texts = [ex for ex in examples if ex.kind == "text"]
+        done = iter(encode_documents(self.tokenizer, texts))
+        chats = iter(self.encode_many([ex for ex in examples if ex.kind != "text"]))
+        out = [next(done) if ex.kind == "text" else next(chats) for ex in examples]
+        for enc in out:
+            if enc.documents:
+                _truncate(enc, self.options.max_length, self.options.truncation_side)
+        return out
+
+    def encode_blocks(self, examples):
+        """Text rows as continued pre-training blocks of ``max_length`` tokens
+        (:func:`studio.core.pretrain.pack_blocks`)."""
+        from studio.core.pretrain import pack_blocks
+
+        if not self.options.max_length:
+            raise ConfigError([("data.max_length", "raw text is cut into blocks of data.max_length tokens; set it")])
+        return pack_blocks(self.tokenizer, examples, self.options.max_length)
+
     def _finish_all(self, layouts: list[Layout], tokens: list) -> list[Encoded]:
         return [self._finish(lay, ids, offsets) for lay, (ids, offsets) in zip(layouts, tokens)]
 
@@ -163,7 +191,7 @@ class Encoder:
         """
         if example.chosen is None:
             raise TemplateError(f"row {example.row} is not a preference row", "encode it with encode()")
-        prompt = self.layouter.render(example.row, example.messages, True)
+        prompt = self.layouter.render(example.row, example.messages, True, example.tools)
         sides = (example.chosen, example.rejected or [])
         layouts = [self.layouter.pair_layout(example, prompt, side) for side in sides]
         (c_ids, c_off), (r_ids, r_off) = self._tokenize(layouts)

@@ -14,11 +14,12 @@ read from the pieces and the prefix renders are skipped (one render per row inst
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from studio.core.errors import TemplateError
 
-Turn = tuple[int, "int | None", int]  # (start, start of the trained body for an assistant turn, end)
+Turn = tuple[int, int, int]  # (start, start of the part that trains when the turn does, end)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Layout:
         splits: character positions where the text is tokenized as separate pieces (the
             prompt/completion edge of a preference pair).
         warnings: sentences about this row.
+        tools: the tool definitions rendered with the conversation (``None`` for none).
     """
 
     row: int
@@ -41,6 +43,7 @@ class Layout:
     loss: list[tuple[int, int]] = field(default_factory=list)
     splits: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    tools: list | None = None
 
 
 def common_prefix(a: str, b: str) -> int:
@@ -63,10 +66,10 @@ class Layouter:
         self.loss = loss
         self.pieces = template.pieces
 
-    def render(self, row: int, messages: list, generation: bool = False) -> str:
+    def render(self, row: int, messages: list, generation: bool = False, tools: list | None = None) -> str:
         """Render, naming the row in any template error."""
         try:
-            return self.template.render(messages, generation)
+            return self.template.render(messages, generation, tools)
         except TemplateError as exc:
             raise TemplateError(f"row {row}: {exc.message}", exc.hint) from exc
 
@@ -75,20 +78,55 @@ class Layouter:
         messages = list(example.messages) + list(example.chosen or []) + list(extra or [])
         if not messages:
             raise TemplateError(f"row {example.row} has no messages", "remove the row or fix its columns")
-        lay = Layout(example.row, self.render(example.row, messages))
-        turns = self._fast_turns(lay, messages)
+        tools = getattr(example, "tools", None)
+        calls = any(m.tool_calls or m.role == "tool" for m in messages)
+        if calls or tools:
+            self._check_tool_support(example.row, tools, calls)
+        lay = Layout(example.row, self.render(example.row, messages, tools=tools), tools=tools)
+        turns = None if calls or tools else self._fast_turns(lay, messages)
         if turns is None:
             turns = self._slow_turns(lay, messages)
         if turns is None:
             return self._flat(lay, messages)
         lay.loss = self._loss_regions(lay, example, messages, turns)
+        if tools:
+            _overlay(lay, self._tools_region(lay, messages), "tools")
         return lay
+
+    def _check_tool_support(self, row: int, tools: list | None, calls: bool) -> None:
+        """A template that would silently drop tool definitions or calls is refused."""
+        source = self.template.source
+        missing = [what for what, needed, word in (("tool definitions", tools, "tools"), ("tool calls", calls,
+                   "tool_calls")) if needed and word not in source]
+        if missing:
+            raise TemplateError(f"row {row} has {' and '.join(missing)}, which the chat template "
+                                f"({self.template.name}) does not write, so they would be lost",
+                                "use a template that renders tools: the model's own (model.template=auto) if it "
+                                "has one, or llama3.1")
+
+    def _tools_region(self, lay: Layout, messages: list) -> tuple[int, int]:
+        """Where the tool definitions sit in the text: from the first to the last one's JSON, else the
+        part that differs from the conversation rendered without tools."""
+        found = []
+        for tool in lay.tools or []:
+            for text in (json.dumps(tool, indent=4, ensure_ascii=False), json.dumps(tool, ensure_ascii=False),
+                         json.dumps(tool, indent=2, ensure_ascii=False)):
+                at = lay.text.find(text)
+                if at >= 0:
+                    found.append((at, at + len(text)))
+                    break
+        if found:
+            return min(a for a, _ in found), max(b for _, b in found)
+        bare = self.render(lay.row, messages)
+        start = common_prefix(bare, lay.text)
+        tail = common_prefix(bare[start:][::-1], lay.text[start:][::-1])
+        return start, len(lay.text) - tail
 
     def pair_layout(self, example, prompt: str, completion: list) -> Layout:
         """A preference side: prompt (tokenized on its own) then completion, loss on the completion."""
         from studio.core.conversation import Example
 
-        lay = self.layout(Example(example.row, list(example.messages)), completion)
+        lay = self.layout(Example(example.row, list(example.messages), tools=example.tools), completion)
         edge = common_prefix(prompt, lay.text)
         if edge < len(prompt):
             lay.warnings.append(f"row {example.row}: the prompt rendered alone is not a prefix of prompt + completion")
@@ -113,7 +151,7 @@ class Layouter:
                     and text.startswith(close, c_end)):
                 return None
             end = c_end + len(close) if i < len(messages) - 1 else len(text)  # the tail closes the last turn
-            body = c_start if msg.role == "assistant" else None
+            body = c_start
             spans += _spans([(pos, "header"), (c_start, msg.role), (c_end, "eot")], end)
             turns.append((pos, body, end))
             pos = c_end + len(close)
@@ -123,25 +161,35 @@ class Layouter:
         return turns
 
     def _slow_turns(self, lay: Layout, messages: list) -> list[Turn] | None:
-        """Turns from prefix renders; ``None`` when the template rewrites earlier turns."""
-        text, start, turns, spans = lay.text, 0, [], []
+        """Turns from prefix renders; ``None`` when the template rewrites an assistant turn.
+
+        A prefix that does not render on its own (Llama 3.1 moves the tool definitions into the
+        first user turn, so the system turn alone with tools raises) is merged with the turns
+        after it until one does; only a merged assistant turn gives up.
+        """
+        text, start, turns, spans, merged = lay.text, 0, [], [], []
         for i, msg in enumerate(messages):
             end = len(text) if i == len(messages) - 1 else self._prefix_end(lay, messages[: i + 1])
             if end is None or end < start:
-                return None
+                if msg.role == "assistant":
+                    return None
+                merged.append(i)
+                continue
             body = self._body_start(lay, messages, i, start, end) if msg.role == "assistant" else None
             c_end_limit = end - len(self.pieces.tail) if end == len(text) and text.endswith(self.pieces.tail) else end
             c_start, c_end = self._content_bounds(text, start if body is None else body, c_end_limit, msg)
-            spans += _spans([(start, "header"), (c_start if body is None else body, msg.role), (c_end, "eot")], end)
-            turns.append((start, body, end))
-            start = end
+            role = "tool_call" if msg.tool_calls and not msg.content else msg.role
+            first = messages[merged[0]].role if merged else "header"
+            spans += _spans([(start, first), (c_start if body is None else body, role), (c_end, "eot")], end)
+            turns += [(start, start, end)] * len(merged) + [(start, c_start if body is None else body, end)]
+            start, merged = end, []
         lay.roles = spans
         return turns
 
     def _prefix_end(self, lay: Layout, prefix: list, generation: bool = False) -> int | None:
         """Where ``render(prefix)`` ends inside the full text, or ``None`` if it is not a prefix of it."""
         try:
-            part = self.template.render(prefix, generation)
+            part = self.template.render(prefix, generation, lay.tools)
         except TemplateError:
             return None
         tail = self.pieces.tail
@@ -172,10 +220,12 @@ class Layouter:
             return [(0, len(lay.text))]
         if self.loss == "completion":
             return self._completion_region(lay, example, messages)
-        regions = [(body, end) for _, body, end in turns if body is not None]
-        if not regions:
-            lay.warnings.append(f"row {lay.row} has no assistant turn, so no token carries loss")
-        return regions[-1:] if self.loss == "last_assistant" else regions
+        assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        default = set(assistant[-1:] if self.loss == "last_assistant" else assistant)
+        trained = [i for i, m in enumerate(messages) if (i in default if m.train is None else m.train)]
+        if not trained:
+            lay.warnings.append(f"row {lay.row} has no assistant turn that trains, so no token carries loss")
+        return [(turns[i][1], turns[i][2]) for i in trained]
 
     def _completion_region(self, lay: Layout, example, messages: list) -> list[tuple[int, int]]:
         cut = example.completion_start
@@ -187,7 +237,7 @@ class Layouter:
             lay.warnings.append(f"row {lay.row} has no prompt and completion, so no token carries loss")
             return []
         # Rendered, not read from the turns: a template may write a prompt alone differently.
-        prompt = self.render(lay.row, messages[:cut], True)
+        prompt = self.render(lay.row, messages[:cut], True, lay.tools)
         edge = common_prefix(prompt, lay.text)
         if edge < len(prompt):
             lay.warnings.append(f"row {lay.row}: the prompt rendered alone is not a prefix of the whole "
@@ -202,10 +252,20 @@ class Layouter:
         if self.loss == "all":
             lay.loss = [(0, len(lay.text))]
         elif messages[-1].role == "assistant":
-            edge = common_prefix(self.render(lay.row, messages[:-1], True), lay.text)
+            edge = common_prefix(self.render(lay.row, messages[:-1], True, lay.tools), lay.text)
             lay.roles.append((edge, "assistant"))
             lay.loss = [(edge, len(lay.text))]
         return lay
+
+
+def _overlay(lay: Layout, region: tuple[int, int], role: str) -> None:
+    """Give the characters of ``region`` the role ``role`` in ``lay.roles``."""
+    a, b = region
+    if a >= b:
+        return
+    after = next((r for s, r in reversed(lay.roles) if s <= b), lay.roles[0][1] if lay.roles else role)
+    kept = [(s, r) for s, r in lay.roles if s < a or s > b]
+    lay.roles = sorted(kept + [(a, role)] + ([(b, after)] if b < len(lay.text) else []))
 
 
 def _spans(spans: list[tuple[int, str]], end: int) -> list[tuple[int, str]]:

@@ -44,9 +44,10 @@ class ResolvedTemplate:
     origin: str = "builtin"
     specials: dict[str, str] = field(default_factory=dict)
 
-    def render(self, messages: list, add_generation_prompt: bool = False) -> str:
-        """The text of ``messages`` (``Message`` objects or role/content dicts)."""
-        return render(self.source, messages, add_generation_prompt, self.specials)
+    def render(self, messages: list, add_generation_prompt: bool = False, tools: list | None = None) -> str:
+        """The text of ``messages`` (``Message`` objects or role/content dicts), with ``tools`` the tool
+        definitions (JSON schemas) as transformers' ``apply_chat_template(tools=...)`` passes them."""
+        return render(self.source, messages, add_generation_prompt, self.specials, tools)
 
     @functools.cached_property
     def pieces(self) -> TurnPieces:
@@ -215,19 +216,20 @@ def compile_template(source: str):
 
 
 def as_dicts(messages: list) -> list[dict]:
-    """Messages as the plain ``{"role", "content"}`` dicts templates expect."""
-    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
+    """Messages as the plain ``{"role", "content"}`` dicts templates expect (plus ``tool_calls`` and
+    ``name`` where a message has them)."""
+    return [m if isinstance(m, dict) else m.template_dict() for m in messages]
 
 
 def render(source: str, messages: list, add_generation_prompt: bool = False,
-           specials: dict[str, str] | None = None) -> str:
+           specials: dict[str, str] | None = None, tools: list | None = None) -> str:
     """Render ``messages`` with a template exactly as transformers' ``apply_chat_template(tokenize=False)``.
 
     Raises:
         TemplateError: the template raised or failed on these messages.
     """
     template = compile_template(source)
-    context = {**_globals(source), **(specials or {}), "messages": as_dicts(messages), "tools": None,
+    context = {**_globals(source), **(specials or {}), "messages": as_dicts(messages), "tools": tools or None,
                "documents": None, "add_generation_prompt": add_generation_prompt}
     try:
         # What Template.render does, minus merging the globals ChainMap again on every call

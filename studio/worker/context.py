@@ -250,7 +250,7 @@ class RunContext:
             raise DataError(f"{setting}: the file {path} does not exist",
                             f"check the path in {setting} (it may have been moved or deleted)")
         report = load_examples(str(resolved), format=format or self.cfg.data.format,
-                               columns=self.cfg.data.columns or None)
+                               columns=self.cfg.data.columns or None, text_split=self.cfg.data.text_split)
         self._report_bad_rows(report, setting)
         if not report.examples:
             raise DataError(f"{setting}: {path} holds no usable rows", report.summary())

@@ -28,8 +28,8 @@ from studio.gui.widgets.examples_model import ExamplesTableModel
 from studio.gui.widgets.path_picker import PathPicker
 
 #: data fields edited here that have no control of their own (the Inspect page has the encoding ones)
-MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval"}
-DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet);;All files (*)"
+MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval", "data.text_split"}
+DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet *.txt);;All files (*)"
 NONE = "(none)"
 
 
@@ -168,7 +168,8 @@ class DataPage(QWidget):
         self.format_combo.blockSignals(True)
         self.format_combo.setCurrentIndex(max(index, 0))
         self.format_combo.blockSignals(False)
-        key = (d.train, d.format, json.dumps(d.columns, sort_keys=True), d.eval_fraction, d.seed, d.eval)
+        key = (d.train, d.format, json.dumps(d.columns, sort_keys=True), d.eval_fraction, d.seed, d.eval,
+               d.text_split)
         if key != self._loaded_key:
             self._loaded_key = key
             self.reload()
@@ -180,7 +181,8 @@ class DataPage(QWidget):
             self.banner.show_warning("No training file chosen.", "Pick a file with Browse…")
             return
         self._tasks.submit("load", lambda: datamod.load_split(d.train, d.eval or None, d.eval_fraction, d.seed,
-                                                              d.format, dict(d.columns)),
+                                                              d.format, dict(d.columns),
+                                                              text_split=d.text_split),
                            self._loaded, self._failed)
 
     def _loaded(self, split: datamod.DataSplit) -> None:

@@ -32,7 +32,7 @@ def load_sources(cfg: RunConfig) -> Sources:
     from studio.core.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model.path)
-    report = load_examples(cfg.data.train, cfg.data.format, dict(cfg.data.columns) or None)
+    report = load_examples(cfg.data.train, cfg.data.format, dict(cfg.data.columns) or None, cfg.data.text_split)
     return Sources(tokenizer, TokenText(tokenizer), report, choose_pad_token(tokenizer, cfg.data.pad_token))
 
 

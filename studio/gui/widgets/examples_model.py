@@ -15,7 +15,9 @@ def _first(example: Example, role: str) -> str:
 
 
 def _answer(example: Example) -> str:
-    """The text the model learns to write: chosen reply, completion or last assistant turn."""
+    """The text the model learns to write: chosen reply, completion, last assistant turn or the document."""
+    if example.text is not None:
+        return example.text
     if example.chosen:
         return example.chosen[-1].content
     replies = [m.content for m in example.messages if m.role == "assistant"]

@@ -16,6 +16,8 @@ from studio.gui.widgets.token_model import TokenChip
 ROLE_COLOURS = {
     "system": "#ede9fe", "user": "#dbeafe", "assistant": "#dcfce7", "completion": "#dcfce7",
     "prompt": "#dbeafe", "chosen": "#dcfce7", "rejected": "#fee2e2", "text": "#f1f5f9",
+    # tool calling: definitions (never trained), the assistant's calls (trained), the tools' results (never)
+    "tools": "#fef3c7", "tool_call": "#bbf7d0", "tool": "#ffedd5",
 }
 SPECIAL_COLOUR = "#fde68a"
 PAD_COLOUR = "#eceef1"

@@ -32,3 +32,18 @@ def trl_template():
         pytest.skip("TRL is not installed")
     folder = Path(spec.submodule_search_locations[0]) / "chat_templates"
     return lambda name: (folder / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def trained_text():
+    """``trained_text(tokenizer, encoded)``: the stretches of a row that carry loss, each decoded."""
+    def stretches(tok, enc) -> list[str]:
+        out, run = [], []
+        for token, label in zip(enc.input_ids, enc.labels):
+            if label != -100:
+                run.append(token)
+            elif run:
+                out.append(tok.decode(run))
+                run = []
+        return out + ([tok.decode(run)] if run else [])
+    return stretches

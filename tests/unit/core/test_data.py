@@ -70,7 +70,7 @@ def test_prompt_completion_text_and_conversational_forms():
     assert text.kind == "completion" and text.completion_start == 1
     assert text.messages == [Message("user", "The capital of Portugal is"), Message("assistant", " Lisbon.")]
     assert conv.completion_start == 2 and conv.messages[-1] == Message("assistant", "Madrid.")
-    assert mixed.messages[-1] == Message("assistant", "Rome.") and mixed.extra == {"label": True}
+    assert mixed.messages[-1] == Message("assistant", "Rome.") and mixed.label is True and mixed.extra == {}
 
 
 def test_preference_with_explicit_prompt_text_and_turns_and_repeated_prompt():
@@ -119,17 +119,10 @@ def test_mapped_eval_columns_are_kept_under_studio_names():
 def test_plain_text_rows_for_general_text():
     report = load_examples(FIXTURES / "general.jsonl")
     assert report.format == "text"
-    assert report.examples[0].messages == [Message("assistant", "Bread is made by mixing flour, water, salt and "
-                                                                "yeast.")]
+    assert report.examples[0].kind == "text" and report.examples[0].messages == []
+    assert report.examples[0].text == "Bread is made by mixing flour, water, salt and yeast."
     assert report.examples[0].extra == {"source": "kitchen"}
     assert bad_reasons(report) == {2: "'text' is empty"}
-
-
-def test_openai_text_content_parts_are_joined_and_other_parts_refused():
-    report = load_examples(FIXTURES / "parts.jsonl")
-    assert report.examples[0].messages == HUNGARY
-    assert bad_reasons(report) == {2: "messages[0].content[0] is a part of type 'image'; Studio trains on text only, so "
-                                      "drop the row or replace the part with text"}
 
 
 def test_json_object_wrapping_its_rows_under_a_key():

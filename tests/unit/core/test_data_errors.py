@@ -29,7 +29,8 @@ def test_bad_chat_rows_have_exact_numbers_and_reasons():
         4: "messages[1]: two user turns in a row (messages[0] and messages[1]); merge them or put the "
            "assistant turn between them",
         5: "messages[1]: a system turn may only come first",
-        6: "messages[1].role is 'bot': expected system, user or assistant (ShareGPT: system, human or gpt)",
+        6: "messages[1].role is 'bot': expected system, user, assistant or tool (ShareGPT: system, human, gpt, "
+           "function_call or observation)",
         7: "messages[1].content is empty",
         8: "messages[0].content must be a string, got a list",
         9: "'messages' must be a list of turns, got a string",
@@ -46,8 +47,8 @@ def test_bad_chat_rows_have_exact_numbers_and_reasons():
 
 def test_bad_sharegpt_rows():
     assert bad_reasons(load_examples(FIXTURES / "bad_sharegpt.json")) == {
-        2: "conversations[1].from is 'tool': tool turns are not supported yet; drop the row or fold the "
-           "tool result into the neighbouring turns",
+        2: "conversations[1]: a tool result must follow an assistant turn that calls a tool (tool_calls or "
+           "function_call)",
         3: "conversations[1].value is missing",
         4: "conversations[1] must be an object with role and content, got a string",
         5: "'system' must be a string, got a number",
@@ -69,7 +70,7 @@ def test_bad_preference_rows():
     assert reasons[2] == "missing field 'rejected'"
     assert reasons[3].startswith("'chosen' and 'rejected' are identical")
     assert reasons[4].startswith("'chosen' and 'rejected' do not open with the same user turn")
-    assert reasons[5].startswith("no prompt: 'chosen' and 'rejected' are plain text")
+    assert reasons[5].startswith("no prompt: 'chosen' and 'rejected' are single answers")
     assert reasons[6] == "'rejected' must be a list of turns, got a number"
     assert reasons[7].startswith("chosen[0]: two user turns in a row (prompt and chosen[0])")
     assert sorted(reasons) == [2, 3, 4, 5, 6, 7]
@@ -102,7 +103,7 @@ def test_summary_lists_bad_rows_and_caps_the_list():
     ("missing.jsonl", "dataset not found", "check the path"),
     ("binary.jsonl", "is a binary file, not text", ".jsonl"),
     ("latin1.jsonl", "is not UTF-8 text (undecodable byte at offset 46)", "save the file as UTF-8"),
-    ("notes.txt", "cannot read '.txt' files as a dataset", "convert it to"),
+    ("notes.pdf", "cannot read '.pdf' files as a dataset", "convert it to"),
     ("empty.jsonl", "holds no rows", "add rows"),
     ("broken.json", "is not valid JSON: Expecting value at line 1, column 16", "JSON Lines"),
     ("single_object.json", "no single list of rows under a key (keys: messages)", "JSON array"),
