@@ -8,7 +8,8 @@ Usage::
 
 Exit code 0 when the run completed or was stopped (SIGTERM/SIGINT: the current step
 finishes, a checkpoint is saved); 1 when it failed (the ``finished`` event carries ``error``
-and ``hint``); 2 when the run folder itself is unusable.
+and ``hint``); 2 when the run folder itself is unusable or another worker is training it
+(``worker.lock``: the second worker writes nothing and names the first one's pid).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
+from studio.core.run_lock import RunLock
 from studio.core.runs import Registry, process_age_s
 from studio.worker.events import Events
 from studio.worker.failures import explain
@@ -161,12 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     if not STARTUP.get("standby"):
         STARTUP["process_start"] = round(time.time() - process_age_s(), 3)
     main_proc = is_main_process()
+    try:  # before anything in the folder is written: a second worker on this run writes nothing
+        lock = RunLock(run_dir) if main_proc else None
+    except RunError as exc:
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
+    try:
+        return _run(run_dir, args.resume, main_proc)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _run(run_dir: Path, resume: str | None, main_proc: bool) -> int:
     setup_logging(run_dir, main_proc)
     events = Events(run_dir / "events.jsonl", sys.stdout, enabled=main_proc)
     registry, run_id = _register(run_dir, main_proc)
     if registry:
         events.subscribe(RegistryUpdater(registry, run_id))
-    status, error, hint = _train(run_dir, args.resume, events)
+    status, error, hint = _train(run_dir, resume, events)
     fields = {"error": error, "hint": hint} if status == "failed" else {}
     if (run_dir / "final").is_dir() and status == "completed":
         fields["final_dir"] = str(run_dir / "final")

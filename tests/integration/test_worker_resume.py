@@ -128,3 +128,28 @@ def _pickle_running(command: str) -> bytes:
     buffer = io.BytesIO()
     torch.save({"python": ShellCommand()}, buffer)
     return buffer.getvalue()
+
+
+def test_two_resumes_half_a_second_apart_train_once(tmp_path, model):
+    """The second worker is refused with the first one's pid and writes nothing."""
+    import subprocess
+    import sys
+    import time
+
+    from worker_runs import ROOT, one_thread_env
+
+    run_dir = make_run_dir(tmp_path, model, {**SETTINGS, "train.max_steps": 2, "eval.every_steps": 0})
+    assert train_in_process(run_dir, stop_after_step=1) == "stopped"
+    workers = []
+    for _ in range(2):
+        workers.append(subprocess.Popen([sys.executable, "-m", "studio.worker", str(run_dir), "--resume"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
+                                        env=one_thread_env()))
+        time.sleep(0.5)
+    outcomes = sorted((w.wait(timeout=300), w.pid, w.stderr.read()) for w in workers)
+    (trained, pid, _), (refused, _, message) = outcomes
+    assert (trained, refused) == (0, 2), outcomes
+    assert f"already being trained by worker pid {pid}" in message
+    events = read_events(run_dir)
+    assert [e["type"] for e in events].count("started") == 2, "the stopped run, then one resume"
+    assert events[-1]["status"] == "completed" and Registry().find(run_dir).status == "completed"
