@@ -137,18 +137,29 @@ def _choose_platform(screenshot: bool) -> None:
                           "or the headless commands such as `studio train`")
 
 
+def open_window(standby: bool = True):
+    """Build and show the window as ``studio`` does: first paint, then the other pages and loads.
+
+    Args:
+        standby: start a worker ahead of time for the first run (a screenshot trains nothing).
+
+    Returns the window and its :class:`FirstPaint` probe.
+    """
+    # Paint first, then build the other pages and start background loads.
+    tasks.hold()
+    window = build_window(defer_pages=True)
+    probe = FirstPaint(window, then=lambda: _after_first_paint(window, standby))
+    window.show()
+    # In case no paint ever arrives (a minimised start, an odd platform), go on anyway.
+    QTimer.singleShot(FIRST_PAINT_FALLBACK_MS, lambda: _after_first_paint(window, standby))
+    return window, probe
+
+
 def main(screenshot: str | None = None) -> int:
     """Open the window; with ``screenshot``, render it after start-up to a PNG and exit 0."""
     _choose_platform(bool(screenshot))
     app = application()
-    # Paint first, then build the other pages and start background loads.
-    tasks.hold()
-    window = build_window(defer_pages=True)
-    # A screenshot trains nothing: no worker is started ahead for it.
-    probe = FirstPaint(window, then=lambda: _after_first_paint(window, not screenshot))
-    window.show()
-    # In case no paint ever arrives (a minimised start, an odd platform), go on anyway.
-    QTimer.singleShot(FIRST_PAINT_FALLBACK_MS, lambda: _after_first_paint(window, not screenshot))
+    window, probe = open_window(standby=not screenshot)
     if screenshot:
         deadline = time.monotonic() + 5
         while probe.seconds is None and time.monotonic() < deadline:

@@ -13,8 +13,9 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.core import config as configmod
 from studio.core import runs
+from studio.core.models import resolve_config_paths
 from studio.gui.pages.method_support import changed_fields
-from studio.gui.runner import RunOutcome, RunProcess, _child_env
+from studio.gui.runner import RunOutcome, RunProcess
 from studio.gui.standby import StandbyWorker, standby_wanted
 
 log = logging.getLogger("studio.gui.runner")
@@ -84,7 +85,8 @@ class RunsController(QObject):
         cfg.name = distinct_name(cfg, self._named_runs())
         run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name)
         run_dir.mkdir(parents=True, exist_ok=True)
-        configmod.save(cfg, run_dir / "config.yaml")
+        # The worker starts in its run folder: paths relative to the window's folder must not move.
+        configmod.save(resolve_config_paths(cfg), run_dir / "config.yaml")
         self.registry.add(run_dir, cfg, cfg.name or run_dir.name)
         return run_dir.resolve()
 
@@ -131,7 +133,7 @@ class RunsController(QObject):
         if self.standby is not None and not self.standby.used and self.standby.is_alive():
             return
         try:
-            self.standby = StandbyWorker(_child_env())
+            self.standby = StandbyWorker()
         except OSError as exc:
             log.warning("could not start a standby worker (runs start from scratch): %s", exc)
             self.standby = None
@@ -148,7 +150,7 @@ class RunsController(QObject):
         """Follow every registered run still training (its worker alive), e.g. after a restart."""
         self.registry.refresh_status()  # settles runs whose worker died while the window was closed
         found = []
-        for rec in self.registry.list():
+        for rec in reversed(self.registry.list()):  # oldest first: the newest is started (and shown) last
             if rec.status == "running" and runs.pid_alive(rec.pid) and rec.run_dir not in self._procs:
                 proc = self._adopt(RunProcess(rec.run_dir, self))
                 proc.follow(rec.pid)

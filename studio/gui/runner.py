@@ -1,9 +1,10 @@
 """Launching, following and stopping training runs from the window.
 
 A run must outlive the window (close the studio, and training goes on), so the worker is not a
-plain ``QProcess`` child, which Qt kills when its ``QProcess`` object is destroyed. The worker
-is started in its own session with its stderr in ``RUN_DIR/worker.log``, and the window follows
-``RUN_DIR/events.jsonl`` on a timer. Following the file is the single code path for a run just
+plain ``QProcess`` child, which Qt kills when its ``QProcess`` object is destroyed: it is started
+with ``QProcess.startDetached`` (its own session, no parent to die with), in its run folder,
+with its stderr in ``RUN_DIR/worker.log``, and the window follows ``RUN_DIR/events.jsonl`` on a
+timer. Following the file is the single code path for a run just
 launched, a run reattached after a restart, and a finished run opened from the registry.
 
 Status is the truth (DESIGN.md): completed/stopped/failed come only from the worker's own final
@@ -17,13 +18,12 @@ import collections
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
+from PySide6.QtCore import QMetaMethod, QObject, QProcess, QTimer, Signal
 
 from studio.core.runs import pid_alive
 from studio.gui.run_files import LOG_TAIL_LINES, events_size, log_tail, read_history, read_span
@@ -42,6 +42,35 @@ EXIT_GRACE_S = 3.0
 MAX_READ = 128 * 1024
 #: The source checkout (or site-packages) holding the ``studio`` package, for the child's path.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+#: Run by the detached Python before it becomes the worker (``exec`` keeps the process id that
+#: ``startDetached`` returned): stdin and stdout to the null device, stderr appended to the log
+#: file named in the working directory, ``studio`` on the path, then ``python ARGS...``.
+#: PySide6 returns the pid only from the static ``startDetached(program, arguments, workingDirectory)``,
+#: which takes no stderr file or environment; these few lines give it both.
+DETACHED_BOOT = (
+    "import os, sys\n"
+    "log_name, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]\n"
+    "null = os.open(os.devnull, os.O_RDWR)\n"
+    "log = os.open(log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)\n"
+    "os.dup2(null, 0); os.dup2(null, 1); os.dup2(log, 2)\n"
+    "os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (path, os.environ.get('PYTHONPATH', '')) if p)\n"
+    "os.environ.setdefault('PYTHONUNBUFFERED', '1')\n"
+    "os.execv(sys.executable, [sys.executable, *args])\n"
+)
+
+
+def start_detached(args: list[str], folder: str | Path, log_name: str = "worker.log") -> int:
+    """Start ``python args...`` with ``QProcess.startDetached`` in ``folder``; returns its pid.
+
+    The process has its own session and no parent to die with, so it outlives the window and a
+    Ctrl+C in the studio's terminal does not reach it; its stderr is appended to
+    ``folder/log_name``. Raises OSError when it cannot be started.
+    """
+    ok, pid = QProcess.startDetached(sys.executable, ["-c", DETACHED_BOOT, log_name, PACKAGE_PARENT, *args],
+                                     str(folder))
+    if not ok or not pid:
+        raise OSError(f"could not start {sys.executable} in {folder}")
+    return int(pid)
 
 
 @dataclass
@@ -54,7 +83,6 @@ class RunOutcome:
             ``failed`` when the process died without one; ``running`` while it is alive.
         pid: the worker's process id when known.
         pid_alive: whether that process was alive when the outcome was taken.
-        exit_code: the worker's exit code when this window launched it (negative = signal).
         error: the error message (from the final event, or why the process is thought dead).
         hint: what the person can do about it.
         log_tail: the last lines of ``worker.log`` (tracebacks and library messages).
@@ -65,7 +93,6 @@ class RunOutcome:
     status: str
     pid: int | None = None
     pid_alive: bool = False
-    exit_code: int | None = None
     error: str = ""
     hint: str = ""
     log_tail: str = ""
@@ -102,7 +129,6 @@ class RunProcess(QObject):
         super().__init__(parent)
         self.run_dir = str(run_dir)
         self.pid: int | None = None
-        self._popen: subprocess.Popen | None = None
         self.offset = 0
         self._history_end = 0
         self._final: dict | None = None
@@ -117,22 +143,12 @@ class RunProcess(QObject):
     # -- starting ---------------------------------------------------------------------
 
     def launch(self, args: list[str]) -> None:
-        """Start ``python args...`` detached from the window and follow the run.
+        """Start ``python args...`` detached from the window, in the run folder, and follow the run.
 
-        Uses ``subprocess.Popen`` in a new session rather than ``QProcess.startDetached``
-        because PySide6's binding of the latter does not return the child's pid, which stop
-        and reattach need. The new session keeps a Ctrl+C in the studio's terminal, or the
-        window closing, from reaching the worker.
+        See :func:`start_detached`; raises OSError when the process cannot be started.
         """
         self._history_end = events_size(self.run_dir)
-        logfile = open(Path(self.run_dir) / "worker.log", "ab")
-        try:
-            self._popen = subprocess.Popen(
-                [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=logfile, env=_child_env(), start_new_session=True)
-        finally:
-            logfile.close()
-        self.pid = self._popen.pid
+        self.pid = start_detached(args, self.run_dir)
         log.info("launched %s (pid %d) for %s", " ".join(args), self.pid, self.run_dir)
         self._start_timer()
 
@@ -158,8 +174,6 @@ class RunProcess(QObject):
     # -- following ----------------------------------------------------------------------
 
     def is_alive(self) -> bool:
-        if self._popen is not None:
-            return self._popen.poll() is None
         return pid_alive(self.pid)
 
     def is_running(self) -> bool:
@@ -221,24 +235,19 @@ class RunProcess(QObject):
 
     def _outcome_from_final(self) -> RunOutcome:
         final = self._final or {}
-        return RunOutcome(self.run_dir, final.get("status", "failed"), self.pid, self.is_alive(), self.exit_code(),
+        return RunOutcome(self.run_dir, final.get("status", "failed"), self.pid, self.is_alive(),
                           error=str(final.get("error", "")), hint=str(final.get("hint", "")),
                           log_tail=log_tail(self.run_dir), final_event=final)
 
     def _outcome_dead(self) -> RunOutcome:
         error, hint = self._last_error
-        code = self.exit_code()
         if not error:
-            how = f"exit code {code}" if code is not None and code >= 0 else (
-                f"killed by signal {-code}" if code is not None else "its process is gone")
-            error = f"The training process ended without reporting a result ({how})."
+            # A detached worker is nobody's child: its exit code is not known, only that it is gone.
+            error = "The training process ended without reporting a result (its process is gone)."
             hint = ("Read the end of worker.log below. If the machine ran out of memory, lower "
                     "train.batch_size or data.max_length; then resume from the last checkpoint.")
         tail = log_tail(self.run_dir) or "\n".join(self._logs)
-        return RunOutcome(self.run_dir, "failed", self.pid, False, code, error, hint, tail, None)
-
-    def exit_code(self) -> int | None:
-        return self._popen.poll() if self._popen is not None else None
+        return RunOutcome(self.run_dir, "failed", self.pid, False, error, hint, tail, None)
 
     # -- outcome and control ---------------------------------------------------------------
 
@@ -247,7 +256,7 @@ class RunProcess(QObject):
         if self._outcome is not None:
             return self._outcome
         error, hint = self._last_error
-        return RunOutcome(self.run_dir, "running", self.pid, self.is_alive(), None, error, hint, log_tail(self.run_dir))
+        return RunOutcome(self.run_dir, "running", self.pid, self.is_alive(), error, hint, log_tail(self.run_dir))
 
     def history(self) -> list[dict]:
         """Every event read so far (re-read from the log: nothing is held in memory)."""
@@ -267,14 +276,6 @@ class RunProcess(QObject):
     def detach(self) -> None:
         """Stop following (the window is closing); the worker itself goes on."""
         self._timer.stop()
-
-
-def _child_env() -> dict[str, str]:
-    """The window's environment plus the folder holding ``studio`` on the child's path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def __getattr__(name: str):

@@ -16,12 +16,11 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from studio.core.runs import pid_alive
+from studio.gui.runner import start_detached
 
 log = logging.getLogger("studio.gui.runner")
 
@@ -41,19 +40,12 @@ class StandbyWorker:
         pid: the waiting process (it becomes the run's worker after :meth:`hand_over`).
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="studio-standby-"))
         self.used = False
-        log_file = open(self.folder / "standby.log", "ab")
-        try:
-            # Its own session, like every worker: the run it takes must outlive the window.
-            self._popen = subprocess.Popen(
-                [sys.executable, "-m", "studio.worker.standby", str(self.folder), "--parent", str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, env=env,
-                cwd=self.folder, start_new_session=True)
-        finally:
-            log_file.close()
-        self.pid = self._popen.pid
+        # Detached in its own session, like every worker: the run it takes must outlive the window.
+        self.pid = start_detached(["-m", "studio.worker.standby", str(self.folder), "--parent", str(os.getpid())],
+                                  self.folder, "standby.log")
         log.info("standby worker started (pid %d)", self.pid)
 
     def is_ready(self) -> bool:
@@ -61,7 +53,7 @@ class StandbyWorker:
         return not self.used and (self.folder / "ready").exists() and self.is_alive()
 
     def is_alive(self) -> bool:
-        return self._popen.poll() is None and pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def hand_over(self, worker_args: list[str]) -> int | None:
         """Give it the run (``python -m studio.worker`` arguments); its pid, or None if it is not ready."""

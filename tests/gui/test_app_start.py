@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from studio.gui import tasks
-from studio.gui.app import build_window, initial_config
+from studio.gui.app import build_window, initial_config, open_window
 from studio.gui.main_window import PAGES
+
+from real_runs import model_dir, quick_config  # noqa: F401  (fixture; tests/gui helper module)
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "trl", "peft")
@@ -200,3 +202,53 @@ def test_closed_page_does_not_leave_background_work_pending(qtbot):
     qtbot.waitUntil(lambda: tasks.pending() == 0, timeout=5_000)  # the page went away with its relay
     gate.set()
     assert tasks.wait_idle(5)
+
+
+def studio_window(qtbot):
+    """The window as the `studio` command opens it: pages after the first paint, then reattach."""
+    window, _ = open_window()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._deferred, timeout=10_000)
+    return window
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+@pytest.mark.slow
+@pytest.mark.integration
+def test_reopened_window_shows_the_live_run_on_the_train_page_then_sees_it_killed(qtbot, model_dir):
+    import os
+    import signal
+
+    from PySide6.QtCore import Qt
+
+    first = studio_window(qtbot)
+    first.state.set_config(quick_config(model_dir, max_steps=400))
+    standby = first.runs_controller.standby  # the worker started ahead of time takes the run, as for a person
+    qtbot.waitUntil(lambda: standby is None or standby.is_ready(), timeout=300_000)
+    train = first.show_page("Train")
+    qtbot.mouseClick(train.train_button, Qt.LeftButton)
+    proc = train.view.proc
+    assert proc is not None, train.view.banner.text
+    try:
+        qtbot.waitUntil(lambda: any(e["type"] == "step" for e in proc.history()), timeout=300_000)
+        assert _answer_close_dialog(qtbot, first, "leaveRunningButton")
+        assert proc.is_alive()
+
+        again = studio_window(qtbot)
+        train = again.pages["Train"]
+        assert train.view.proc is not None and train.view.proc.run_dir == proc.run_dir
+        qtbot.waitUntil(lambda: train.view.panel.loss.point_count("train") >= 1, timeout=10_000)
+        assert train.view.status_label.text() == "Training" and train.stop_button.isEnabled()
+        assert not train.train_button.isEnabled()
+        before = train.view.panel.loss.point_count("train")
+        qtbot.waitUntil(lambda: train.view.panel.loss.point_count("train") > before, timeout=120_000)  # live
+
+        with qtbot.waitSignal(train.view.proc.finished, timeout=30_000) as done:
+            os.kill(proc.pid, signal.SIGKILL)  # the machine's out-of-memory killer, say
+        assert done.args[0].status == "failed" and done.args[0].final_event is None
+        assert train.view.status_label.text() == "Failed"
+        assert "ended without reporting" in train.view.banner.text
+        assert again.runs_controller.registry.find(proc.run_dir).status == "failed"
+    finally:  # never leave a worker training (nor a close dialog waiting) behind a failed check
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)

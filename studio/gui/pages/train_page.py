@@ -36,6 +36,9 @@ class TrainPage(QWidget):
         self.view.checkpoints_changed.connect(self._fill_checkpoints)
         self.view.outcome_changed.connect(self._on_outcome)
         self._update_buttons()
+        live = self.controller.live_runs()
+        if live:  # a run reattached before this page was built (the window builds it after first paint)
+            self.watch(live[-1])
 
     def _build(self) -> None:
         box = page_layout(self, "Train", "Start a run with the settings from the previous pages and watch it "

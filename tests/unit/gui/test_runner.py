@@ -54,15 +54,38 @@ def test_failed_stream_carries_error_hint_and_log_lines(qtbot, tmp_path):
     assert any(e["type"] == "log" and "Traceback" in e["text"] for e in received)
 
 
-def test_death_without_final_event_is_failed_with_exit_code_and_log_tail(qtbot, tmp_path):
+def test_death_without_final_event_is_failed_with_the_log_tail(qtbot, tmp_path):
     _, received, outcome = run_fake(qtbot, tmp_path, "crashed", "--exit", "3",
                                     "--stderr", "RuntimeError: the data file vanished")
     assert outcome.status == "failed"
-    assert outcome.exit_code == 3
-    assert "exit code 3" in outcome.error
-    assert "the data file vanished" in outcome.log_tail
+    assert "ended without reporting a result" in outcome.error and "worker.log" in outcome.hint
+    assert "the data file vanished" in outcome.log_tail  # the child's stderr went to worker.log
     assert outcome.pid_alive is False
     assert [e["step"] for e in received if e["type"] == "step"] == [1, 2, 3, 4, 5]
+
+
+def _proc_stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the child's state from /proc")
+def test_launched_worker_is_detached_in_its_run_folder_and_outlives_its_follower(qtbot, tmp_path):
+    """A window closing destroys its RunProcess objects; the worker must not go with them."""
+    proc = RunProcess(tmp_path)
+    proc.launch([FAKE, str(tmp_path), str(STREAMS / "crashed.jsonl"), "--hang", "--stderr", "a line on stderr"])
+    pid = proc.pid
+    try:
+        qtbot.waitUntil(lambda: "a line on stderr" in log_tail(tmp_path), timeout=10000)
+        assert os.readlink(f"/proc/{pid}/cwd") == str(tmp_path)
+        ppid, _, session = (int(v) for v in _proc_stat(pid)[1:4])
+        assert ppid != os.getpid() and session != os.getsid(0)  # nobody's child, its own session
+        proc.detach()
+        proc.deleteLater()
+        qtbot.wait(300)
+        assert pid_alive(pid)
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_alive_process_is_running_never_failed_then_stops_on_sigterm(qtbot, tmp_path):
