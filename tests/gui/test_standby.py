@@ -71,7 +71,7 @@ def test_train_hands_the_run_to_the_waiting_worker_which_outlives_the_window(qtb
 class _FakeStandby:
     made: list["_FakeStandby"] = []
 
-    def __init__(self, env) -> None:
+    def __init__(self) -> None:
         self.used, self.closed, self.pid = False, False, 1000 + len(self.made)
         self.made.append(self)
 
