@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QM
 
 from studio.gui.state import StudioState
 from studio.gui.widgets.common import page_layout
+from studio.gui.widgets.wheel import guard_wheel
 
 log = logging.getLogger("studio.gui")
 
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         # An explicit minimum keeps the window's size steady while pages fill in (otherwise
         # every longer label would change it) and keeps the pages usable at the smallest size.
         self.setMinimumSize(960, 640)
+        guard_wheel()  # the wheel scrolls pages instead of changing the box under the pointer
         self.state = state
         self.runs_controller = _make_runs_controller(self)
         self.nav = QListWidget()
