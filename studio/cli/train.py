@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     resolve_config_paths(cfg)  # the worker runs in its run folder: paths must be absolute
     if args.dry_run:
         return _dry_run(cfg)
+    from studio.core.data_fit import check_config
+
+    check_config(cfg)  # an objective the data cannot train stops here, before a run folder exists
     run_dir = create_run_dir(cfg, args.run_dir)
     if args.print_launch_command:
         return _print_launch(cfg, run_dir, args.nodes, args.gpus_per_node)

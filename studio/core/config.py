@@ -66,6 +66,8 @@ class DataConfig:
     padding_side: str = _f("right", "Side on which padding is added (right for training).", choices=("right", "left"))
     pad_token: str = _f("", "Pad token; empty picks the model's own, else a reserved pad such as <|finetune_right_pad_id|>.")
     skip_bad_rows: bool = _f(True, "Skip rows that fail validation (they are listed) instead of stopping.")
+    max_skipped: float = _f(0.1, "Largest share of the training rows a run may skip (bad rows, rows left without a "
+                                 "loss token, undesirable rows under SFT) before it refuses to start.", min=0.0, max=1.0)
     seed: int = _f(42, "Seed for the train/eval split and shuffling.", min=0)
 
 

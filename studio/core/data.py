@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.core import data_rows
+from studio.core import data_rows, data_turns
 from studio.core.conversation import Example
 from studio.core.data_files import BadRow, RawTable, read_table
 from studio.core.errors import DataError
@@ -169,7 +169,39 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
     examples, bad = _normalise(table, FORMATS[fmt].read_row, cols)
     if not examples:
         raise _no_usable_rows(table.path, table.total_rows, bad)
-    return DataReport(table.path, fmt, examples, bad, table.total_rows, table.columns, cols, table.notes)
+    notes = table.notes + near_misses(table, fmt, cols)
+    return DataReport(table.path, fmt, examples, bad, table.total_rows, table.columns, cols, notes)
+
+
+def near_misses(table: RawTable, fmt: str, cols: dict[str, str]) -> list[str]:
+    """Columns that look like an optional field of ``fmt`` under another name, each with the setting
+    (and Data page control) that maps it."""
+    notes, used = [], set(cols.values())
+    sample = [rec for _, rec in table.records[:50]]
+    for field, looks, what in (("label", _looks_like_label, "marks answers good or bad (unpaired KTO)"),
+                               ("tools", _looks_like_tools, "holds tool definitions (function calling)")):
+        if field not in FORMATS[fmt].optional or field in cols:
+            continue
+        for column in table.columns:
+            values = [rec[column] for rec in sample if rec.get(column) is not None]
+            if column not in used and values and all(looks(v) for v in values):
+                notes.append(f"column '{column}' looks as if it {what}; to use it set data.columns={{{field}: "
+                             f"{column}}} (Data page: the '{field}' column)")
+    return notes
+
+
+def _looks_like_label(value) -> bool:
+    try:
+        data_rows.parse_label(value, "")
+    except data_rows.RowProblem:
+        return False
+    return isinstance(value, bool) or (isinstance(value, str) and not value.strip().isdigit())
+
+
+def _looks_like_tools(value) -> bool:
+    value = data_turns.maybe_json(value, "[")
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, dict) and ("name" in t or "function" in t) for t in value)
 
 
 def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str]) -> tuple[list, list]:
@@ -253,9 +285,13 @@ def _detect(table: RawTable, cols: dict[str, str]) -> str:
             best, best_rows = name, rows
     if best:
         return best
+    texts = [c for c in table.columns if all(isinstance(rec.get(c), str) for _, rec in table.records[:50])]
+    raw = f" For raw text (continued pre-training) map its column: data.columns={{text: {texts[0]}}}." \
+        if len(texts) == 1 else ""
     raise DataError(f"cannot tell the format of {table.path} from its columns: {_listing(table.columns)}",
                     f"Studio reads these shapes: {_SHAPES}. Rename your columns, or map them with "
-                    "data.columns, e.g. {messages: dialog} or {instruction: question, output: answer}")
+                    "data.columns (Data page: Format, then a column per field), e.g. {messages: dialog} or "
+                    f"{{instruction: question, output: answer}}.{raw}")
 
 
 def _listing(names: list[str], limit: int = 30) -> str:

@@ -45,7 +45,9 @@ class Lint:
 
     Attributes:
         code: stable identifier (``pad_is_eos``, ``double_bos``, ``truncation``, ``no_eval``,
-            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``).
+            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``; about the data:
+            ``objective_data`` (the objective cannot train on these rows), ``sft_labels``,
+            ``skipped_rows``, ``bad_rows``; see :mod:`studio.core.data_fit`).
         message: what is wrong, naming the setting, token or rows.
         hint: what to change.
         severity: ``warning`` or ``error`` (an error means the run cannot start as configured).
@@ -268,6 +270,7 @@ class PreflightReport:
     estimate: MemoryEstimate | None
     lints: list[Lint] = field(default_factory=list)
     rows_checked: int = 0
+    data: str = ""
 
     @property
     def errors(self) -> list[Lint]:
@@ -276,10 +279,12 @@ class PreflightReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "objective": self.objective, "method": self.method,
                 "estimate": self.estimate.to_dict() if self.estimate else None,
-                "lints": [asdict(lint) for lint in self.lints], "rows_checked": self.rows_checked}
+                "lints": [asdict(lint) for lint in self.lints], "rows_checked": self.rows_checked, "data": self.data}
 
     def text(self) -> str:
         lines = [f"Preflight: {self.objective} with {self.method} on {self.model} ({self.rows_checked} rows checked)"]
+        if self.data:
+            lines.append(f"Data: {self.data}")
         if self.estimate:
             lines.append(self.estimate.text())
         if not self.lints:
@@ -299,7 +304,10 @@ def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> P
                           estimate=None)
     shape = _guard(out, "model", lambda: read_model_shape(_model_folder(cfg)))
     tokenizer = _guard(out, "tokenizer", lambda: _load_tokenizer(cfg))
-    rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, max_rows)) if tokenizer else None
+    examples = _guard(out, "data", lambda: _data_lints(cfg, out))
+    if examples and examples[0].kind != "text":  # raw text is measured whole: its blocks span documents
+        examples = examples[:max_rows]
+    rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, examples, out)) if tokenizer and examples else None
     out.rows_checked = len(rows or [])
     if shape:
         out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
@@ -324,18 +332,45 @@ def _load_tokenizer(cfg: RunConfig):
     return load_tokenizer(str(_model_folder(cfg)))
 
 
-def _encode_rows(cfg: RunConfig, tokenizer: Any, max_rows: int) -> list:
-    """Encode (up to ``max_rows``) training rows with the worker's own encoder."""
+def _data_lints(cfg: RunConfig, out: PreflightReport) -> list:
+    """Load the training rows; lint whether they fit the objective and how many are skipped.
+
+    An error here stops the report's data part: rows that cannot train this objective are not
+    encoded (that would only add follow-on errors).
+    """
+    from studio.core import data_fit
     from studio.core.data import load_examples
-    from studio.core.encoding import EncodeOptions, Encoder
     from studio.core.models import resource_path
 
     data = load_examples(str(resource_path(cfg.data.train)), format=cfg.data.format,
-                         columns=cfg.data.columns or None)
+                         columns=cfg.data.columns or None, text_split=cfg.data.text_split)
+    out.data = f"{data.path.name}: {data.total_rows} rows, {data_fit.describe(data.examples)}" + \
+        (f", {len(data.bad_rows)} bad" if data.bad_rows else "")
+    problems = data_fit.objective_problems(cfg.train.objective, data.examples)
+    skipped = len(data.bad_rows) + (len(data_fit.sft_rows(data.examples)[1]) if cfg.train.objective == "sft" else 0)
+    problems.append(data_fit.skipped_problem(skipped, data.total_rows, cfg.data.max_skipped))
+    if data.bad_rows and not cfg.data.skip_bad_rows:
+        problems.append(data_fit.Problem("bad_rows", f"{len(data.bad_rows)} bad row(s) in {data.path.name}, e.g. "
+                                         f"row {data.bad_rows[0].row}: {data.bad_rows[0].reason}",
+                                         "fix those rows, or set data.skip_bad_rows=true to train without them"))
+    out.lints += [Lint(*p) for p in problems if p]
+    if any(p and p.severity == "error" for p in problems):
+        return []
+    return data_fit.sft_rows(data.examples)[0] if cfg.train.objective == "sft" else data.examples
+
+
+def _encode_rows(cfg: RunConfig, tokenizer: Any, examples: list, out: PreflightReport | None = None) -> list:
+    """Encode training rows with the worker's own encoder (raw text as its blocks)."""
+    from studio.core.encoding import EncodeOptions, Encoder
+
     options = EncodeOptions(template=cfg.model.template, loss=cfg.data.loss, max_length=cfg.data.max_length,
                             truncation_side=cfg.data.truncation_side)
     encoder = Encoder(tokenizer, options)
-    examples = data.examples[:max_rows]
+    if examples and all(ex.kind == "text" for ex in examples):
+        blocks = encoder.encode_blocks(examples)
+        if out is not None:
+            out.data += f"; continued pre-training: {blocks.summary()}"
+        return blocks.blocks
     plain = [ex for ex in examples if ex.kind != "preference"]
     rows = encoder.encode_many(plain) if plain else []
     for ex in examples:

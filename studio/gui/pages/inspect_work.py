@@ -8,7 +8,7 @@ options come from the same config fields the worker reads (``model.template``, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core.config import RunConfig
@@ -23,6 +23,18 @@ class Sources:
     text: TokenText
     report: Any
     pad: Any
+    blocks: dict = field(default_factory=dict)  # raw text: max_length -> its blocks
+
+    @property
+    def raw_text(self) -> bool:
+        return bool(self.report.examples) and self.report.examples[0].kind == "text"
+
+    def blocks_for(self, encoder) -> Any:
+        """Raw text cut into blocks as the trainer cuts it (:mod:`studio.core.pretrain`), once per length."""
+        key = encoder.options.max_length
+        if key not in self.blocks:
+            self.blocks[key] = encoder.encode_blocks(self.report.examples)
+        return self.blocks[key]
 
 
 def load_sources(cfg: RunConfig) -> Sources:
@@ -113,6 +125,8 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
     from studio.core.encoding import Encoder, collate
 
     encoder = Encoder(src.tokenizer, encode_options(cfg))
+    if src.raw_text:
+        return _block_row(src, cfg, encoder, index)
     example = src.report.examples[index]
     if cfg.train.objective == "grpo":
         encoded = encoder.encode_prompt(example)
@@ -134,11 +148,42 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
     return RowResult(view, encoder.template.name, list(encoder.warnings))
 
 
+def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
+    """Raw text: the block in which document ``index`` starts, with where each document begins."""
+    from studio.core.encoding import collate
+
+    blocks = src.blocks_for(encoder)
+    found = blocks.blocks[_block_of(blocks, src.report.examples[index].row)]
+    view = row_view(found, collate([found], pad_options(cfg, src.pad.id)), src.text, src.pad.id,
+                    cfg.data.truncation_side)
+    starts = ", ".join(f"document {r} at token {pos}" for pos, r in found.documents) or "none (it continues one)"
+    view.note = (f"Continued pre-training: block {found.row} of {len(blocks.blocks)}, {blocks.size} tokens, loss on "
+                 f"every token. Documents starting in it: {starts}. {blocks.summary()}.")
+    return RowResult(view, "none (raw text)", list(encoder.warnings))
+
+
+def _block_of(blocks, row: int) -> int:
+    """Index of the block in which document ``row`` starts (or the next document does)."""
+    found = next((k for k, b in enumerate(blocks.blocks) if any(r >= row for _, r in b.documents)), None)
+    if found is None:
+        from studio.core.errors import DataError
+
+        raise DataError(f"document {row} lies in the last {blocks.remainder} tokens, which fill no block of "
+                        f"data.max_length={blocks.size} and are not trained on", "lower data.max_length")
+    return found
+
+
 def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
     """``train.batch_size`` rows from ``index`` collated as the trainer collates them."""
     from studio.core.encoding import Encoder, collate
 
     encoder = Encoder(src.tokenizer, encode_options(cfg))
+    if src.raw_text:
+        cut = src.blocks_for(encoder)
+        at = _block_of(cut, src.report.examples[index].row)
+        blocks = cut.blocks[at:at + cfg.train.batch_size]
+        options = pad_options(cfg, src.pad.id)
+        return batch_view(blocks, collate(blocks, options), src.text, src.pad.id, options.strategy)
     preference = bool(src.report.examples) and src.report.examples[0].chosen is not None
     examples = src.report.examples[index:index + batch_rows(cfg, preference)]
     encoded = sequences(encoder, examples, cfg.train.objective)

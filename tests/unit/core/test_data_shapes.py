@@ -135,3 +135,25 @@ def test_text_rows_are_not_wrapped_in_a_chat_template(tok):
     enc = Encoder(tok, EncodeOptions(template="llama3")).encode(doc)
     assert "<|start_header_id|>" not in tok.decode(enc.input_ids)
     assert enc.labels == enc.input_ids and enc.roles[0] == "bos" and enc.roles[-1] == "eos"
+
+
+# --- near misses: hints naming the setting that fixes them ---------------------------------
+
+def test_label_and_tools_columns_under_other_names_get_a_hint_naming_the_mapping():
+    report = load_examples(FIXTURES / "kto_tag.jsonl")
+    assert all(e.label is None and e.tools is None for e in report.examples)
+    assert any("data.columns={label: kto_tag}" in n and "Data page" in n for n in report.notes)
+    assert any("data.columns={tools: functions}" in n for n in report.notes)
+    mapped = load_examples(FIXTURES / "kto_tag.jsonl", columns={"label": "kto_tag", "tools": "functions"})
+    assert [e.label for e in mapped.examples] == [True, False] and mapped.notes == []
+    assert mapped.examples[0].tools == [{"name": "get_weather", "parameters": {}}]
+
+
+def test_a_lone_text_column_is_suggested_as_raw_text():
+    from studio.core.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        load_examples(FIXTURES / "documents.jsonl")
+    assert "data.columns={text: content}" in info.value.hint
+    report = load_examples(FIXTURES / "documents.jsonl", columns={"text": "content"})
+    assert report.format == "text" and report.examples[1].text == "Porto lies on the Douro."

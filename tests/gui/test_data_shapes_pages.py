@@ -1,0 +1,121 @@
+"""The new dataset shapes in the window: the Data page maps a label column and reads raw text, the
+Method page's preflight says when the objective does not fit the data, and the Inspect page colours
+tool definitions, calls and results and shows raw text as blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QComboBox, QLayout, QVBoxLayout, QWidget
+
+from studio.core.encoding import EncodeOptions, Encoder
+from studio.core.data import load_examples
+from studio.core.tokenizer import load_tokenizer
+from studio.gui import tasks
+from studio.gui.app import initial_config
+from studio.gui.pages.data_page import DataPage
+from studio.gui.pages.inspect_page import InspectPage
+from studio.gui.pages.method_page import MethodPage
+from studio.gui.state import StudioState
+from studio.gui.widgets.token_view import chip_colour
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "data"
+
+
+def _state(**data) -> StudioState:
+    cfg = initial_config()
+    for name, value in data.items():
+        section, field = name.split("__")
+        setattr(getattr(cfg, section), field, value)
+    return StudioState(cfg)
+
+
+def _page(qtbot, cls, state):
+    host = QWidget()
+    layout = QVBoxLayout(host)
+    layout.setSizeConstraint(QLayout.SetNoConstraint)  # offscreen Qt warns when a top-level minimum size changes
+    page = cls(state)
+    layout.addWidget(page)
+    qtbot.addWidget(host)
+    page.host = host
+    host.resize(1200, 800)
+    host.show()
+    tasks.wait_idle(60)
+    return page
+
+
+def test_data_page_hints_at_a_label_column_and_maps_it(qtbot):
+    state = _state(data__train=str(FIXTURES / "kto_tag.jsonl"))
+    page = _page(qtbot, DataPage, state)
+    qtbot.waitUntil(lambda: page.report is not None, timeout=30_000)
+    assert "data.columns={label: kto_tag}" in page.summary.text()
+    combo = page.findChild(QComboBox, "columnLabelCombo")
+    assert combo is not None and combo.isVisibleTo(page)
+    combo.setCurrentText("kto_tag")
+    assert state.config.data.columns == {"label": "kto_tag"}
+    qtbot.waitUntil(lambda: page.report.mapping.get("label") == "kto_tag", timeout=30_000)
+    assert [e.label for e in page.report.examples] == [True, False]
+
+
+def test_data_page_reads_a_txt_file_as_documents(qtbot):
+    state = _state(data__train=str(FIXTURES / "long.txt"))
+    page = _page(qtbot, DataPage, state)
+    qtbot.waitUntil(lambda: page.report is not None, timeout=30_000)
+    assert page.report.format == "text" and page.report.usable_rows == 4
+    split = page.findChild(QComboBox, "dataTextSplitCombo")
+    split.setCurrentIndex(split.findText("paragraph"))
+    assert state.config.data.text_split == "paragraph"
+    qtbot.waitUntil(lambda: page.report.usable_rows == 3, timeout=30_000)
+    assert page.rows_model.rowCount() == 3
+
+
+def test_method_page_preflight_names_the_objective_data_mismatch(qtbot):
+    state = _state(train__objective="dpo")  # on the travel chat rows
+    page = _page(qtbot, MethodPage, state)
+    page.run_preflight()
+    qtbot.waitUntil(lambda: page.preflight is not None, timeout=60_000)
+    lint = next(x for x in page.preflight["lints"] if x["code"] == "objective_data")
+    assert lint["severity"] == "error" and "train.objective=dpo trains on preference pairs" in lint["message"]
+    texts = [page.lint_list.item(i).text() for i in range(page.lint_list.count())]
+    assert any(t.startswith("Must fix: train.objective=dpo") for t in texts)
+
+
+@pytest.fixture
+def tool_page(qtbot):
+    state = _state(data__train=str(FIXTURES / "tool_calls.jsonl"), model__template="llama3.1",
+                   data__max_length=1024)
+    page = _page(qtbot, InspectPage, state)
+    qtbot.waitUntil(lambda: page.row_result is not None and not page._tasks.busy, timeout=60_000)
+    return page, state
+
+
+def test_inspect_colours_tool_definitions_calls_and_results(tool_page):
+    page, state = tool_page
+    cfg = state.config
+    example = load_examples(cfg.data.train).examples[0]
+    encoded = Encoder(load_tokenizer(cfg.model.path), EncodeOptions(template="llama3.1", max_length=1024)).encode(example)
+    chips = [c for c in page.token_view.tokens if not c.pad]
+    assert [c.token_id for c in chips] == encoded.input_ids and [c.role for c in chips] == encoded.roles
+    colours = {}
+    for chip in chips:
+        if not chip.special:
+            colours.setdefault(chip.role, chip_colour(chip).name())
+    assert {"tools", "tool_call", "tool"} <= set(colours)
+    assert len({colours["tools"], colours["tool_call"], colours["tool"], colours["user"]}) == 4
+    assert all(c.loss for c in chips if c.role == "tool_call") and not any(c.loss for c in chips
+                                                                             if c.role in ("tools", "tool"))
+
+
+def test_inspect_shows_raw_text_as_blocks(qtbot):
+    state = _state(data__train=str(FIXTURES / "long.txt"), data__text_split="paragraph", data__max_length=16)
+    page = _page(qtbot, InspectPage, state)
+    qtbot.waitUntil(lambda: page.row_result is not None and not page._tasks.busy, timeout=60_000)
+    tok = load_tokenizer(state.config.model.path)
+    docs = load_examples(state.config.data.train, text_split="paragraph").examples
+    first = Encoder(tok, EncodeOptions(max_length=16)).encode_blocks(docs).blocks[0]
+    chips = [c for c in page.token_view.tokens if not c.pad]
+    assert [c.token_id for c in chips] == first.input_ids and all(c.loss for c in chips[1:])
+    assert "Continued pre-training: block 1 of" in page.row_result.view.note
+    assert "document 1 at token 0" in page.row_result.view.note
