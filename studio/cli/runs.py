@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,10 +13,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", help="only runs with this status (running, completed, stopped, failed)")
 
 
-def run(args: argparse.Namespace) -> int:
+def open_registry():
+    """The run registry; says so on stderr when it was damaged and has been rebuilt."""
     from studio.core.runs import Registry
 
     registry = Registry()
+    if registry.notice:
+        print(f"note: {registry.notice}", file=sys.stderr)
+    return registry
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = open_registry()
     registry.refresh_status()
     runs = [r for r in registry.list() if not args.status or r.status == args.status]
     if args.json:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from studio.core import config as configmod
-from studio.core.errors import RunError, StudioError
+from studio.core.errors import RunError, StudioError, disk_error
 from studio.core.models import resolve_config_paths
 from studio.core.protocol import OBJECTIVE_METRICS, LineReader, silence
 
@@ -86,16 +87,27 @@ def default_name(cfg: configmod.RunConfig) -> str:
 
 def create_run_dir(cfg: configmod.RunConfig, run_dir: str | None = None) -> Path:
     """Make the run folder, write the resolved config.yaml and register the run."""
-    from studio.core.runs import Registry, new_run_dir
+    from studio.cli.runs import open_registry
+    from studio.core.runs import new_run_dir
 
     cfg.name = default_name(cfg)
     path = Path(run_dir) if run_dir else new_run_dir(cfg.name)
     if (path / "config.yaml").exists():
         raise RunError(f"{path} already holds a run", f"continue it with studio train --resume {path}, "
                        "or pick another --run-dir")
-    path.mkdir(parents=True, exist_ok=True)
-    configmod.save(cfg, path / "config.yaml")
-    Registry().add(path, cfg, cfg.name)
+    registry = open_registry()  # before anything is written: a failure leaves nothing to clean up
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        configmod.save(cfg, path / "config.yaml")
+    except OSError as exc:
+        raise disk_error(path, exc, "create the run folder", then="or pick another --run-dir") from None
+    try:
+        registry.add(path, cfg, cfg.name)
+    except (OSError, sqlite3.Error) as exc:
+        (path / "config.yaml").unlink(missing_ok=True)  # so that trying again is not "already holds a run"
+        raise RunError(f"could not register the run in {registry.path}: {exc}",
+                       f"make {registry.path.parent} writable or set STUDIO_HOME to another folder, "
+                       "then run the same command again") from None
     return path.resolve()
 
 
@@ -220,9 +232,10 @@ def _resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.resume).resolve()
     if not (run_dir / "config.yaml").exists():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)", "pass the folder studio train created")
-    from studio.core.runs import Registry, pid_alive
+    from studio.cli.runs import open_registry
+    from studio.core.runs import pid_alive
 
-    rec = Registry().find(run_dir)
+    rec = open_registry().find(run_dir)
     if rec and rec.status == "running" and pid_alive(rec.pid):
         raise RunError(f"{run_dir} is still training (worker pid {rec.pid})", "stop it first, then resume")
     print(f"resuming {run_dir}", file=sys.stderr)

@@ -18,12 +18,16 @@ import os
 import socket
 import sqlite3
 import time
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import RunError
+from studio.core import run_index
+from studio.core.errors import RunError, disk_error
+
+log = logging.getLogger("studio.runs")
 
 STATUSES = ("created", "running", "completed", "stopped", "failed")
 
@@ -98,16 +102,62 @@ class Registry:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else studio_home() / "runs.sqlite"
+        #: What happened to a damaged registry when this opened it (shown by the CLI and window).
+        self.notice = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                cols = ", ".join(f"{c} {_SQL_TYPES.get(c, 'TEXT')}" for c in _COLUMNS if c != "id")
-                db.execute(f"CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, {cols}, config TEXT)")
-                db.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_dir ON runs(run_dir)")
-                _add_missing_columns(db)
+            empty = self.path.exists() and self.path.stat().st_size == 0
+            try:
+                self._create()
+            except sqlite3.DatabaseError as exc:
+                if not _is_damage(exc):
+                    raise
+                self._move_aside(exc)
+                self._create()
+            if empty and not self.notice:  # an emptied file would silently forget every run
+                self.notice = f"the run registry {self.path} was empty"
+            if self.notice:
+                self._rebuild(quiet=empty)
         except (OSError, sqlite3.Error) as exc:
-            raise RunError(f"cannot open the run registry {self.path}: {exc}",
-                           "check that the folder is writable, or set STUDIO_HOME to another folder") from None
+            raise _unusable(self.path, exc) from None
+
+    def _create(self) -> None:
+        with self._connect() as db:
+            cols = ", ".join(f"{c} {_SQL_TYPES.get(c, 'TEXT')}" for c in _COLUMNS if c != "id")
+            db.execute(f"CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, {cols}, config TEXT)")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_dir ON runs(run_dir)")
+            _add_missing_columns(db)
+            db.execute("SELECT count(*) FROM runs").fetchone()  # reads a page: finds most damage
+
+    def _move_aside(self, exc: sqlite3.Error) -> None:
+        """Keep the damaged file (and its journal) under another name; a new one replaces it."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass  # no such journal, or another process moved it first
+        self.notice = f"the run registry {self.path} was damaged ({exc}); it was kept as {aside.name}"
+
+    def _rebuild(self, quiet: bool = False) -> None:
+        """Register every run folder that still exists, reading each row from its files.
+
+        Args:
+            quiet: no notice when no folder was found (an empty file with nothing to forget).
+        """
+        folders = run_index.known_folders(self.path.parent, runs_root())
+        if quiet and not folders:
+            self.notice = ""
+            return
+        for folder in folders:
+            fields, cfg = run_index.row_from_folder(folder)
+            try:
+                run_id = self.add(folder, cfg, fields["name"], remember=False)
+            except sqlite3.IntegrityError:  # another process rebuilding at the same moment added it
+                continue
+            self.update(run_id, **fields)
+        self.notice += f" and was rebuilt from {len(folders)} run folder(s); no run was lost"
+        log.warning("%s", self.notice)
 
     def _connect(self) -> sqlite3.Connection:
         # Several processes (window, workers, CLI) write this file; wait for a lock instead of failing.
@@ -115,8 +165,13 @@ class Registry:
         db.row_factory = sqlite3.Row
         return db
 
-    def add(self, run_dir: str | Path, config: Any = None, name: str = "") -> str:
-        """Register a run folder (or return the id it already has); returns the run id."""
+    def add(self, run_dir: str | Path, config: Any = None, name: str = "", remember: bool = True) -> str:
+        """Register a run folder (or return the id it already has); returns the run id.
+
+        Args:
+            remember: also list the folder in ``run-folders.txt``, which a damaged registry is
+                rebuilt from.
+        """
         run_dir = str(Path(run_dir).resolve())
         existing = self.find(run_dir)
         if existing:
@@ -131,6 +186,8 @@ class Registry:
         with self._connect() as db:
             db.execute(f"INSERT INTO runs ({', '.join(row)}, config) VALUES ({', '.join('?' * (len(row) + 1))})",
                        [*row.values(), json.dumps(cfg)])
+        if remember:
+            run_index.remember_folder(self.path.parent, run_dir)
         return record.id
 
     def update(self, run_id: str, **fields: Any) -> None:
@@ -188,6 +245,23 @@ class Registry:
             self.update(rec.id, **fields)
             changed.append(self.get(rec.id))
         return changed
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite found the file itself broken (not locked, read-only or missing)."""
+    text = str(exc).lower()
+    return type(exc) is sqlite3.DatabaseError or "malformed" in text or "not a database" in text
+
+
+def _unusable(path: Path, exc: BaseException) -> RunError:
+    if isinstance(exc, OSError):
+        return disk_error(path, exc, "open the run registry", then="or set STUDIO_HOME to another folder")
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return RunError(f"the run registry {path} cannot be written ({exc})",
+                        f"make {path.parent} writable, or set STUDIO_HOME to a writable folder")
+    return RunError(f"cannot open the run registry {path}: {exc}",
+                    "check that the folder is writable, or set STUDIO_HOME to another folder")
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

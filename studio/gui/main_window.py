@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
+from studio.core.errors import StudioError
 from studio.gui.state import StudioState
 from studio.gui.widgets.common import page_layout
 from studio.gui.widgets.wheel import guard_wheel
@@ -87,7 +88,10 @@ class MainWindow(QMainWindow):
         self.nav.setCurrentRow(0)
         self.setCentralWidget(self._layout())
         if self.runs_controller is not None and hasattr(self.runs_controller, "reattach"):
-            self.runs_controller.reattach()
+            try:
+                self.runs_controller.reattach()
+            except StudioError as exc:  # an unusable registry: the window opens, the Runs page says why
+                log.warning("could not follow running runs: %s", exc)
 
     def _layout(self) -> QWidget:
         side = QWidget()

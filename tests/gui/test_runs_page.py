@@ -279,3 +279,16 @@ def test_branch_resume_overlay_and_export_a_real_run(qtbot, model_dir, tmp_path,
     assert page.export.result.text() == f"Exported to {out}", page.export.result.text()
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
     assert list(out.glob("*.safetensors"))
+
+
+def test_the_window_opens_over_a_damaged_registry_and_says_it_was_rebuilt(qtbot, runs, studio_home):
+    from studio.gui import tasks
+    from studio.gui.app import build_window
+
+    (studio_home / "runs.sqlite").write_bytes(b"garbage" * 1000)
+    window = build_window()
+    qtbot.addWidget(window)
+    page = window.pages["Runs"]
+    assert "damaged" in page.banner.text and "no run was lost" in page.banner.text
+    assert {r.run_dir for r in page.records} == {str(d) for d in runs.values()}
+    tasks.wait_idle(30)

@@ -128,6 +128,10 @@ class RunsPage(QWidget):
         except StudioError as exc:
             self.banner.show_error(exc)
             return
+        registry = self.controller.registry
+        if getattr(registry, "notice", ""):  # the registry was damaged and rebuilt from the run folders
+            self.banner.show_warning(registry.notice)
+            registry.notice = ""
         if [(r.id, r.name, r.status, r.ended, r.final_eval_loss, r.step) for r in records] == \
                 [(r.id, r.name, r.status, r.ended, r.final_eval_loss, r.step) for r in self.records] and not \
                 any(r.status == "running" for r in records):

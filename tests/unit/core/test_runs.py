@@ -93,3 +93,63 @@ def test_an_older_registry_gains_new_columns(tmp_path):
     assert (rec.name, rec.status, rec.best_eval_loss) == ("old run", "completed", None)
     reg.update("abc", best_eval_loss=0.5)
     assert reg.get("abc").best_eval_loss == 0.5
+
+
+def _two_runs(tmp_path):
+    """A completed run under the runs root and a stopped one kept elsewhere (--run-dir), registered."""
+    import yaml
+
+    reg = Registry()
+    made = {}
+    for folder, status, step in ((new_run_dir("alpha"), "completed", 30), (tmp_path / "elsewhere", "stopped", 6)):
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump({"name": folder.name, "method": {"name": "lora"}}))
+        _events(folder / "events.jsonl", {"type": "started", "max_steps": 30, "config": {}},
+                *({"type": "step", "step": s} for s in range(1, step + 1)),
+                {"type": "eval", "step": step, "eval_loss": 1.25}, {"type": "finished", "status": status})
+        reg.update(reg.add(folder, yaml.safe_load((folder / "config.yaml").read_text())), status=status, step=step)
+        made[str(folder.resolve())] = (folder.name, status, step)
+    return made
+
+
+def _listed(reg):
+    return {r.run_dir: (r.name, r.status, r.step) for r in reg.list()}
+
+
+def test_an_emptied_registry_is_rebuilt_from_the_run_folders(tmp_path, studio_home):
+    made = _two_runs(tmp_path)
+    (studio_home / "runs.sqlite").write_bytes(b"")
+    reg = Registry()
+    assert "was empty" in reg.notice and "rebuilt from 2 run folder(s)" in reg.notice
+    assert _listed(reg) == made
+    assert all(r.max_steps == 30 and r.best_eval_loss == 1.25 and r.method == "lora" for r in reg.list())
+    assert Registry().notice == "", "rebuilt once"
+
+
+def test_a_corrupt_registry_is_moved_aside_and_rebuilt_and_studio_runs_says_so(tmp_path, studio_home, capsys):
+    from studio.cli import main
+
+    made = _two_runs(tmp_path)
+    (studio_home / "runs.sqlite").write_bytes(b"this is not a database\n" * 200)
+    assert main(["runs", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert {json.loads(line)["run_dir"]: json.loads(line)["status"] for line in out.splitlines()} == \
+        {d: status for d, (_, status, _) in made.items()}
+    assert "was damaged" in err and "no run was lost" in err
+    kept = list(studio_home.glob("runs.sqlite.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database"), "the damaged file is kept"
+    assert _listed(Registry()) == made
+
+
+def test_a_rebuilt_run_still_training_is_followed_by_its_lock(tmp_path, studio_home):
+    folder = new_run_dir("live")
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("name: live\n")
+    _events(folder / "events.jsonl", {"type": "started", "max_steps": 9, "config": {}}, {"type": "step", "step": 2})
+    (folder / "worker.lock").write_text(json.dumps({"pid": 999999999, "host": "x"}))
+    (studio_home / "runs.sqlite").write_bytes(b"\0" * 4096)
+    reg = Registry()
+    rec = reg.find(folder)
+    assert (rec.status, rec.pid, rec.step) == ("running", 999999999, 2)
+    reg.refresh_status()
+    assert reg.find(folder).status == "failed", "its worker is gone: settled as any other run"
