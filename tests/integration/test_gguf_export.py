@@ -168,3 +168,50 @@ def test_refusals_name_the_reason(tmp_path, model, capsys, monkeypatch):
     assert "llama-quantize is not on PATH" in capsys.readouterr().err
     assert main(["export", str(run), "--gguf", str(tmp_path / "o"), "--quant", "q3"]) == 2
     assert "unknown quantization" in capsys.readouterr().err
+
+
+def test_a_qlora_run_merges_into_the_unquantized_base_and_passes(tmp_path, model):
+    run_dir = make_run_dir(tmp_path, model, {**FAST, "method.name": "qlora", "train.learning_rate": 1e-3}, rows=8)
+    assert train_in_process(run_dir) == "completed"
+    said = []
+    report = export.export_gguf(run_dir, tmp_path / "out", "q8_0", say=said.append)
+    assert any(s.startswith("QLoRA run: merging the adapter into the base model's unquantized weights") for s in said)
+    assert report["passed"], gguf_check.format_report(report)
+
+
+def _tiny(kind: str, folder):
+    """A random 2-layer model of another supported family, with the demo tokenizer."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from worker_runs import DEMO_MODEL, TOKENIZER_FILES
+
+    folder.mkdir()
+    for name in TOKENIZER_FILES:
+        if (DEMO_MODEL / name).exists():
+            shutil.copy(DEMO_MODEL / name, folder / name)
+    shape = dict(vocab_size=3072, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=1024)
+    torch.manual_seed(1)
+    if kind == "qwen2":  # q/k/v biases, rotary halves (no row interleaving), untied output
+        return Qwen2ForCausalLM(Qwen2Config(**shape, tie_word_embeddings=False)).eval()
+    return MistralForCausalLM(MistralConfig(**shape, sliding_window=None)).eval()
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "mistral"])
+def test_qwen2_and_mistral_layouts_read_back_in_transformers(kind, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from studio.worker.gguf_export import GGUFPlan, SpecialIds, write_gguf
+
+    folder = tmp_path / kind
+    source = _tiny(kind, folder)
+    with torch.no_grad():  # random biases, so a lost or misplaced bias shows
+        for name, p in source.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    plan = GGUFPlan(arch="", quant="f32", template="{{ messages }}", specials=SpecialIds(3056, 3065, 3065, None, True))
+    write_gguf(folder / "m.gguf", source, folder / "tokenizer.json", plan)
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="m.gguf").eval()
+    ids = torch.tensor([list(range(5, 60))])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, source(ids).logits, atol=1e-4, rtol=1e-4)
