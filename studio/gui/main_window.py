@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QM
                                QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
+from studio.gui.setting_links import find_control, reveal
 from studio.gui.state import StudioState
 from studio.gui.widgets.common import page_layout
 from studio.gui.widgets.wheel import guard_wheel
@@ -129,6 +130,9 @@ class MainWindow(QMainWindow):
         data, inspect = self.pages.get("Data"), self.pages.get("Inspect")
         if hasattr(data, "inspect_requested") and hasattr(inspect, "show_row"):
             data.inspect_requested.connect(lambda row: (self.show_page("Inspect"), inspect.show_row(row)))
+        method = self.pages.get("Method")
+        if hasattr(method, "setting_requested"):
+            method.setting_requested.connect(self.go_to_setting)
 
     def build_remaining_pages(self) -> None:
         """Replace the placeholders left by ``defer_pages`` with the real pages (idempotent)."""
@@ -159,6 +163,17 @@ class MainWindow(QMainWindow):
         self.build_remaining_pages()
         self.nav.setCurrentRow(list(self.pages).index(label))
         return self.pages[label]
+
+    def go_to_setting(self, path: str) -> bool:
+        """Show the control of a dotted setting (``data.max_length``) with the focus on it."""
+        self.build_remaining_pages()
+        found = find_control(self.pages, path)
+        if found is None:
+            return False
+        label, control = found
+        self.show_page(label)
+        reveal(control)
+        return True
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         if self._confirm_close():

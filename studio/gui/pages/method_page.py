@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QScrollArea, QSplitter, QVBoxLayout, QWidget)
@@ -20,6 +20,7 @@ from studio.core import config as configmod
 from studio.core.errors import StudioError
 from studio.core.runs import studio_home
 from studio.gui.pages import method_support as support
+from studio.gui.setting_links import reveal, setting_in
 from studio.gui.state import StudioState
 from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
@@ -40,7 +41,14 @@ def _preflight(cfg, device: str) -> tuple[dict, support.MemoryBudget]:
 
 
 class MethodPage(QWidget):
-    """Objective and method pickers, presets, the settings form, problems and preflight."""
+    """Objective and method pickers, presets, the settings form, problems and preflight.
+
+    Signals:
+        setting_requested(str): a problem or pitfall naming a setting that lives on another
+            page (``data.max_length``) was clicked; the window goes there.
+    """
+
+    setting_requested = Signal(str)
 
     def __init__(self, state: StudioState, parent=None) -> None:
         super().__init__(parent)
@@ -115,8 +123,7 @@ class MethodPage(QWidget):
         problems = QGroupBox("Problems", panel)
         box = QVBoxLayout(problems)
         self.problem_list = named(QListWidget(problems), "problemList", "Problems with the settings")
-        self.problem_list.itemActivated.connect(self._focus_problem)
-        self.problem_list.itemClicked.connect(self._focus_problem)
+        self.problem_list.setWordWrap(True)
         box.addWidget(self.problem_list)
         col.addWidget(problems, 1)
         col.addWidget(self._preflight_box(panel), 3)
@@ -131,6 +138,9 @@ class MethodPage(QWidget):
         self.lint_list = named(QListWidget(box), "lintList", "Pitfalls found")
         self.lint_list.setWordWrap(True)
         self.lint_list.setSpacing(4)
+        for listing in (self.problem_list, self.lint_list):
+            listing.itemActivated.connect(self._focus_problem)
+            listing.itemClicked.connect(self._focus_problem)
         form.addRow(self.busy)
         form.addRow("Memory", self.memory)
         form.addRow(QLabel("Pitfalls"))
@@ -158,15 +168,19 @@ class MethodPage(QWidget):
         problems = self.form.problems() + self.state.problems()
         for path, reason in problems:
             item = QListWidgetItem(f"{path}: {reason}")
-            item.setData(Qt.UserRole, path)
+            _link(item, path)
             self.problem_list.addItem(item)
         if not problems:
             self.problem_list.addItem("No problems: these settings can be trained.")
 
     def _focus_problem(self, item: QListWidgetItem) -> None:
-        editor = self.form.editors.get(item.data(Qt.UserRole) or "")
-        if editor is not None and editor.isVisible():
-            editor.setFocus()
+        """Go to the setting a clicked problem or pitfall names: here, or on its own page."""
+        path = item.data(Qt.UserRole) or ""
+        editor = self.form.editors.get(path)
+        if editor is not None and editor.isVisibleTo(self.form):
+            reveal(editor)
+        elif path:
+            self.setting_requested.emit(path)
 
     # --- preflight --------------------------------------------------------------------------
 
@@ -187,6 +201,7 @@ class MethodPage(QWidget):
                                    f"What to do: {lint['hint']}")
             item.setForeground(QColor("#b91c1c" if error else "#92400e"))
             item.setToolTip(f"{lint['severity']} ({lint['code']})")
+            _link(item, setting_in(f"{lint['message']} {lint['hint']}"))
             self.lint_list.addItem(item)
         if not report.get("lints"):
             self.lint_list.addItem(f"No pitfalls found in {report.get('rows_checked', 0)} rows checked.")
@@ -252,6 +267,14 @@ class MethodPage(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save the config", "config.yaml", "Config (*.yaml *.yml)")
         if path:
             self.save_config(path)
+
+
+def _link(item: QListWidgetItem, path: str | None) -> None:
+    """Make a listed problem lead to the setting it names."""
+    if path:
+        item.setData(Qt.UserRole, path)
+        tip = item.toolTip()
+        item.setToolTip(f"{tip}\nClick to go to {path}." if tip else f"Click to go to {path}.")
 
 
 def _memory_text(estimate: dict | None, budget: support.MemoryBudget) -> str:
