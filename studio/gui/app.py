@@ -111,6 +111,7 @@ def build_window(cfg: RunConfig | None = None, defer_pages: bool = False):
     state = StudioState(cfg or initial_config())
     window = MainWindow(state, defer_pages=defer_pages)
     window.resize(1280, 800)
+    window.restore_layout()
     return window
 
 

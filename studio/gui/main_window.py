@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib
 import logging
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QSettings, QSize, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
+from studio.core.runs import studio_home
+from studio.gui.menus import install_menus
 from studio.gui.setting_links import find_control, reveal
 from studio.gui.state import StudioState
 from studio.gui.widgets.common import page_layout
@@ -34,6 +37,11 @@ PAGES = (
     ("Runs", "studio.gui.pages.runs_page", "RunsPage", True, "Every run, live or finished; compare and resume"),
     ("Chat", "studio.gui.pages.chat_page", "ChatPage", False, "Talk to a trained model and export it"),
 )
+
+
+def window_settings() -> QSettings:
+    """The window's remembered layout, beside the run registry (so STUDIO_HOME moves it too)."""
+    return QSettings(str(studio_home() / "window.ini"), QSettings.IniFormat)
 
 
 class MissingPage(QWidget):
@@ -88,6 +96,7 @@ class MainWindow(QMainWindow):
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.nav.setCurrentRow(0)
         self.setCentralWidget(self._layout())
+        self.actions_by_name = install_menus(self)
         if self.runs_controller is not None and hasattr(self.runs_controller, "reattach"):
             try:
                 self.runs_controller.reattach()
@@ -175,10 +184,65 @@ class MainWindow(QMainWindow):
         reveal(control)
         return True
 
+    # -- menu actions ----------------------------------------------------------------------------
+
+    def start_training(self) -> None:
+        """Training > Start: the Train page's Train button, if it may be pressed now."""
+        train = self.show_page("Train")
+        if getattr(train, "train_button", None) is not None and train.train_button.isEnabled():
+            train.start()
+
+    def stop_training(self) -> None:
+        """Training > Stop: save a checkpoint and stop the run the Train page shows."""
+        train = self.show_page("Train")
+        if getattr(train, "stop_button", None) is not None and train.stop_button.isEnabled():
+            train.stop()
+
+    def show_about(self) -> None:
+        from studio.gui.about import AboutDialog
+
+        AboutDialog(self).exec()
+
+    def check_installation(self):
+        """Help > Check installation: the self-test in a background process, in a dialog."""
+        from studio.gui.about import SelfTestDialog
+
+        dialog = SelfTestDialog(self)
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    # -- remembered between sessions -------------------------------------------------------------
+
+    def restore_layout(self) -> None:
+        """Size, position and page of the last session (kept in STUDIO_HOME/window.ini)."""
+        settings = window_settings()
+        size, pos = settings.value("size"), settings.value("pos")
+        if isinstance(size, QSize) and size.isValid():
+            self.resize(size)
+        if isinstance(pos, QPoint) and QGuiApplication.screenAt(pos) is not None:  # a screen still there
+            self.move(pos)
+        if settings.value("maximized", False, bool):
+            self.setWindowState(self.windowState() | Qt.WindowMaximized)
+        page = settings.value("page", "", str)
+        if page in self.pages:
+            self.nav.setCurrentRow(list(self.pages).index(page))
+
+    def save_layout(self) -> None:
+        settings = window_settings()
+        maximized = self.isMaximized()
+        settings.setValue("maximized", maximized)
+        if not maximized:  # the size to come back to is the normal one
+            settings.setValue("size", self.size())
+            settings.setValue("pos", self.pos())
+        settings.setValue("page", list(self.pages)[max(self.nav.currentRow(), 0)])
+        settings.sync()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         if self._confirm_close():
             if hasattr(self.runs_controller, "close_standby"):
                 self.runs_controller.close_standby()
+            self.save_layout()
             event.accept()
         else:
             event.ignore()

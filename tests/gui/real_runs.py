@@ -41,3 +41,18 @@ def quick_config(model: Path, max_steps: int, data: Path | None = None) -> confi
     return cfg
 
 
+
+
+FAKE_WORKER = str(ROOT / "tests" / "fixtures" / "fake_worker.py")
+COMPLETED_STREAM = str(ROOT / "tests" / "fixtures" / "streams" / "completed.jsonl")
+
+
+@pytest.fixture
+def replaying_worker(monkeypatch):
+    """Runs start a child that replays a recorded stream instead of training, then waits for
+    SIGTERM to stop (for tests of the window's wiring, not of training)."""
+    from studio.gui.runner import RunProcess
+
+    launch = RunProcess.launch
+    monkeypatch.setattr(RunProcess, "launch",
+                        lambda self, args: launch(self, [FAKE_WORKER, self.run_dir, COMPLETED_STREAM, "--hang"]))

@@ -13,17 +13,9 @@ from studio.gui.app import build_window
 from studio.gui.run_controller import distinct_name
 from studio.gui.runner import RunProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKE = str(ROOT / "tests" / "fixtures" / "fake_worker.py")
-STREAM = str(ROOT / "tests" / "fixtures" / "streams" / "completed.jsonl")
+from real_runs import replaying_worker  # noqa: F401  (fixture; tests/gui helper module)
+
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
-
-
-@pytest.fixture
-def replaying_worker(monkeypatch):
-    """Runs start a child that replays a recorded stream instead of training (names are under test)."""
-    launch = RunProcess.launch
-    monkeypatch.setattr(RunProcess, "launch", lambda self, args: launch(self, [FAKE, self.run_dir, STREAM]))
 
 
 def _train_once(qtbot, window) -> RunProcess:
@@ -32,6 +24,8 @@ def _train_once(qtbot, window) -> RunProcess:
     qtbot.mouseClick(train.train_button, Qt.LeftButton)
     proc = train.view.proc
     assert proc is not None, train.view.banner.text
+    qtbot.waitUntil(lambda: any(e["type"] == "step" for e in proc.history()), timeout=30_000)
+    qtbot.mouseClick(train.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not proc.is_running(), timeout=30_000)
     return proc
 
