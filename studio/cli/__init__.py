@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": ("studio.cli.inspect", "validate a dataset and print token-length statistics"),
     "train": ("studio.cli.train", "train from a config file (headless), resume, dry-run, print launch commands"),
     "export": ("studio.cli.export", "export a run's adapter, merged model or GGUF (llama.cpp, Ollama, LM Studio)"),
+    "push": ("studio.cli.push", "upload a run's adapter, merged model or GGUF to the Hugging Face Hub"),
     "runs": ("studio.cli.runs", "list the runs in the registry"),
     "gui": ("studio.cli.gui", "open the studio window (the default)"),
 }
