@@ -23,11 +23,12 @@ from typing import Callable
 
 log = logging.getLogger("studio.worker")
 
-#: Largest logit error allowed, as max |logit difference| / max |merged logit| over the check rows.
-#: Measured on the demo model (docs/export.md) and set a few times above what each type gives there.
-TOLERANCES = {"f32": 1e-5, "f16": 5e-3, "bf16": 3e-2, "q8_0": 3e-2, "q6_k": 5e-2, "q5_1": 0.1, "q5_0": 0.1,
-              "q5_k_m": 0.1, "q5_k_s": 0.1, "q4_1": 0.2, "q4_0": 0.2, "q4_k_m": 0.2, "q4_k_s": 0.2,
-              "q3_k_m": 0.4, "q3_k_s": 0.4, "q3_k_l": 0.4, "q2_k": 0.6}
+#: Largest logit error allowed, as max |logit difference| / max |merged logit| over the check's rows.
+#: About twice what each type gives on the demo model (docs/export.md has the measured figures);
+#: the k-quant values follow their bits per weight between those.
+TOLERANCES = {"f32": 1e-5, "f16": 5e-3, "bf16": 2e-2, "q8_0": 3e-2, "q6_k": 6e-2, "q5_1": 0.2, "q5_0": 0.2,
+              "q5_k_m": 0.2, "q5_k_s": 0.2, "q4_1": 0.3, "q4_0": 0.3, "q4_k_m": 0.3, "q4_k_s": 0.3,
+              "q3_k_m": 0.5, "q3_k_s": 0.5, "q3_k_l": 0.5, "q2_k": 0.8}
 UNQUANTIZED = ("f32", "f16", "bf16")
 CHECK_FILE = "gguf-check.json"
 
