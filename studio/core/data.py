@@ -226,9 +226,11 @@ def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str])
 def _no_usable_rows(path: Path, total: int, bad: list[BadRow]) -> DataError:
     """The error for a file whose every row is bad, listing the first reasons."""
     listing = "\n".join(_bad_row_lines(bad, 5))
-    return DataError(f"{path} has no usable rows: all {total} rows are bad\n{listing}",
-                     "fix the rows named above; if every row fails the same way, the format or the column "
-                     "mapping is probably wrong")
+    error = DataError(f"{path} has no usable rows: all {total} rows are bad\n{listing}",
+                      "fix the rows named above; if every row fails the same way, the format or the column "
+                      "mapping is probably wrong")
+    error.bad_rows = bad  # every row, for a window that lists them
+    return error
 
 
 def resolve_format(table: RawTable, format: str, columns: dict) -> tuple[str, dict[str, str]]:

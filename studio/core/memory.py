@@ -68,10 +68,14 @@ class MemoryEstimate:
         """A few lines for the terminal, e.g. ``weights 1.20 GiB``."""
         parts = ("weights", "gradients", "optimizer", "activations", "logits", "overhead")
         lines = [f"  {name:<12}{_gib(getattr(self, name))}" for name in parts]
-        share = 100 * self.params_trainable / max(self.params_total, 1)
         head = (f"Memory estimate per device: {_gib(self.total)} (batch {self.batch_size} x {self.seq_len} tokens; "
-                f"{self.params_trainable:,} of {self.params_total:,} parameters train, {share:.2f} %)")
+                f"{trainable_text(self.params_trainable, self.params_total)})")
         return "\n".join([head, *lines, *[f"  note: {n}" for n in self.notes]])
+
+
+def trainable_text(trainable: int, total: int) -> str:
+    """``149,504 of 1,281,152 parameters train (11.67 %)``: one wording wherever the share is shown."""
+    return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f} %)"
 
 
 def _gib(n: int) -> str:
@@ -194,6 +198,15 @@ def _logits_bytes(shape: ModelShape, cfg: RunConfig, tokens: int, act_bytes: int
     return tokens * vocab * (act_bytes + 4 + 4)
 
 
+def params_with_method(shape: ModelShape, cfg: RunConfig, trainable: int) -> int:
+    """All parameters of the model as trained: the base model plus what an adapter method adds.
+
+    The same count PEFT (and so the worker's ``started`` event) reports, so every page shows one
+    trainable share.
+    """
+    return shape.params_total + (0 if cfg.method.name in ("full", "freeze") else trainable)
+
+
 def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = None,
                     device: str | None = None) -> MemoryEstimate:
     """Estimate the peak memory of one training process.
@@ -228,7 +241,7 @@ def estimate_memory(shape: ModelShape, cfg: RunConfig, seq_len: int | None = Non
     if device == "cuda":
         overhead = CUDA_OVERHEAD
         notes.append("includes ~0.6 GiB for the CUDA context and kernels")
-    return MemoryEstimate(params_total=shape.params_total, params_trainable=trainable,
+    return MemoryEstimate(params_total=params_with_method(shape, cfg, trainable), params_trainable=trainable,
                           weights=_weight_bytes(shape, cfg, precision, device), gradients=trainable * 4,
                           optimizer=trainable * 8, activations=int(act), logits=int(logits), overhead=overhead,
                           seq_len=seq_len, batch_size=cfg.train.batch_size, notes=notes)

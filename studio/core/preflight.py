@@ -45,7 +45,8 @@ class Lint:
 
     Attributes:
         code: stable identifier (``pad_is_eos``, ``double_bos``, ``truncation``, ``no_eval``,
-            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``; about the data:
+            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``, ``device`` (a
+            ``train.device`` this machine lacks); about the data:
             ``objective_data`` (the objective cannot train on these rows), ``sft_labels``,
             ``skipped_rows``, ``bad_rows``; see :mod:`studio.core.data_fit`).
         message: what is wrong, naming the setting, token or rows.
@@ -308,14 +309,23 @@ def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> P
     if examples and examples[0].kind != "text":  # raw text is measured whole: its blocks span documents
         examples = examples[:max_rows]
     rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, examples, out)) if tokenizer and examples else None
-    out.rows_checked = len(rows or [])
+    out.rows_checked = len(examples) if rows else 0  # rows of the file: a preference pair encodes two sequences
     if shape:
         out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
+    out.lints += _device_lints(cfg)
     if tokenizer:
         max_positions = shape.max_position_embeddings if shape else None
         params = shape.params_total if shape and shape.exact else None
         out.lints += lints(cfg, tokenizer, rows, max_positions=max_positions, params_total=params)
     return out
+
+
+def _device_lints(cfg: RunConfig) -> list[Lint]:
+    """``train.device`` against the devices this machine has."""
+    from studio.core.machine import device_problem, this_machine
+
+    problem = device_problem(cfg.train.device, this_machine())
+    return [Lint("device", *problem, severity="error")] if problem else []
 
 
 def _guard(out: PreflightReport, what: str, build):

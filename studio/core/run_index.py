@@ -60,6 +60,18 @@ def row_from_folder(run_dir: Path) -> tuple[dict, dict]:
     return fields, cfg
 
 
+def segment_start(previous: dict, now: float) -> dict:
+    """Fields that start another part of a run (a resume) at ``now``, given the row so far.
+
+    ``started`` is the current part's start, ``first_started`` the run's first one, and
+    ``trained_s`` the seconds trained in the parts before the current one.
+    """
+    started, ended = previous.get("started"), previous.get("ended")
+    earlier = (previous.get("trained_s") or 0.0) + (max(ended - started, 0.0) if started and ended else 0.0)
+    return {"started": now, "ended": None, "first_started": previous.get("first_started") or started or now,
+            "trained_s": earlier}
+
+
 def _from_events(path: Path) -> dict:
     fields: dict = {}
     try:
@@ -80,8 +92,9 @@ def _from_events(path: Path) -> dict:
 def _apply(fields: dict, e: dict) -> None:
     kind = e.get("type")
     if kind == "started":
-        fields.update(status="running", started=e.get("time"), ended=None, error="", hint="",
-                      max_steps=e.get("max_steps"), step=e.get("start_step", fields.get("step", 0)))
+        fields.update(segment_start(fields, e.get("time")))
+        fields.update(status="running", error="", hint="", max_steps=e.get("max_steps"),
+                      step=e.get("start_step", fields.get("step", 0)))
     elif kind == "step" and isinstance(e.get("step"), int):
         fields["step"] = e["step"]
     elif kind == "eval" and isinstance(e.get("eval_loss"), (int, float)):

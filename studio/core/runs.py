@@ -76,6 +76,8 @@ class RunRecord:
     created: float = 0.0
     started: float | None = None
     ended: float | None = None
+    first_started: float | None = None
+    trained_s: float = 0.0
     step: int = 0
     max_steps: int | None = None
     final_eval_loss: float | None = None
@@ -87,10 +89,18 @@ class RunRecord:
     def is_active(self) -> bool:
         return self.status == "running"
 
+    def duration_s(self, now: float | None = None) -> float | None:
+        """Seconds trained over every start of the run (a resumed run's earlier parts included)."""
+        end = self.ended or (now if self.status == "running" else None)
+        if not self.started or not end:
+            return None
+        return (self.trained_s or 0.0) + max(end - self.started, 0.0)
+
 
 _COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _SQL_TYPES = {"pid": "INTEGER", "step": "INTEGER", "max_steps": "INTEGER", "created": "REAL", "started": "REAL",
-              "ended": "REAL", "final_eval_loss": "REAL", "best_eval_loss": "REAL"}
+              "ended": "REAL", "first_started": "REAL", "trained_s": "REAL", "final_eval_loss": "REAL",
+              "best_eval_loss": "REAL"}
 
 
 class Registry:

@@ -35,7 +35,7 @@ PAGES = (
      "See exactly which tokens the model is trained on: template, loss mask, padding"),
     ("Train", "studio.gui.pages.train_page", "TrainPage", True, "Start a run and watch it live"),
     ("Runs", "studio.gui.pages.runs_page", "RunsPage", True, "Every run, live or finished; compare and resume"),
-    ("Chat", "studio.gui.pages.chat_page", "ChatPage", False, "Talk to a trained model and export it"),
+    ("Chat", "studio.gui.pages.chat_page", "ChatPage", True, "Talk to a trained model and export it"),
 )
 
 

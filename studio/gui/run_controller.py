@@ -5,14 +5,17 @@ Imported through :mod:`studio.gui.runner`, which the main window and pages use.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.core import config as configmod
 from studio.core import runs
+from studio.core.run_index import segment_start
 from studio.core.models import resolve_config_paths
 from studio.gui.pages.method_support import changed_fields
 from studio.gui.runner import RunOutcome, RunProcess
@@ -109,7 +112,7 @@ class RunsController(QObject):
             proc.take_over(pid)
         else:
             proc.launch(args)
-        self._record(run_dir, status="running", pid=proc.pid, ended=None, error="", hint="")
+        self._record_start(run_dir, proc.pid)
         self.run_started.emit(proc)
         return proc
 
@@ -198,6 +201,16 @@ class RunsController(QObject):
             self.runs_changed.emit()
         self.run_finished.emit(outcome)
         self._refill_standby()
+
+    def _record_start(self, run_dir: Path, pid: int | None) -> None:
+        """The row reads running at once; a resumed run keeps its first start and time trained."""
+        try:
+            rec = self.registry.find(run_dir)
+            part = segment_start(dataclasses.asdict(rec) if rec else {}, time.time())
+        except Exception:
+            log.exception("could not read the registry for %s", run_dir)
+            part = {"ended": None}
+        self._record(run_dir, status="running", pid=pid, error="", hint="", **part)
 
     def _record(self, run_dir: Path, **fields) -> None:
         """Update the registry row of ``run_dir``; a registry problem never breaks the window."""

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit,
                                QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
+from studio.core.memory import trainable_text
 from studio.gui.plots import REDRAW_MS, MetricsPanel, prefixed
 from studio.gui.run_files import read_span
 from studio.gui.runner import CATCH_UP_MS, MAX_READ, RunOutcome, RunProcess
@@ -209,6 +210,9 @@ class RunView(QWidget):
             proc.finished.connect(self._on_live_finished)
             self._connected = True
             self._set_status("running")
+            # Until the worker's started event: it is loading libraries, the model and the data.
+            self.status_label.setText("Starting")
+            self.progress_bar.setFormat("Starting: loading the model and the data…")
         else:
             self._replay[3] = proc.outcome()
         self._replay_slice()
@@ -274,9 +278,8 @@ class RunView(QWidget):
         self.progress.started(event)
         self._set_status("running")
         trainable, total = event.get("params_trainable", 0), event.get("params_total", 0)
-        share = f" ({100 * trainable / total:.2f}%)" if total else ""
         self.summary_label.setText(
-            f"Device: {event.get('device', '?')} · trainable parameters {trainable:,} of {total:,}{share} · "
+            f"Device: {event.get('device', '?')} · {trainable_text(trainable, total)} · "
             f"{event.get('train_rows', 0):,} training rows, {event.get('eval_rows', 0):,} eval rows")
         self._update_progress()
 

@@ -20,16 +20,19 @@ class StudioState(QObject):
         config_changed(): any field of the config changed (pages re-read what they show).
         run_selected(str): the run folder the person is looking at changed.
         run_started(str): a new run was launched in this folder.
+        preflight_changed(): a preflight report arrived (see :meth:`preflight_errors`).
     """
 
     config_changed = Signal()
     run_selected = Signal(str)
     run_started = Signal(str)
+    preflight_changed = Signal()
 
     def __init__(self, cfg: RunConfig | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._config = cfg or RunConfig()
         self.current_run: str = ""
+        self._preflight: tuple[RunConfig, dict] | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -61,3 +64,18 @@ class StudioState(QObject):
     def select_run(self, run_dir: str) -> None:
         self.current_run = run_dir
         self.run_selected.emit(run_dir)
+
+    def set_preflight(self, cfg: RunConfig, report: dict) -> None:
+        """The preflight report (``PreflightReport.to_dict()``) for ``cfg``."""
+        self._preflight = (copy.deepcopy(cfg), report)
+        self.preflight_changed.emit()
+
+    def preflight_errors(self) -> list[dict]:
+        """Preflight's errors (lints with severity ``error``) for the current config.
+
+        Empty while no report for exactly this config has arrived: a report about other settings
+        says nothing about these.
+        """
+        if self._preflight is None or self._preflight[0] != self._config:
+            return []
+        return [lint for lint in self._preflight[1].get("lints", []) if lint.get("severity") == "error"]

@@ -152,6 +152,10 @@ class TaskRunner(QObject):
             self.busy_changed.emit(True)
         _start(_Job(fn, relay, on_progress is not None))
 
+    def discard(self, key: str) -> None:
+        """Drop the answer still coming for ``key`` (the question no longer stands)."""
+        self._generation[key] = self._generation.get(key, 0) + 1
+
     def _finish(self, relay: _Relay, callback, value) -> None:
         self._relays.discard(relay)
         _undelivered.discard(relay.token)

@@ -15,6 +15,7 @@ and ``hint``); 2 when the run folder itself is unusable or another worker is tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError
+from studio.core.run_index import segment_start
 from studio.core.run_lock import RunLock
 from studio.core.runs import Registry, process_age_s
 from studio.worker.events import Events
@@ -199,8 +201,10 @@ def _register(run_dir: Path, main_proc: bool) -> tuple[Registry | None, str]:
         cfg_data = configmod.yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
         registry = Registry()
         run_id = registry.add(run_dir, cfg_data, cfg_data.get("name") or run_dir.name)
-        registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), started=time.time(),
-                        ended=None, error="", hint="")
+        before = registry.find(run_dir)  # a resumed run keeps its first start and the time already trained
+        part = segment_start(dataclasses.asdict(before) if before else {}, time.time())
+        registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), error="", hint="",
+                        **part)
         return registry, run_id
     except (StudioError, OSError, ValueError) as exc:
         log.warning("the run registry is unavailable (%s); training continues", exc)

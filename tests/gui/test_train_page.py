@@ -54,7 +54,7 @@ def test_replayed_completed_run_fills_plots_progress_samples_and_notices(qtbot, 
     assert "Completed" in view.progress_bar.format()
     assert "Lisbon" in view.sample_view.toPlainText()
     assert view.notices.count() == 1 and "pad token" in view.notices.item(0).text()
-    assert "trainable parameters 180,224" in view.summary_label.text()
+    assert "180,224 of " in view.summary_label.text() and "parameters train (" in view.summary_label.text()
     assert page.train_button.isEnabled() and not page.stop_button.isEnabled()
     assert not view.banner.isVisible()
 

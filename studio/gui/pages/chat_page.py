@@ -97,9 +97,10 @@ class ChatProcess(QProcess):
 class ChatPage(QWidget):
     """Pick a run, type a prompt, and compare the trained model's answer with the base model's."""
 
-    def __init__(self, state, parent: QWidget | None = None) -> None:
+    def __init__(self, state, runs_controller=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.controller = runs_controller
         self.history: dict[str, list[dict]] = {side: [] for side in SIDES}
         self._waiting: set[int] = set()
         self._ready = False
@@ -112,7 +113,14 @@ class ChatPage(QWidget):
         # The chat process is a plain child: end it with the application, before Qt destroys
         # a QProcess whose process still runs (which Qt warns about).
         QCoreApplication.instance().aboutToQuit.connect(self.shutdown)
+        if runs_controller is not None:  # the list follows the registry, as the Runs page does
+            runs_controller.runs_changed.connect(self.refresh_runs)
+            runs_controller.run_finished.connect(lambda _outcome: self.refresh_runs())
         self.refresh_runs()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.refresh_runs()  # runs may have finished in a terminal (studio train) meanwhile
+        super().showEvent(event)
 
     def _build(self) -> None:
         box = page_layout(self, "Chat", "Talk to a trained run and see, beside it, what the base model answers "
@@ -176,7 +184,7 @@ class ChatPage(QWidget):
         current = self.run_combo.currentData()
         self.run_combo.clear()
         try:
-            runs = chat_runs(Registry())
+            runs = chat_runs(self.controller.registry if self.controller is not None else Registry())
         except Exception as exc:  # a broken registry must not break the page
             self.banner.show_error(exc)
             runs = []

@@ -71,7 +71,7 @@ class DataPage(QWidget):
                                  placeholder="a .jsonl, .json, .csv or .parquet file, or a saved dataset folder",
                                  folder_too="A dataset saved with the datasets library's save_to_disk "
                                             "(a Dataset or a DatasetDict; its train split is used)", parent=self)
-        self.picker.chosen.connect(lambda p: self._set("train", p))
+        self.picker.chosen.connect(self._file_chosen)
         self.format_combo = named(QComboBox(self), "formatCombo", "Dataset format",
                                   "How rows are read; 'auto' detects it from the columns")
         self.format_combo.addItem("auto (detect)", "auto")
@@ -156,6 +156,14 @@ class DataPage(QWidget):
     def _set(self, name: str, value) -> None:
         self.state.set_field("data", name, value)
 
+    def _file_chosen(self, path: str) -> None:
+        """Another training file starts from detection: a format and mapping belong to the file they were made for."""
+        cfg = self.state.config
+        if path == cfg.data.train:
+            return
+        cfg.data.train, cfg.data.format, cfg.data.columns = path, "auto", {}
+        self.state.set_config(cfg)
+
     def _on_config(self) -> None:
         d = self.state.config.data
         self.picker.set_path(d.train)
@@ -207,9 +215,12 @@ class DataPage(QWidget):
     def _failed(self, exc: BaseException) -> None:
         self.report = None
         self.rows_model.set_examples([])
-        self._fill_bad_rows([])
+        bad = list(getattr(exc, "bad_rows", None) or [])
+        self._fill_bad_rows(bad)
         self.summary.setText("No usable rows.")
         self.split_label.setText("")
+        self.tabs.setTabText(0, "Rows (0)")
+        self.tabs.setTabText(1, f"Bad rows ({len(bad)})" if bad else "Bad rows")
         self.banner.show_error(exc)
         mark_invalid(self.picker.edit, getattr(exc, "message", str(exc)))
         # Offer the file's columns anyway: a wrong guess is fixed by mapping them.
@@ -260,9 +271,10 @@ class DataPage(QWidget):
             if field not in spec.required:
                 combo.addItem(NONE)
             combo.addItems(columns)
-            combo.setCurrentText(mapping.get(field, NONE if field not in spec.required else ""))
-            if field in spec.required and field not in mapping:
-                combo.setCurrentIndex(-1)
+            chosen = mapping.get(field, NONE if field not in spec.required else "")
+            combo.setCurrentIndex(combo.findText(chosen))  # -1 (empty) when the file has no such column
+            if field in mapping and chosen not in columns:
+                combo.setPlaceholderText(f"{chosen} (not in this file)")
             combo.currentTextChanged.connect(lambda text, f=field: self._column_chosen(f, text))
             self.column_combos[field] = combo
             self.mapping_form.addRow(field + ("" if field in spec.required else " (optional)"), combo)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 
 from studio.core import config as configmod
 from studio.core.errors import StudioError
+from studio.core.memory import trainable_text
 from studio.core.runs import studio_home
 from studio.gui.pages import method_support as support
 from studio.gui.setting_links import reveal, setting_in
@@ -160,6 +161,9 @@ class MethodPage(QWidget):
         for path in self.form.editors:
             self.form.set_row_visible(path, support.is_relevant(path, cfg))
         self.show_problems()
+        # Until the new answer arrives the last one is about other settings: shown greyed.
+        self.memory.setEnabled(False)
+        self.lint_list.setEnabled(False)
         self._timer.start()
 
     def show_problems(self) -> None:
@@ -187,12 +191,16 @@ class MethodPage(QWidget):
     def run_preflight(self) -> None:
         """Check the current settings in the background (memory estimate and pitfalls)."""
         cfg = self.state.config
-        self._tasks.submit("preflight", lambda: _preflight(cfg, cfg.train.device), self._show_preflight,
-                           self._preflight_failed)
+        self._tasks.submit("preflight", lambda: _preflight(cfg, cfg.train.device),
+                           lambda result: self._show_preflight(result, cfg), self._preflight_failed)
 
-    def _show_preflight(self, result) -> None:
+    def _show_preflight(self, result, cfg=None) -> None:
         report, budget = result
         self.preflight = report
+        self.memory.setEnabled(True)
+        self.lint_list.setEnabled(True)
+        if cfg is not None:
+            self.state.set_preflight(cfg, report)
         self.memory.setText(_memory_text(report.get("estimate"), budget))
         self.lint_list.clear()
         for lint in report.get("lints", []):
@@ -207,6 +215,8 @@ class MethodPage(QWidget):
             self.lint_list.addItem(f"No pitfalls found in {report.get('rows_checked', 0)} rows checked.")
 
     def _preflight_failed(self, exc: BaseException) -> None:
+        self.memory.setEnabled(True)
+        self.lint_list.setEnabled(True)
         self.memory.setText("—")
         self.lint_list.clear()
         text = "Preflight is not available in this build." if isinstance(exc, ImportError) else \
@@ -247,7 +257,16 @@ class MethodPage(QWidget):
             self.banner.show_info(f"Saved to {path}.")
 
     def copy_command(self) -> str:
-        """Put the exact `studio train` command for the current settings on the clipboard."""
+        """Put the exact `studio train` command for the current settings on the clipboard.
+
+        Only settings that can be trained are copied: otherwise the banner lists what to fix.
+        """
+        problems = self.form.problems() + self.state.problems()
+        if problems:
+            lines = "\n".join(f"• {path}: {reason}" for path, reason in problems)
+            self.banner.show_error(f"These settings cannot be trained, so there is no command to copy:\n{lines}",
+                                   "fix them (they are listed under Problems), then copy again")
+            return ""
         try:
             self.last_command = support.train_command(self.state.config, self.preset_path,
                                                       studio_home() / "configs")
@@ -282,5 +301,5 @@ def _memory_text(estimate: dict | None, budget: support.MemoryBudget) -> str:
         return f"No estimate (the model could not be read). Available: {budget.text()}."
     total = estimate["total"]
     verdict = "fits" if total <= budget.total_bytes * 0.9 else "does NOT fit"
-    return (f"About {total / 2**30:.2f} GiB per device ({estimate['params_trainable']:,} trainable parameters); "
-            f"{verdict} in {budget.text()}.")
+    return (f"About {total / 2**30:.2f} GiB per device; {verdict} in {budget.text()}. "
+            f"{trainable_text(estimate['params_trainable'], estimate['params_total'])}.")

@@ -103,14 +103,6 @@ def override_text(key: str, value: object) -> str:
     return shlex.quote(f"{key}={text}")
 
 
-def display_path(path: Path) -> str:
-    """A preset path as a person would type it from the repository root."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 #: over this many changed fields the command points to a saved config instead
 MAX_OVERRIDES = 8
 
@@ -124,7 +116,8 @@ def train_command(cfg: RunConfig, preset: Path | None, save_dir: Path) -> str:
     if preset is not None and preset.exists():
         changes = changed_fields(cfg, load_preset(preset))
         if len(changes) <= MAX_OVERRIDES:
-            args = [shlex.quote(display_path(preset))] + [override_text(k, v) for k, v in changes.items()]
+            # absolute: the command works from any folder
+            args = [shlex.quote(str(preset.resolve()))] + [override_text(k, v) for k, v in changes.items()]
             return "studio train " + " ".join(args)
     save_dir.mkdir(parents=True, exist_ok=True)
     path = save_dir / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"

@@ -133,7 +133,10 @@ class ModelPage(QWidget):
     def _describe(self, path: str, pad_request: str) -> None:
         self.banner.clear()
         if models.looks_like_hub_id(path):
+            for key in ("describe", "pad"):
+                self._tasks.discard(key)  # an answer about the previous path must not land here
             self._show_info(None)
+            self.facts["padChoiceLabel"].setText("—")
             self.banner.show_info(f"{path} looks like a hub id: press Download to fetch it into the "
                                   "Hugging Face cache.")
             return

@@ -28,12 +28,13 @@ STATUS_MARK = {"running": "● running", "completed": "✓ completed", "stopped"
 
 def row_values(rec) -> list[str]:
     """The table cells of one registry record."""
-    start = rec.started or rec.created
-    end = rec.ended or (time.time() if rec.status == "running" else None)
-    duration = format_duration(end - start) if (start and end) else ""
+    start = rec.first_started or rec.started or rec.created
+    seconds = rec.duration_s(time.time())
+    duration = format_duration(seconds) if seconds is not None else ""
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(start)) if start else ""
+    final = _loss(rec.final_eval_loss) if rec.status != "running" else ""  # not final while it trains
     return [STATUS_MARK.get(rec.status, rec.status), rec.name, started, duration, rec.method, rec.objective,
-            _loss(rec.final_eval_loss), _loss(rec.best_eval_loss)]
+            final, _loss(rec.best_eval_loss)]
 
 
 def _loss(value) -> str:

@@ -32,6 +32,8 @@ class TrainPage(QWidget):
         self._build()
         self.controller.run_started.connect(self.watch)
         self.state.config_changed.connect(self._show_name)
+        self.state.config_changed.connect(self._update_buttons)
+        self.state.preflight_changed.connect(self._update_buttons)
         self._show_name()
         self.view.checkpoints_changed.connect(self._fill_checkpoints)
         self.view.outcome_changed.connect(self._on_outcome)
@@ -57,11 +59,17 @@ class TrainPage(QWidget):
         self.checkpoint_combo = named(QComboBox(), "checkpointCombo", "Checkpoint to resume from")
         self.checkpoint_combo.setMinimumWidth(200)
         self.checkpoint_combo.setPlaceholderText("No checkpoint yet")
+        self._chosen_checkpoint: str | None = None  # picked by the person (activated), kept while listed
+        self.checkpoint_combo.activated.connect(
+            lambda index: setattr(self, "_chosen_checkpoint", self.checkpoint_combo.itemData(index)))
         self.resume_button = button("Resume from checkpoint", "resumeButton", "Resume from checkpoint",
                                     "Continue this run from the chosen checkpoint, in the same run folder.")
-        self.processes_spin = named(QSpinBox(), "processesSpin", "Training processes (GPUs)")
+        self.blocked_label = named(role_label("", "muted"), "trainBlockedLabel", "Why Train is off")
+        self.blocked_label.hide()
+        self.processes_spin = named(QSpinBox(), "processesSpin", "Training processes")
         self.processes_spin.setRange(1, 64)
-        self.processes_spin.setToolTip("One process per GPU. More than one launches the run with accelerate "
+        self.processes_spin.setToolTip("Training processes: one per GPU (with train.device cpu, CPU processes). "
+                                       "More than one launches the run with accelerate "
                                        "(DDP, FSDP or DeepSpeed as set under distributed).")
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -76,7 +84,7 @@ class TrainPage(QWidget):
         for widget in (self.train_button, self.stop_button):
             bar.addWidget(widget)
         bar.addSpacing(12)
-        bar.addWidget(QLabel("GPUs:"))
+        bar.addWidget(QLabel("Processes:"))
         bar.addWidget(self.processes_spin)
         bar.addSpacing(24)
         bar.addWidget(QLabel("Checkpoint:"))
@@ -84,6 +92,7 @@ class TrainPage(QWidget):
         bar.addWidget(self.resume_button)
         bar.addStretch(1)
         box.addLayout(bar)
+        box.addWidget(self.blocked_label)
         box.addWidget(self.run_label)
         box.addWidget(self.view, 1)
 
@@ -104,6 +113,8 @@ class TrainPage(QWidget):
     def start(self) -> RunProcess | None:
         """Launch a run with the state's config; problems are shown on the page, not raised."""
         self._take_name()  # typed but not yet confirmed with Enter
+        if self.state.preflight_errors():
+            return None  # the button is off and says why (a shortcut can still get here)
         problems = self.state.problems()
         if problems:
             lines = "\n".join(f"• {path}: {reason}" for path, reason in problems)
@@ -143,6 +154,7 @@ class TrainPage(QWidget):
 
     def watch(self, proc: RunProcess) -> None:
         """Show ``proc`` (a run the controller just launched, resumed or reattached)."""
+        self._chosen_checkpoint = None
         self.view.watch(proc)
         self.run_label.setText(f"Run folder: {proc.run_dir}")
         self.run_label.show()
@@ -153,18 +165,25 @@ class TrainPage(QWidget):
         self._update_buttons()
 
     def _fill_checkpoints(self, checkpoints: list[str]) -> None:
-        current = self.checkpoint_combo.currentData()
+        """Newest first and selected, unless the person picked another one of this run."""
+        chosen = self._chosen_checkpoint
         self.checkpoint_combo.clear()
-        for label, path in checkpoint_labels(checkpoints):  # newest first: the usual choice
+        for label, path in checkpoint_labels(checkpoints):
             self.checkpoint_combo.addItem(label, path)
-        index = self.checkpoint_combo.findData(current)
+        index = self.checkpoint_combo.findData(chosen) if chosen else -1
         self.checkpoint_combo.setCurrentIndex(max(index, 0) if checkpoints else -1)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         proc = self.view.proc
         live = proc is not None and proc.is_running()
-        self.train_button.setEnabled(not live)
+        blocked = self.state.preflight_errors()
+        reason = "\n".join(f"• {lint['message']}. What to do: {lint['hint']}." for lint in blocked)
+        self.blocked_label.setText(f"Train is off until the Method page's preflight errors are fixed:\n{reason}")
+        self.blocked_label.setVisible(bool(blocked))
+        self.train_button.setEnabled(not live and not blocked)
+        self.train_button.setToolTip(self.blocked_label.text() if blocked else
+                                     "Start a run with the current model, data and method settings.")
         self.stop_button.setEnabled(live)
         has_checkpoint = self.checkpoint_combo.count() > 0
         self.resume_button.setEnabled(not live and has_checkpoint)

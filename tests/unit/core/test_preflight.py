@@ -61,7 +61,7 @@ def test_full_and_freeze_parameters():
     {"name": "ptuning", "num_virtual_tokens": 5}, {"name": "freeze", "freeze_trainable_layers": 1}, {"name": "full"},
 ])
 def test_trainable_parameters_match_the_worker(method):
-    """The estimate counts exactly what the worker's method code (PEFT underneath) trains."""
+    """The estimate counts exactly what the worker's method code (PEFT underneath) trains, of the same total."""
     torch = pytest.importorskip("torch")
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -70,8 +70,10 @@ def test_trainable_parameters_match_the_worker(method):
     torch.manual_seed(0)
     cfg = _cfg(method=method, data={"padding": "longest"}, train={"learning_rate": 1e-2})
     model = apply_method(LlamaForCausalLM(LlamaConfig(**SMALL)), cfg)
-    _, counted = count_parameters(model)
+    total, counted = count_parameters(model)
     assert trainable_params(_shape(), cfg) == counted
+    estimate = estimate_memory(_shape(), cfg)  # the Method page's share equals the Train page's
+    assert (estimate.params_trainable, estimate.params_total) == (counted, total)
 
 
 def test_safetensors_header_gives_exact_shapes(tmp_path):
