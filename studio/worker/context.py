@@ -72,6 +72,7 @@ class RunContext:
         self.checkpoints_dir = self.run_dir / "checkpoints"
         self.final_dir = self.run_dir / "final"
         self._hf_tokenizer = None
+        self._file_rows: dict[str, tuple[int, int]] = {}  # setting -> (bad rows, rows in the file)
         #: start-up phase end times (see ``studio.worker.main.STARTUP``), sent with ``started``
         self.startup: dict = {}
 
@@ -256,8 +257,24 @@ class RunContext:
             raise DataError(f"{setting}: {path} holds no usable rows", report.summary())
         return report.examples
 
+    def check_skipped(self, setting: str = "data.train", skipped: int = 0) -> None:
+        """Refuse to train when the bad rows of ``setting``'s file plus ``skipped`` more rows (left without
+        a loss token, undesirable under SFT...) exceed ``data.max_skipped`` of the file's rows, so a
+        run never ends "completed" after quietly training on a fraction of its data.
+
+        Raises:
+            DataError: naming the counts, the threshold and what to do.
+        """
+        from studio.core.data_fit import skipped_problem
+
+        bad, total = self._file_rows.get(setting, (0, 0))
+        problem = skipped_problem(bad + skipped, total, self.cfg.data.max_skipped, setting)
+        if problem:
+            raise DataError(problem.message, problem.hint)
+
     def _report_bad_rows(self, report, setting: str) -> None:
         bad = report.bad_rows
+        self._file_rows[setting] = (len(bad), report.total_rows)
         if not bad:
             return
         listed = "; ".join(f"row {b.row}: {b.reason}" for b in bad[:20])
@@ -267,3 +284,5 @@ class RunContext:
                             "fix those rows, or set data.skip_bad_rows=true to train without them")
         self.events.warning("bad_rows", f"{setting}: skipped {len(bad)} bad row(s) in {report.path}: {listed}{more}",
                             rows=[b.row for b in bad])
+        if setting == "data.train":
+            self.check_skipped(setting)

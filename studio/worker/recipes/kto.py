@@ -1,8 +1,10 @@
 """Kahneman-Tversky optimisation on TRL's ``KTOTrainer``: learning from thumbs up / thumbs down.
 
-KTO needs no pairs: each row is a prompt, one completion and a label (desirable or not).
-Studio derives those rows from preference pairs, so the same files serve DPO and KTO: a
-pair's chosen answer becomes a desirable row, its rejected answer an undesirable one. The rows
+KTO needs no pairs: each row is a prompt, one completion and a label (desirable or not). A file
+whose rows carry a desirability label (a conversation or prompt/completion plus ``label``: true/
+false, 1/0, good/bad) trains as it is, as TRL's unpaired KTO data: the final answer is the
+completion, the turns before it the prompt. A file of preference pairs serves too: a pair's
+chosen answer becomes a desirable row, its rejected answer an undesirable one. The rows
 are core encoding's pairs (template, max_length, truncation side: what the Inspect page shows),
 handed to TRL as token ids; TRL's collator pads them with the pad token core encoding chose.
 
@@ -23,6 +25,13 @@ def unpaired_rows(pairs: list[dict]) -> list[dict]:
         rows.append({"prompt_ids": pair["prompt_ids"], "completion_ids": pair["chosen_ids"], "label": True})
         rows.append({"prompt_ids": pair["prompt_ids"], "completion_ids": pair["rejected_ids"], "label": False})
     return rows
+
+
+def kto_rows(ctx, examples: list, setting: str = "data.train") -> list[dict]:
+    """KTO rows of labelled data as it is, or of preference pairs split into their two answers."""
+    if any(ex.label is not None for ex in examples) and not any(ex.kind == "preference" for ex in examples):
+        return common.labelled_ids(ctx, examples, setting)
+    return unpaired_rows(common.preference_ids(ctx, examples, setting))
 
 
 def run(ctx) -> str:
@@ -53,8 +62,8 @@ def build_trainer(ctx):
             return dataset.map(add_kl_completion_ids, batched=True, batch_size=args.per_device_train_batch_size)
 
     cfg = ctx.cfg
-    train_rows = unpaired_rows(common.preference_ids(ctx, ctx.train_examples))
-    eval_rows = unpaired_rows(common.preference_ids(ctx, ctx.eval_examples, "data.eval"))
+    train_rows = kto_rows(ctx, ctx.train_examples)
+    eval_rows = kto_rows(ctx, ctx.eval_examples, "data.eval")
     # max_length=None: the rows are already cut to data.max_length on the configured side.
     args = common.training_args(ctx, KTOConfig, beta=cfg.train.beta, max_length=None)
     return CoreEncodedKTOTrainer(model=common.load_model(ctx), args=args, train_dataset=common.dataset(train_rows),

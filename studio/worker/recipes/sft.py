@@ -180,8 +180,16 @@ class SFTRecipe:
                          general_rows=len(self.general_rows), train_tokens=sum(self.lengths))
 
     def _encode(self, examples: list, what: str) -> list:
+        from studio.core.data_fit import sft_rows
         from studio.core.encoding import rows_without_loss
 
+        if examples and all(ex.kind == "text" for ex in examples):
+            return self._blocks(examples, what)
+        examples, undesirable = sft_rows(examples)
+        if undesirable:
+            self.ctx.events.warning("sft_labels", f"{len(undesirable)} {what} row(s) are labelled undesirable and are "
+                                    f"skipped: SFT trains on the {len(examples)} desirable rows (train.objective=kto "
+                                    f"learns from both): rows {undesirable[:20]}", rows=undesirable)
         encoded = self.ctx.encoder().encode_many(examples)
         empty = set(rows_without_loss(encoded))
         if empty:
@@ -195,7 +203,20 @@ class SFTRecipe:
 
             raise DataError(f"no training row has a token that carries loss (data.loss={self.cfg.data.loss})",
                             "raise data.max_length, or choose data.loss=all")
+        if what == "training":
+            self.ctx.check_skipped("data.train", len(empty) + len(undesirable))
         return kept
+
+    def _blocks(self, examples: list, what: str) -> list:
+        """Raw text: documents joined with end-of-text tokens and cut into data.max_length blocks."""
+        from studio.core.errors import DataError
+
+        blocks = self.ctx.encoder().encode_blocks(examples)
+        self.ctx.events.log(f"continued pre-training ({what}): {blocks.summary()}")
+        if not blocks.blocks and what == "training":
+            raise DataError(f"the {blocks.documents} documents hold {blocks.tokens} tokens, fewer than one block of "
+                            f"data.max_length={blocks.size}", "lower data.max_length, or add text")
+        return blocks.blocks
 
     def _encode_general(self, examples: list) -> list:
         """General text is scored on every token (it is not a conversation to answer)."""

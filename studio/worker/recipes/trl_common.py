@@ -70,13 +70,48 @@ def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dic
             rows.append(row)
         else:
             empty.append(pair.row)
+    return _kept(ctx, rows, empty, setting, "pair")
+
+
+def _kept(ctx, rows: list[dict], empty: list[int], setting: str, what: str) -> list[dict]:
+    """``rows``, after warning about the ``empty`` ones (no answer token left) and refusing when too few remain."""
     if empty:
-        ctx.events.warning("no_loss_tokens", f"{len(empty)} {setting} pair(s) keep no answer token after truncation "
+        ctx.events.warning("no_loss_tokens", f"{len(empty)} {setting} {what}(s) keep no answer token after truncation "
                            f"to data.max_length and are skipped: rows {empty[:20]}", rows=empty)
-    if examples and not rows and setting == "data.train":
-        raise DataError(f"no preference pair keeps an answer token within data.max_length={ctx.cfg.data.max_length}",
-                        "raise data.max_length, or shorten the prompts")
+    if setting == "data.train":
+        if not rows:
+            raise DataError(f"no {what} keeps an answer token within data.max_length={ctx.cfg.data.max_length}",
+                            "raise data.max_length, or shorten the prompts")
+        ctx.check_skipped(setting, len(empty))
     return rows
+
+
+def labelled_ids(ctx, examples: list, setting: str = "data.train") -> list[dict]:
+    """Unpaired rows labelled desirable or not (KTO's own data) as ``prompt_ids``, ``completion_ids``
+    and ``label``, made by core encoding like a preference pair's side: the prompt (the turns before
+    the final answer, with the generation prompt) tokenized on its own, the answer after it.
+    Rows left with no answer token by truncation are dropped, with a warning.
+
+    Raises:
+        DataError: a row has no label (KTO needs every answer marked).
+    """
+    from studio.core.conversation import Example
+
+    unlabelled = [ex.row for ex in examples if ex.label is None]
+    if unlabelled:
+        raise DataError(f"{setting}: {len(unlabelled)} row(s) have no desirability label (rows {unlabelled[:20]})",
+                        "give every row a label (true/false, 1/0, good/bad), or drop those rows")
+    encoder = ctx.encoder()
+    rows, empty = [], []
+    for ex in examples:
+        prompt, answer = ex.prompt_and_answer()
+        pair = encoder.encode_pair(Example(ex.row, prompt, chosen=answer, rejected=answer, tools=ex.tools))
+        ids, cut = pair.chosen.input_ids, pair.prompt_len
+        if ids[cut:]:
+            rows.append({"prompt_ids": ids[:cut], "completion_ids": ids[cut:], "label": bool(ex.label)})
+        else:
+            empty.append(ex.row)
+    return _kept(ctx, rows, empty, setting, "labelled row")
 
 
 def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]:
