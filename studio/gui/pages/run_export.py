@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, Qt
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from studio.gui.runner import PACKAGE_PARENT
@@ -34,6 +34,7 @@ class ExportBar(QWidget):
         self.out_dir = ""
         self.kind = ""
         self.report: dict | None = None
+        self.pushed: dict | None = None
         self._buffer = b""
         self.adapter_button = button("Export adapter…", "exportAdapterButton", "Export the run's adapter",
                                      "Copy the trained adapter, tokenizer and chat template to a folder.")
@@ -42,6 +43,9 @@ class ExportBar(QWidget):
         self.gguf_button = button("Export GGUF…", "exportGgufButton", "Export a GGUF file",
                                   "One GGUF file for llama.cpp, Ollama and LM Studio, with a Modelfile, checked "
                                   "against the run's template, stop token and weights.")
+        self.push_button = button("Push to Hub…", "pushHubButton", "Push the run to the Hugging Face Hub",
+                                  "Upload the adapter, the merged model or a checked GGUF (the chosen quantization) "
+                                  "with a model card.")
         self.quant_combo = named(QComboBox(), "exportQuantCombo", "GGUF quantization",
                                  "f16 keeps the weights almost exact; q8_0 halves the file; 4- and 5-bit types are "
                                  "smaller still. k-quants need llama.cpp's llama-quantize on PATH.")
@@ -56,22 +60,30 @@ class ExportBar(QWidget):
         self.adapter_button.clicked.connect(lambda: self.ask_and_export("adapter"))
         self.merged_button.clicked.connect(lambda: self.ask_and_export("merged"))
         self.gguf_button.clicked.connect(lambda: self.ask_and_export("gguf"))
+        self.push_button.clicked.connect(self.ask_and_push)
         self._lay_out()
         self.set_run(None)
 
     def _make_process(self) -> None:
         self.proc = QProcess(self)
-        env = self.proc.processEnvironment()
-        env.insert("PYTHONPATH", PACKAGE_PARENT)
-        self.proc.setProcessEnvironment(env)
+        self._set_environment()
         self.proc.finished.connect(self._on_finished)
         self.proc.readyReadStandardOutput.connect(self._on_output)
+
+    def _set_environment(self, token: str = "") -> None:
+        """The child's environment: this process's, with Studio importable and, for a push, the token."""
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONPATH", PACKAGE_PARENT)
+        if token:
+            env.insert("HF_TOKEN", token)
+        self.proc.setProcessEnvironment(env)
 
     def _lay_out(self) -> None:
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        for w in (self.adapter_button, self.merged_button, self.gguf_button, self.quant_combo, self.progress):
+        for w in (self.adapter_button, self.merged_button, self.gguf_button, self.quant_combo, self.push_button,
+                  self.progress):
             row.addWidget(w)
         row.addStretch(1)
         box.addLayout(row)
@@ -80,7 +92,7 @@ class ExportBar(QWidget):
     def set_run(self, run_dir: str | None) -> None:
         self.run_dir = run_dir
         busy = self.proc.state() != QProcess.ProcessState.NotRunning
-        for b in (self.adapter_button, self.merged_button, self.gguf_button):
+        for b in (self.adapter_button, self.merged_button, self.gguf_button, self.push_button):
             b.setEnabled(bool(run_dir) and not busy)
 
     def folder_dialog(self, kind: str) -> QFileDialog:
@@ -111,6 +123,7 @@ class ExportBar(QWidget):
         if not self.run_dir:
             return
         self.out_dir, self.kind, self.report, self._buffer = out_dir, kind, None, b""
+        self.pushed = None
         args = ["-m", "studio", "export", self.run_dir, KINDS[kind], out_dir]
         if kind == "gguf":
             args += ["--quant", self.quant_combo.currentText(), "--json"]
@@ -119,6 +132,28 @@ class ExportBar(QWidget):
         self.result.setText(f"Exporting the {WORDS[kind]} to {out_dir}…")
         self.result.setProperty("level", "info")
         self.proc.start(sys.executable, args)
+        self.set_run(self.run_dir)
+
+    def ask_and_push(self) -> None:
+        from studio.gui.pages.run_push import PushDialog
+
+        dialog = PushDialog(self)
+        if dialog.exec() and self.run_dir:
+            self.push(*dialog.choice())
+
+    def push(self, repo: str, what: str, token: str = "") -> None:
+        """Run ``python -m studio push RUN_DIR REPO --what W --json`` with the token in its environment only."""
+        if not self.run_dir:
+            return
+        self.out_dir, self.kind, self.report, self._buffer = repo, "push", None, b""
+        self.pushed = None
+        self._set_environment(token)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.result.setText(f"Pushing the {WORDS[what]} to {repo}…")
+        self.proc.start(sys.executable, ["-m", "studio", "push", self.run_dir, repo, "--what", what,
+                                         "--quant", self.quant_combo.currentText(), "--json"])
+        self._set_environment()  # the token stays with that one child, not with later ones
         self.set_run(self.run_dir)
 
     def _on_output(self) -> None:
@@ -134,14 +169,19 @@ class ExportBar(QWidget):
                 self.progress.setRange(0, event["total"])
                 self.progress.setValue(event["done"])
             elif event.get("type") == "stage":
-                self.result.setText(f"Exporting the GGUF file to {self.out_dir}: {event['text']}…")
+                doing = "Pushing to" if self.kind == "push" else "Exporting the GGUF file to"
+                self.result.setText(f"{doing} {self.out_dir}: {event['text']}…")
+            elif event.get("type") == "pushed":
+                self.pushed = event
             elif event.get("type") == "report":
                 self.report = event["report"]
 
     def _on_finished(self, code: int, _status) -> None:
         self._on_output()
         self.progress.hide()
-        if self.report is not None:
+        if self.kind == "push" and code == 0 and self.pushed:
+            self.result.setText(f"Pushed {len(self.pushed['files'])} files to {self.out_dir}: {self.pushed['url']}")
+        elif self.report is not None and self.kind != "push":
             self.result.setText(self._verdict(self.report))
         elif code == 0:
             self.result.setText(f"Exported to {self.out_dir}")
