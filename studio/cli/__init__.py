@@ -23,6 +23,7 @@ COMMANDS = {
     "push": ("studio.cli.push", "upload a run's adapter, merged model or GGUF to the Hugging Face Hub"),
     "runs": ("studio.cli.runs", "list the runs in the registry"),
     "gui": ("studio.cli.gui", "open the studio window (the default)"),
+    "self-test": ("studio.cli.selftest", "check the installation: PyTorch, GPU, bf16, a window, two training steps"),
 }
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="studio", description="Studio: fine-tune language models on your own machine. With no command, opens the window.")
     parser.add_argument("--screenshot", metavar="PATH", help="render the window after start-up to a PNG and exit")
+    parser.add_argument("--self-test", action="store_true", help="same as `studio self-test`")
     sub = parser.add_subparsers(dest="command")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("--screenshot"):
         argv = ["gui", *argv]
+    elif argv[0] == "--self-test":
+        argv = ["self-test", *argv[1:]]
     args = build_parser().parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,15 @@ from studio.core.errors import ModelError
 log = logging.getLogger("studio.models")
 
 #: the repository root when Studio runs from a checkout or an editable install
-REPO_ROOT = Path(__file__).resolve().parents[2]
+def _resources_root() -> Path:
+    """The folder that holds ``resources/``: the source checkout, else ``share/studio`` of the
+    environment Studio is installed in (where the installer puts the demo resources)."""
+    checkout = Path(__file__).resolve().parents[2]
+    installed = Path(sys.prefix) / "share" / "studio"
+    return installed if not (checkout / "resources").is_dir() and (installed / "resources").is_dir() else checkout
+
+
+REPO_ROOT = _resources_root()
 
 _TOKEN_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
 

@@ -15,12 +15,13 @@ from typing import Any
 
 from studio.core.config import RunConfig
 from studio.core.errors import DataError, ModelError
+from studio.core.models import REPO_ROOT
 from studio.worker.events import Events
 
 log = logging.getLogger("studio.worker")
 
-#: Folder that holds ``resources/`` in a source checkout; relative resource paths resolve here too.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Folder that holds ``resources/`` (checkout or installed); relative resource paths resolve here too.
+PROJECT_ROOT = REPO_ROOT
 
 
 def resolve_path(path: str) -> Path:

@@ -1,0 +1,10 @@
+@echo off
+rem Studio's Start-menu launcher: finishes an unfinished installation, then starts Studio.
+setlocal
+for %%i in ("%~dp0..") do set "ROOT=%%~fi"
+findstr /c:"\"state\": \"installed\"" "%ROOT%\state.json" >nul 2>&1
+if errorlevel 1 (
+  echo Studio's installation is unfinished or damaged; completing it first.
+  call "%~dp0setup.cmd" install --prefix "%ROOT%" || pause
+)
+start "" "%ROOT%\env\Scripts\studio.exe" %*
