@@ -30,10 +30,13 @@ def add_dataset_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="model folder, or a folder holding only the tokenizer files (tokenizer.json ...)")
     parser.add_argument("--data", required=True, metavar="FILE",
-                        help="dataset file (JSONL, JSON, CSV, Parquet) or a saved Hugging Face dataset folder")
+                        help="dataset file (JSONL, JSON, CSV, Parquet, TXT) or a saved Hugging Face dataset folder")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="dataset format (default: detect it)")
     parser.add_argument("--columns", default=None, type=column_mapping, metavar="FIELD=COLUMN,...",
-                        help="use the file's own column names, e.g. messages=dialog or instruction=question,output=answer")
+                        help="use the file's own column names, e.g. messages=dialog, instruction=question,output=answer, "
+                             "label=kto_tag (unpaired KTO), tools=functions or text=content (raw text)")
+    parser.add_argument("--text-split", default="line", choices=("line", "paragraph", "file"),
+                        help="how a .txt file is cut into documents (default: each non-empty line)")
     parser.add_argument("--template", default="auto", metavar="NAME",
                         help="chat template: auto (the model's own), llama3, llama3.1 or chatml")
     parser.add_argument("--loss", default="assistant", choices=LOSS_OPTIONS,
@@ -113,7 +116,7 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))
-    report = load_examples(data, format=args.format, columns=args.columns)
+    report = load_examples(data, format=args.format, columns=args.columns, text_split=args.text_split)
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",

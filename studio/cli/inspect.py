@@ -35,7 +35,7 @@ def run(args) -> int:
 
     inputs = load_inputs(args, load_data=False)
     inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format, args.columns,
-                                           use_cache=not args.no_cache)
+                                           use_cache=not args.no_cache, text_split=args.text_split)
     result = stats.compute(measured, batch_size=args.batch_size, max_length=args.max_length,
                            context=stats.context_length(inputs.model_path, inputs.tokenizer),
                            multiple_of=args.multiple_of, side=args.truncation_side, bins=args.bins)

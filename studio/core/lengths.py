@@ -313,7 +313,7 @@ def _measure_here(examples: list, encoder) -> Measured:
 
 
 def measure_file(path, encoder, format: str = "auto", columns: dict | None = None,
-                 use_cache: bool = True) -> tuple[DataSummary, Measured]:
+                 use_cache: bool = True, text_split: str = "line") -> tuple[DataSummary, Measured]:
     """Load and measure a dataset file, or find both in the cache without loading it.
 
     Args:
@@ -329,11 +329,12 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
     from studio.core.data import load_examples
 
     encoder = _untruncated(encoder)
-    key = make_key(path, encoder, requested_format=format, columns=columns) if use_cache else None
+    split = {"text_split": text_split} if text_split != "line" else {}  # keys of earlier entries unchanged
+    key = make_key(path, encoder, requested_format=format, columns=columns, **split) if use_cache else None
     entry = load(key) if key else None
     if entry is not None and isinstance(entry.get("data"), dict):
         return DataSummary(**entry["data"]), _from_entry(entry)
-    report = load_examples(path, format=format, columns=columns)
+    report = load_examples(path, format=format, columns=columns, text_split=text_split)
     measured, summary = measure(report.examples, encoder), DataSummary.of(report)
     if key:
         store(key, {**_to_entry(measured), "data": asdict(summary)})
@@ -350,7 +351,10 @@ def measure_dataset(report, encoder, columns: dict | None = None, use_cache: boo
         use_cache: read and write the cache.
     """
     encoder = _untruncated(encoder)
-    key = make_key(report.path, encoder, format=report.format, columns=columns) if use_cache and report.path else None
+    # raw text: the documents depend on how the file was split, so their count is part of the key
+    split = {"documents": report.total_rows} if report.format == "text" else {}
+    key = make_key(report.path, encoder, format=report.format, columns=columns, **split) \
+        if use_cache and report.path else None
     entry = load(key) if key else None
     if entry is not None:
         return _from_entry(entry)

@@ -8,6 +8,9 @@ from collections import Counter
 
 #: Tasks whose answers are scored by n-gram overlap with the reference; the rest by exact match and F1.
 OVERLAP_TASKS = ("generation", "summarization")
+#: Tasks whose answers are tool calls: scored on the function names and JSON arguments
+#: (:mod:`studio.core.tool_calls`), not on the text.
+TOOL_TASKS = ("tool_call", "function_call")
 STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
 
 
@@ -76,7 +79,9 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def task_metrics(tasks: list[str], predictions: list[str], references: list[str]) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}``: BLEU and ROUGE-L for generation/summarization, EM and F1 otherwise."""
+    """``{task: {metric: value}}``: BLEU and ROUGE-L for generation/summarization; for tool_call the share of
+    answers that call the same functions (``name_match``) with equal JSON arguments (``call_match``) and the
+    share that are a well-formed call at all (``valid_call``); EM and F1 otherwise."""
     by_task: dict[str, list[tuple[str, str]]] = {}
     for task, pred, ref in zip(tasks, predictions, references):
         by_task.setdefault(task, []).append((pred, ref))
@@ -85,10 +90,22 @@ def task_metrics(tasks: list[str], predictions: list[str], references: list[str]
         preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
         if task in OVERLAP_TASKS:
             out[task] = {"bleu": bleu(preds, refs), "rougeL": rouge_l(preds, refs), "count": len(pairs)}
+        elif task in TOOL_TASKS:
+            out[task] = tool_call_scores(preds, refs)
         else:
             out[task] = {"exact_match": sum(map(exact_match, preds, refs)) / len(pairs),
                          "f1": sum(map(token_f1, preds, refs)) / len(pairs), "count": len(pairs)}
     return out
+
+
+def tool_call_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Shares of answers that are a valid call, call the right functions, and with equal arguments."""
+    from studio.core.tool_calls import calls_match, parse_calls
+
+    matches = [calls_match(p, r) for p, r in zip(predictions, references)]
+    n = max(len(matches), 1)
+    return {"call_match": sum(full for _, full in matches) / n, "name_match": sum(name for name, _ in matches) / n,
+            "valid_call": sum(bool(parse_calls(p)) for p in predictions) / n, "count": len(matches)}
 
 
 def bleu(predictions: list[str], references: list[str]) -> float:

@@ -82,3 +82,12 @@ def test_chat_with_a_run_beside_its_base_model(qtbot, page, tmp_path):
         text = page.views[side].toPlainText()
         assert "Where should I stay in Porto?" in text and "6 tokens" in text
     assert not page.banner.isVisible()
+
+
+def test_a_tool_call_answer_is_shown_as_a_call(page):
+    """A recorded answer message from the chat process, as a model tuned for tool calling writes it."""
+    page._on_message({"type": "answer", "which": "tuned", "id": 1, "tokens": 19, "seconds": 0.4,
+                      "text": '{"name": "get_weather", "parameters": {"city": "Lisbon"}}'})
+    shown = page.views["tuned"].toPlainText()
+    assert 'Calls get_weather(city="Lisbon")' in shown and "(raw: {" in shown
+    assert page.history["tuned"][-1]["content"].startswith('{"name"')  # the model's own text stays in the history

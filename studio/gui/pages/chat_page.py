@@ -47,6 +47,16 @@ def _task(manifest: Path) -> str:
         return ""  # unreadable: offered, and loading it will say what is wrong
 
 
+
+def readable_answer(text: str) -> str:
+    """An answer as shown: a tool call as ``Calls get_weather(city="Lisbon")`` above the raw text."""
+    from studio.core.tool_calls import describe, parse_calls
+
+    calls = parse_calls(text)
+    if not calls:
+        return text or "(empty answer)"
+    return "\n".join(f"Calls {describe(call)}" for call in calls) + f"\n(raw: {text.strip()})"
+
 class ChatProcess(QProcess):
     """The ``studio.worker.chat`` child for one run, speaking JSON lines.
 
@@ -239,7 +249,7 @@ class ChatPage(QWidget):
             self._waiting.discard(msg.get("id"))
             side = msg.get("which", "tuned")
             self.history[side].append({"role": "assistant", "content": msg.get("text", "")})
-            self._append(side, "Model", msg.get("text", "") or "(empty answer)",
+            self._append(side, "Model", readable_answer(msg.get("text", "")),
                          f"{msg.get('tokens', 0)} tokens in {msg.get('seconds', 0):.1f} s")
         elif kind == "error":
             self._waiting.discard(msg.get("id"))

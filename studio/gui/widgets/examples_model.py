@@ -29,7 +29,7 @@ def cell_text(example: Example, column: int) -> str:
     if column == 0:
         return str(example.row)
     if column == 1:
-        return example.kind
+        return example.kind if example.label is None else f"{example.kind}, {'good' if example.label else 'bad'}"
     if column == 2:
         return str(len(example.messages) + (1 if example.chosen else 0))
     if column == 3:

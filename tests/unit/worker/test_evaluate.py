@@ -122,3 +122,13 @@ def test_early_stop_is_refused_where_it_cannot_work():
     cfg.eval.every_steps = 0
     fields = [field for field, _ in configmod.validate(cfg)]
     assert fields.count("eval.early_stop") == 2
+
+
+def test_tool_call_task_metric():
+    from studio.worker.evaluate import task_metrics
+
+    llama = '{"name": "get_weather", "parameters": {"city": "Lisbon"}}'
+    chatml = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lisbon"}}\n</tool_call>'
+    scores = task_metrics(["tool_call"] * 4, [llama, chatml, '{"name": "get_weather", "parameters": {}}', "no"],
+                          [llama] * 4)
+    assert scores["tool_call"] == {"call_match": 0.5, "name_match": 0.75, "valid_call": 0.75, "count": 4}
