@@ -239,7 +239,17 @@ def _resume(args: argparse.Namespace) -> int:
     if rec and rec.status == "running" and pid_alive(rec.pid):
         raise RunError(f"{run_dir} is still training (worker pid {rec.pid})", "stop it first, then resume")
     print(f"resuming {run_dir}", file=sys.stderr)
+    _check_changes(run_dir, args.from_checkpoint)
     return run_worker(run_dir, resume=args.from_checkpoint or "latest", raw=args.json)
+
+
+def _check_changes(run_dir: Path, checkpoint: str | None) -> None:
+    """Refuse config edits the checkpoint cannot continue with; say which edits apply from now."""
+    from studio.core.resume_check import check_resume
+
+    text = check_resume(run_dir, checkpoint).announcement()
+    if text:
+        print(text, file=sys.stderr)
 
 
 def _dry_run(cfg: configmod.RunConfig) -> int:

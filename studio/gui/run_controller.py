@@ -17,6 +17,7 @@ from studio.core import config as configmod
 from studio.core import runs
 from studio.core.run_index import segment_start
 from studio.core.models import resolve_config_paths
+from studio.core.resume_check import check_resume
 from studio.gui.pages.method_support import changed_fields
 from studio.gui.runner import RunOutcome, RunProcess
 from studio.gui.standby import StandbyWorker, standby_wanted
@@ -73,7 +74,13 @@ class RunsController(QObject):
         return self._launch(run_dir, ["-m", "studio.worker", str(run_dir)])
 
     def resume(self, run_dir: str | Path, checkpoint: str | None = None) -> RunProcess:
-        """Continue a stopped or failed run in its own folder, from ``checkpoint`` (default: latest)."""
+        """Continue a stopped or failed run in its own folder, from ``checkpoint`` (default: latest).
+
+        Raises:
+            RunError: config.yaml was edited in a way the checkpoint cannot continue with (the
+                message lists the settings); the worker would refuse it the same way.
+        """
+        check_resume(run_dir, checkpoint)
         args = ["-m", "studio.worker", str(run_dir), "--resume"]
         return self._launch(Path(run_dir), args + [str(checkpoint)] if checkpoint else args)
 

@@ -34,12 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.core.checkpoints import _PREFIX, LATEST, complete_checkpoints, latest_checkpoint  # noqa: F401
 from studio.core.errors import RunError
 
 log = logging.getLogger("studio.worker")
 
-LATEST = "latest"
-_PREFIX = "step-"
 
 
 @dataclass
@@ -59,6 +58,8 @@ class TrainState:
         warned: warning codes already raised (so they are not repeated after a resume).
         recent_losses: step losses since the last evaluation (their mean is the eval event's
             ``train_loss``, so a resume does not change it).
+        schedule: the learning-rate schedule once a resume changed the run's length
+            (:mod:`studio.worker.schedule`); ``None`` while it is transformers' own.
     """
 
     step: int = 0
@@ -71,6 +72,7 @@ class TrainState:
     best_eval_step: int | None = None
     warned: list = field(default_factory=list)
     recent_losses: list = field(default_factory=list)
+    schedule: dict | None = None
 
 
 def checkpoint_name(step: int) -> str:
@@ -153,27 +155,6 @@ def _write_pointer(root: Path, name: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / LATEST)
-
-
-def complete_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first (by step)."""
-    root = Path(checkpoints_dir)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").exists()]
-    return sorted(found, key=lambda p: p.name)
-
-
-def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` points at; the newest complete one if the pointer is missing or stale."""
-    root = Path(checkpoints_dir)
-    pointer = root / LATEST
-    if pointer.exists():
-        target = root / pointer.read_text(encoding="utf-8").strip()
-        if (target / "state.json").exists():
-            return target
-    done = complete_checkpoints(root)
-    return done[-1] if done else None
 
 
 def prune(checkpoints_dir: str | Path, keep: int, protect: tuple[str, ...] = ()) -> None:

@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 from studio.core import config as configmod
+from studio.core.checkpoints import resolve_resume
 from studio.core.errors import RunError, StudioError
+from studio.core.resume_check import check_resume
 from studio.core.run_index import segment_start
 from studio.core.run_lock import RunLock
 from studio.core.runs import Registry, process_age_s
@@ -71,26 +73,6 @@ def setup_logging(run_dir: Path, main: bool) -> None:
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
-
-
-def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
-    """The checkpoint folder to resume from, or ``None``."""
-    if resume is None:
-        return None
-    from studio.worker.checkpoint import latest_checkpoint
-
-    if resume != "latest":
-        path = Path(resume)
-        path = path if path.is_absolute() or path.exists() else run_dir / "checkpoints" / resume
-        if not path.is_dir():
-            raise RunError(f"checkpoint {resume} does not exist", f"pick a folder under {run_dir / 'checkpoints'}")
-        return path
-    latest = latest_checkpoint(run_dir / "checkpoints")
-    if latest is None:
-        raise RunError(f"{run_dir} has no complete checkpoint to resume from",
-                       "start the run again with studio train CONFIG; a checkpoint is written every "
-                       "output.save_every_steps steps and when a run is stopped")
-    return latest
 
 
 class RegistryUpdater:
@@ -171,18 +153,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
         return 2
     try:
-        return _run(run_dir, args.resume, main_proc)
+        announce = _resume_changes(run_dir, args.resume)
+    except RunError as exc:  # refused before the run is touched: it keeps its status
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
+    try:
+        return _run(run_dir, args.resume, main_proc, announce)
     finally:
         if lock:
             lock.release()
 
 
-def _run(run_dir: Path, resume: str | None, main_proc: bool) -> int:
+def _resume_changes(run_dir: Path, resume: str | None) -> str:
+    """What changed in config.yaml since the checkpoint and is applied (see core.resume_check).
+
+    Raises:
+        RunError: a change the checkpoint cannot continue with.
+    """
+    if resume is None:
+        return ""
+    return check_resume(run_dir, None if resume == "latest" else resume).announcement()
+
+
+def _run(run_dir: Path, resume: str | None, main_proc: bool, announce: str = "") -> int:
     setup_logging(run_dir, main_proc)
     events = Events(run_dir / "events.jsonl", sys.stdout, enabled=main_proc)
     registry, run_id = _register(run_dir, main_proc)
     if registry:
         events.subscribe(RegistryUpdater(registry, run_id))
+    if announce:
+        events.warning("resume_changes", announce)
     status, error, hint = _train(run_dir, resume, events)
     fields = {"error": error, "hint": hint} if status == "failed" else {}
     if (run_dir / "final").is_dir() and status == "completed":

@@ -292,3 +292,19 @@ def test_the_window_opens_over_a_damaged_registry_and_says_it_was_rebuilt(qtbot,
     assert "damaged" in page.banner.text and "no run was lost" in page.banner.text
     assert {r.run_dir for r in page.records} == {str(d) for d in runs.values()}
     tasks.wait_idle(30)
+
+
+def test_resuming_after_an_edit_the_checkpoint_cannot_take_shows_the_differences(qtbot, page, runs):
+    ckpt = runs["stopped"] / "checkpoints" / "step-000012"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text("{}")
+    shutil.copy(runs["stopped"] / "config.yaml", ckpt / "config.yaml")
+    cfg = configmod.load(runs["stopped"] / "config.yaml")
+    cfg.train.batch_size = 16
+    configmod.save(cfg, runs["stopped"] / "config.yaml")
+    click_row(qtbot, page, row_of(page, runs["stopped"]))
+    qtbot.waitUntil(lambda: page.resume_button.isEnabled(), timeout=5000)
+    qtbot.mouseClick(page.resume_button, Qt.LeftButton)
+    assert "train.batch_size: 4 in the checkpoint, 16 now" in page.banner.text
+    assert "set them back in config.yaml" in page.banner.text
+    assert Registry().find(runs["stopped"]).status == "stopped", "nothing was started"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -153,3 +154,26 @@ def test_two_resumes_half_a_second_apart_train_once(tmp_path, model):
     events = read_events(run_dir)
     assert [e["type"] for e in events].count("started") == 2, "the stopped run, then one resume"
     assert events[-1]["status"] == "completed" and Registry().find(run_dir).status == "completed"
+
+
+def test_a_longer_resumed_run_continues_the_schedule_and_a_new_rank_is_refused(tmp_path, model, capsys):
+    """max_steps 4 -> 8 after a stop at step 2: the learning rate goes on falling, no jump back up;
+    LoRA rank 4 -> 8 is refused by studio train --resume with the difference listed, before any worker starts."""
+    from studio.cli import main
+
+    run_dir = make_run_dir(tmp_path, model, {**SETTINGS, "train.max_steps": 4, "eval.every_steps": 0,
+                                             "train.lr_scheduler": "cosine"})
+    assert train_in_process(run_dir, stop_after_step=2) == "stopped"
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("max_steps: 4", "max_steps: 8"))
+    assert train_in_process(run_dir, resume=latest_checkpoint(run_dir / "checkpoints")) == "completed"
+    events = read_events(run_dir)
+    rates = [rate for _, (_, _, rate) in sorted(step_losses(events).items())]
+    assert len(rates) == 8 and all(b <= a for a, b in zip(rates, rates[1:])), rates
+    final_state = json.loads((latest_checkpoint(run_dir / "checkpoints") / "state.json").read_text())
+    assert final_state["schedule"]["total"] == 8, "a later resume continues the same schedule"
+
+    config.write_text(config.read_text().replace("rank: 4", "rank: 8"))
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "method.rank: 4 in the checkpoint, 8 now" in err and "set them back" in err

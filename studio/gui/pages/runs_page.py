@@ -241,7 +241,10 @@ class RunsPage(QWidget):
             return
         try:
             new = action(proc.run_dir, ckpt)
-        except (StudioError, OSError, RuntimeError) as exc:
+        except StudioError as exc:  # e.g. config.yaml edited in a way the checkpoint cannot continue with
+            self.banner.show_error(exc)
+            return
+        except (OSError, RuntimeError) as exc:
             self.banner.show_error(f"Could not start: {exc}", "Stop the run first, or pick another checkpoint.")
             return
         self.refresh()

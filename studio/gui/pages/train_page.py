@@ -147,7 +147,9 @@ class TrainPage(QWidget):
             return
         try:
             self.controller.resume(proc.run_dir, checkpoint)
-        except (StudioError, OSError, RuntimeError) as exc:
+        except StudioError as exc:  # e.g. config.yaml edited in a way the checkpoint cannot continue with
+            self.view.banner.show_error(exc)
+        except (OSError, RuntimeError) as exc:
             self.view.banner.show_error(f"Could not resume: {exc}", "Wait until the run has stopped, then try again.")
 
     # -- reacting -------------------------------------------------------------------------------

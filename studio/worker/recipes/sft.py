@@ -173,11 +173,31 @@ class SFTRecipe:
             self.state = ckpt.load_checkpoint(ctx.resume_from, self.acc.unwrap_model(self.model),
                                               self.optimizer, self.scheduler, self.acc.process_index,
                                               self.acc.num_processes)
+            self._continue_schedule(n_batches)
             ctx.events.log(f"resumed from {ctx.resume_from} at step {self.state.step}")
         ctx.emit_started(params_total=self.params_total, params_trainable=self.params_trainable,
                          train_rows=len(self.train_rows), eval_rows=len(self.eval_rows), max_steps=self.max_steps,
                          start_step=self.state.step, steps_per_epoch=self.steps_per_epoch,
                          general_rows=len(self.general_rows), train_tokens=sum(self.lengths))
+
+    def _continue_schedule(self, n_batches: int) -> None:
+        """After a resume with another run length, continue the learning rate without a jump."""
+        from studio.core import config as configmod
+        from studio.worker import schedule
+
+        t = self.cfg.train
+        before = self.state.schedule
+        if before is None:
+            saved = self.ctx.resume_from / "config.yaml"
+            old_cfg = configmod.load(saved) if saved.is_file() else self.cfg
+            old_total = total_steps(old_cfg, n_batches)
+            before = schedule.plain(t.lr_scheduler, round(old_cfg.train.warmup_ratio * old_total), old_total)
+        now = before if before["total"] == self.max_steps else schedule.extended(before, self.state.step,
+                                                                                  self.max_steps)
+        if now == schedule.plain(t.lr_scheduler, round(t.warmup_ratio * self.max_steps), self.max_steps):
+            return  # transformers' own schedule: nothing to change
+        schedule.install(self.scheduler, self.optimizer, now)
+        self.state.schedule = now
 
     def _encode(self, examples: list, what: str) -> list:
         from studio.core.data_fit import sft_rows
