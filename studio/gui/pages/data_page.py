@@ -28,7 +28,8 @@ from studio.gui.widgets.examples_model import ExamplesTableModel
 from studio.gui.widgets.path_picker import PathPicker
 
 #: data fields edited here that have no control of their own (the Inspect page has the encoding ones)
-MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval", "data.text_split"}
+MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval", "data.text_split",
+               "data.max_skipped"}
 DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet *.txt);;All files (*)"
 NONE = "(none)"
 
@@ -51,8 +52,10 @@ class DataPage(QWidget):
         self._loaded_key: tuple | None = None
         self._tasks = TaskRunner(self)
         layout = page_layout(self, "Data", "The conversations the model learns from. Studio reads JSONL, JSON, "
-                             "CSV, Parquet and saved dataset folders in the OpenAI messages, ShareGPT, Alpaca, "
-                             "prompt/completion and preference-pair shapes.")
+                             "CSV, Parquet, .txt and saved dataset folders in the OpenAI messages, ShareGPT, Alpaca, "
+                             "prompt/completion and preference-pair shapes, with tool calls, desirability labels "
+                             "(KTO) and per-turn loss switches, and raw text for continued pre-training "
+                             "(docs/data.md).")
         self.banner = ErrorBanner("dataBanner", self)
         layout.addWidget(self.banner)
         layout.addLayout(self._file_row())
@@ -68,7 +71,7 @@ class DataPage(QWidget):
 
     def _file_row(self) -> QHBoxLayout:
         self.picker = PathPicker("dataPathEdit", "Training data file", file_filter=DATA_FILTER,
-                                 placeholder="a .jsonl, .json, .csv or .parquet file, or a saved dataset folder",
+                                 placeholder="a .jsonl, .json, .csv, .parquet or .txt file, or a saved dataset folder",
                                  folder_too="A dataset saved with the datasets library's save_to_disk "
                                             "(a Dataset or a DatasetDict; its train split is used)", parent=self)
         self.picker.chosen.connect(self._file_chosen)
