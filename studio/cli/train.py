@@ -122,7 +122,8 @@ def run_worker(run_dir: Path, resume: str | None = None, raw: bool = False) -> i
     cmd = [sys.executable, "-m", "studio.worker", str(run_dir)]
     if resume:
         cmd += ["--resume", resume]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+    # No stdin: nothing in training may wait for an answer typed into the terminal.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, bufsize=1)
     printer = ProgressPrinter(raw)
     previous = _pass_stop_signals_to(proc)
     try:

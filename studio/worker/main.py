@@ -81,10 +81,15 @@ class RegistryUpdater:
     def __init__(self, registry: Registry, run_id: str) -> None:
         self.registry, self.run_id = registry, run_id
         self._last_write = 0.0
+        self._step: int | None = None  # the newest step any event named
 
     def __call__(self, event: dict) -> None:
         kind = event["type"]
-        if kind == "started":
+        if kind in ("step", "eval", "checkpoint"):
+            self._step = event["step"]
+        if kind in ("checkpoint", "finished") and self._step is not None:
+            self.registry.update(self.run_id, step=self._step)  # the row never lags where the run ended
+        elif kind == "started":
             self.registry.update(self.run_id, max_steps=event["max_steps"], step=event.get("start_step", 0))
         elif kind == "step" and time.monotonic() - self._last_write > 1.0:
             self._last_write = time.monotonic()

@@ -47,8 +47,9 @@ def load_model(cfg: RunConfig, model_path: str | Path, device, precision: str):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the model in {model_path}: {exc}",
-                         "check model.path: the folder needs config.json and the weights (safetensors)") from None
+        raise custom_code_refusal(model_path, exc) or ModelError(
+            f"cannot load the model in {model_path}: {exc}",
+            "check model.path: the folder needs config.json and the weights (safetensors)") from None
     if cfg.method.name != "qlora":
         model.to(device)
     elif kind == "cpu":
@@ -58,6 +59,16 @@ def load_model(cfg: RunConfig, model_path: str | Path, device, precision: str):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return apply_method(model, cfg)
+
+
+def custom_code_refusal(model_path, exc: BaseException) -> ModelError | None:
+    """The error for a model that ships its own Python code, which transformers refused to run."""
+    if "trust_remote_code" not in str(exc):
+        return None
+    return ModelError(f"the model in {model_path} needs its own Python code (modelling files shipped with it) "
+                      "to load, and model.trust_remote_code is off",
+                      "turn on model.trust_remote_code (the Model page's trust box) only if you trust who made "
+                      "the model: its code runs on this machine; or pick a model transformers supports itself")
 
 
 def _keep_4bit_layout(model) -> None:

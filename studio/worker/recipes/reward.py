@@ -32,7 +32,7 @@ def load_reward_model(ctx, pad_id: int):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from studio.worker.methods import bnb_config
+    from studio.worker.methods import bnb_config, custom_code_refusal
 
     cfg = ctx.cfg
     device, precision = common.runtime(ctx)
@@ -46,7 +46,8 @@ def load_reward_model(ctx, pad_id: int):
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(ctx.model_path), **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load {ctx.model_path} as a reward model: {exc}",
+        raise custom_code_refusal(ctx.model_path, exc) or ModelError(
+            f"cannot load {ctx.model_path} as a reward model: {exc}",
                          "reward modelling needs a decoder model with a sequence-classification class "
                          "(Llama, Mistral, Qwen...)") from None
     # the score is read at the last non-pad token, found through this id

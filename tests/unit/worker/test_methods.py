@@ -91,3 +91,42 @@ def test_dora_adds_magnitude_vectors(tmp_path, tiny_model):
     recipe = _setup(tmp_path, tiny_model, "dora")
     names = [n for n, p in recipe.model.named_parameters() if p.requires_grad]
     assert any("lora_magnitude_vector" in n for n in names)
+
+
+def test_a_model_that_needs_its_own_code_is_refused_with_the_trust_setting_named(tmp_path):
+    from studio.core.errors import ModelError
+    from studio.worker.methods import load_model
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "studio_custom", "architectures": ["CustomForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
+                     "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}}))
+    marker = tmp_path / "code-ran"
+    for name in ("configuration_custom.py", "modeling_custom.py"):
+        (folder / name).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ModelError) as caught:
+        load_model(configmod.RunConfig(), folder, torch.device("cpu"), "fp32")
+    assert "needs its own Python code" in caught.value.message and "model.trust_remote_code" in caught.value.hint
+    assert not marker.exists()
+
+
+def test_the_registry_row_ends_at_the_last_step_of_the_run(tmp_path):
+    """Step writes are throttled to one a second; the row must still end where the run did."""
+    from studio.core.runs import Registry
+    from studio.worker.main import RegistryUpdater
+
+    registry = Registry()
+    run_id = registry.add(tmp_path, {"name": "x"})
+    events = Events(tmp_path / "events.jsonl", stdout=None)
+    events.subscribe(RegistryUpdater(registry, run_id))
+    events.emit("started", config={}, params_total=1, params_trainable=1, train_rows=1, eval_rows=0, device="cpu",
+                max_steps=30)
+    for step in range(1, 7):
+        events.emit("step", step=step, epoch=0, loss=1.0, learning_rate=0.1, grad_norm=None, tokens_per_second=1.0,
+                    tokens_seen=step, memory_mib=1.0)
+    events.emit("checkpoint", step=6, path=str(tmp_path))
+    events.emit("finished", status="stopped")
+    events.close()
+    assert registry.get(run_id).step == 6
