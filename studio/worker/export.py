@@ -222,7 +222,7 @@ def _write_gguf_file(ctx, model, out: Path, quant: str, specials, say, progress)
 
     name = model_name(ctx.cfg.name or ctx.run_dir.name)
     path = out / f"{name}-{quant}.gguf"
-    plan = gguf_export.GGUFPlan(arch="", quant="f16" if quant in gguf_export.KQUANTS else quant,
+    plan = gguf_export.GGUFPlan(quant="f16" if quant in gguf_export.KQUANTS else quant,
                                 template=ctx.template.source, specials=specials, name=name)
     tokenizer_json = ctx.model_path / "tokenizer.json"
     if quant in gguf_export.KQUANTS:

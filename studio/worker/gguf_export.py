@@ -17,7 +17,7 @@ import logging
 import math
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -67,14 +67,12 @@ class SpecialIds:
 
 @dataclass
 class GGUFPlan:
-    """What :func:`write_gguf` writes, decided before any weight is touched."""
+    """What :func:`write_gguf` writes besides the weights, decided before any weight is touched."""
 
-    arch: str
     quant: str
     template: str
     specials: SpecialIds
     name: str = "model"
-    extra: dict = field(default_factory=dict)
 
 
 # -- checks before export -------------------------------------------------------------------------
@@ -238,18 +236,13 @@ def _tensor_type(name: str, array, quant: str):
     return qtype
 
 
-def _encode(array, qtype):
-    from gguf import quants
-
-    return quants.quantize(array, qtype)
-
-
 # -- the file --------------------------------------------------------------------------------------
 
 def write_gguf(path: Path, model, tokenizer_json: Path, plan: GGUFPlan,
                progress: Callable[[int, int, str], None] | None = None) -> Path:
     """Write ``model`` (a merged causal LM) as GGUF at ``path``; ``progress(done, total, tensor)`` per tensor."""
     import gguf
+    from gguf import quants
 
     config = model.config
     arch, interleave = gguf_architecture(config)
@@ -266,7 +259,7 @@ def write_gguf(path: Path, model, tokenizer_json: Path, plan: GGUFPlan,
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     for i, ((name, array), qtype) in enumerate(zip(tensors, types)):
-        writer.write_tensor_data(_encode(array, qtype))
+        writer.write_tensor_data(quants.quantize(array, qtype))
         if progress:
             progress(i + 1, len(tensors), name)
     writer.close()

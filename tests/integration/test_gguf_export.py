@@ -209,9 +209,17 @@ def test_qwen2_and_mistral_layouts_read_back_in_transformers(kind, tmp_path):
         for name, p in source.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0, 0.5)
-    plan = GGUFPlan(arch="", quant="f32", template="{{ messages }}", specials=SpecialIds(3056, 3065, 3065, None, True))
+    plan = GGUFPlan(quant="f32", template="{{ messages }}", specials=SpecialIds(3056, 3065, 3065, None, True))
     write_gguf(folder / "m.gguf", source, folder / "tokenizer.json", plan)
     loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="m.gguf").eval()
     ids = torch.tensor([list(range(5, 60))])
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, source(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_llama_cpp_generates_the_merged_models_tokens_and_stops_at_end_of_turn(f16_export, lora_run):
+    """Only where llama-cpp-python is installed (it is not a dependency): the check then generates with llama.cpp."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (optional)")
+    _, report = f16_export
+    generation = report["checks"]["generation"]
+    assert generation["passed"] and generation["identical"] == generation["prompts"] == 3, generation["detail"]
