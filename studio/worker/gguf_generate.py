@@ -53,14 +53,20 @@ def prompt_tokens(ctx, conversation: list[dict]) -> list[int]:
 
 
 def reference_tokens(ctx, model, ids: list[int], max_new_tokens: int) -> list[int]:
-    """The merged model's greedy continuation, ending with the stop token when it produces one."""
+    """The merged model's greedy continuation, ending at an end-of-generation token as llama.cpp's does.
+
+    llama.cpp ends generation at any of its end-of-generation tokens (EOS, end-of-turn and the
+    usual end markers such as ``<|end_of_text|>``), so the reference stops at the same set.
+    """
     import torch
 
-    stop = ctx.tokenizer.token_to_id(stop_text(ctx))
+    from studio.worker.evaluate import stop_ids
+
+    stops = stop_ids(ctx.tokenizer)
     x = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=stop, pad_token_id=stop)
+                             do_sample=False, eos_token_id=stops, pad_token_id=stops[0])
     return out[0, len(ids):].tolist()
 
 
