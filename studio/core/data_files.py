@@ -332,7 +332,7 @@ def _add_record(table: RawTable, row: int, rec: Any) -> None:
     if isinstance(rec, dict):
         table.records.append((row, rec))
     else:
-        reason = f"expected a JSON object with named fields, got a {json_type(rec)}"
+        reason = f"expected a JSON object with named fields, got {a_json_type(rec)}"
         table.bad_rows.append(BadRow(row, reason, rec))
 
 
@@ -350,6 +350,12 @@ def json_type(value: Any) -> str:
     """A JSON-flavoured name for a value's type, for messages."""
     names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def a_json_type(value: Any) -> str:
+    """The JSON type with its article: "got an object", "got a list", "got null"."""
+    name = json_type(value)
+    return name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name
 
 
 _READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from studio.core.conversation import Message
-from studio.core.data_files import json_type
+from studio.core.data_files import a_json_type
 from studio.core.data_turns import (RowProblem, Turn, check_order, checked_turn, maybe_json, parse_tools,
                                     parse_turns, plain, required_text, where_text)
 
@@ -163,7 +163,7 @@ def _optional_text(rec: dict, key: str | None) -> str:
         return ""
     value = rec[key]
     if not isinstance(value, str):
-        raise RowProblem(f"'{key}' must be a string, got a {json_type(value)}")
+        raise RowProblem(f"'{key}' must be a string, got {a_json_type(value)}")
     return value.strip() and value
 
 
@@ -201,7 +201,7 @@ def _history(rec: dict, key: str | None) -> list[Turn]:
         return []
     pairs = maybe_json(rec[key])
     if not isinstance(pairs, list):
-        raise RowProblem(f"'{key}' must be a list of [question, answer] pairs, got a {json_type(pairs)}")
+        raise RowProblem(f"'{key}' must be a list of [question, answer] pairs, got {a_json_type(pairs)}")
     turns: list[Turn] = []
     for i, pair in enumerate(pairs):
         ok = isinstance(pair, (list, tuple)) and len(pair) == 2

@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from studio.core.conversation import Message
-from studio.core.data_files import json_type
+from studio.core.data_files import a_json_type
 
 # Role names accepted in conversations, mapped to Studio's roles.
 ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
@@ -56,7 +56,7 @@ def parse_turns(value: Any, key: str) -> list[Turn]:
     """
     value = maybe_json(value, "[")
     if not isinstance(value, list):
-        raise RowProblem(f"'{key}' must be a list of turns, got a {json_type(value)}")
+        raise RowProblem(f"'{key}' must be a list of turns, got {a_json_type(value)}")
     if not value:
         raise RowProblem(f"'{key}' is an empty list")
     return [((key, i), _turn(item, key, i)) for i, item in enumerate(value)]
@@ -82,7 +82,7 @@ def _turn(item: Any, key: str, index: int) -> Message:
 def checked_turn(item: Any, where: str) -> Message:
     """One turn, with the precise reason when it is unusable."""
     if not isinstance(item, dict):
-        raise RowProblem(f"{where} must be an object with role and content, got a {json_type(item)}")
+        raise RowProblem(f"{where} must be an object with role and content, got {a_json_type(item)}")
     sharegpt = item.get("role") is None and "from" in item
     role_key, text_key = ("from", "value") if sharegpt else ("role", "content")
     if item.get(text_key) is None and item.get("value" if text_key == "content" else "content") is not None:
@@ -149,7 +149,7 @@ def _calls(item: dict, where: str) -> tuple | None:
         return None
     calls = maybe_json(calls, "[")
     if not isinstance(calls, list):
-        raise RowProblem(f"{where}.tool_calls must be a list of calls, got a {json_type(calls)}")
+        raise RowProblem(f"{where}.tool_calls must be a list of calls, got {a_json_type(calls)}")
     return tuple(_call(maybe_json(call, "{"), f"{where}.tool_calls[{i}]") for i, call in enumerate(calls)) or None
 
 
@@ -159,7 +159,7 @@ def _call(call: Any, where: str) -> dict:
     if isinstance(call, list) and len(call) == 1:
         call = call[0]
     if not isinstance(call, dict):
-        raise RowProblem(f"{where} must be a call object with a name and arguments, got a {json_type(call)}")
+        raise RowProblem(f"{where} must be a call object with a name and arguments, got {a_json_type(call)}")
     function = call.get("function") if isinstance(call.get("function"), dict) else call
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -171,7 +171,7 @@ def _call(call: Any, where: str) -> dict:
         except json.JSONDecodeError as exc:
             raise RowProblem(f"{where}: the arguments of {name!r} are not valid JSON ({exc.msg})") from None
     if not isinstance(args, dict):
-        raise RowProblem(f"{where}: the arguments of {name!r} must be a JSON object, got a {json_type(args)}")
+        raise RowProblem(f"{where}: the arguments of {name!r} must be a JSON object, got {a_json_type(args)}")
     out = {"type": "function", "function": {"name": name, "arguments": args}}
     if isinstance(call.get("id"), str):
         out["id"] = call["id"]
@@ -184,7 +184,7 @@ def parse_tools(value: Any, key: str) -> list[dict] | None:
     if value is None or value == "" or value == []:
         return None
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise RowProblem(f"'{key}' must be a list of tool definitions (JSON schema objects), got a {json_type(value)}")
+        raise RowProblem(f"'{key}' must be a list of tool definitions (JSON schema objects), got {a_json_type(value)}")
     return value
 
 
@@ -242,7 +242,7 @@ def required_text(rec: dict, key: str, prefix: str = "") -> str:
         raise RowProblem(f"{prefix}{key} is missing" if prefix else f"missing field '{key}'")
     value, name = rec[key], f"{prefix}{key}" if prefix else f"'{key}'"
     if not isinstance(value, str):
-        raise RowProblem(f"{name} must be a string, got a {json_type(value)}")
+        raise RowProblem(f"{name} must be a string, got {a_json_type(value)}")
     if not value.strip():
         raise RowProblem(f"{name} is empty")
     return value

@@ -160,3 +160,17 @@ def test_misnamed_json_kinds_are_still_read(tmp_path):
     assert [e.row for e in load_examples(tmp_path / "lines.json").examples] == [1, 2, 4]
     (tmp_path / "array.jsonl").write_text((FIXTURES / "sharegpt.json").read_text())
     assert load_examples(tmp_path / "array.jsonl").format == "sharegpt"
+
+
+def test_a_wrong_json_type_reads_as_english(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"messages": {"role": "user"}}\n{"messages": [{"role": "user", "content": 5}]}\n'
+                    '{"messages": [[1]]}\n')
+    with pytest.raises(DataError) as info:
+        load_examples(path, format="messages")
+    reasons = dict(line.strip().removeprefix("row ").split(": ", 1) for line in info.value.message.splitlines()
+                   if line.strip().startswith("row "))
+    reasons = {int(k): v for k, v in reasons.items()}
+    assert reasons[1] == "'messages' must be a list of turns, got an object"
+    assert reasons[2].endswith("got a number")
+    assert reasons[3].endswith("got a list")
