@@ -29,6 +29,10 @@ from studio.core.protocol import OBJECTIVE_METRICS
 #: Colour-blind friendly palette (Okabe-Ito) for curves and compared runs.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 REDRAW_MS = 250
+#: Height of a plot's title row, which also holds its legend.
+LEGEND_ROW_PX = 24
+#: Shorter legend words where the curve's name is long (the legend shares the title row).
+LEGEND_LABELS = {"train (smoothed)": "smoothed", "general text (forgetting)": "general text"}
 MAX_REDRAW_MS = 2000
 PAINT_SHARE = 8
 EMA_ALPHA = 0.2
@@ -332,14 +336,31 @@ class MetricPlot(pg.PlotWidget):
         ``legend=False`` for a plot's only curve: its title already names it.
         """
         if legend and self._legend is None:
-            self._legend = self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
+            self._legend = self._make_legend()
         pen = pg.mkPen(color, width=width, style=_dash(dashed))
-        curve = self.plot([], [], pen=pen, name=name, symbol=symbol, symbolSize=6, symbolBrush=color,
-                          symbolPen=None, connect="finite")
+        curve = self.plot([], [], pen=pen, name=None if self.LEGEND_IN_TITLE_ROW else name, symbol=symbol,
+                          symbolSize=6, symbolBrush=color, symbolPen=None, connect="finite")
+        if legend and self.LEGEND_IN_TITLE_ROW:
+            self._legend.addItem(curve, LEGEND_LABELS.get(name, name))
         if symbol:
             self._symbols[name] = symbol
         self.series[name] = series if series is not None else SeriesBuffer()
         self._curves[name] = curve
+
+    #: The legend on one line in the title row, right-aligned: inside the plot it covered the curves.
+    LEGEND_IN_TITLE_ROW = True
+
+    def _make_legend(self) -> pg.LegendItem:
+        if not self.LEGEND_IN_TITLE_ROW:
+            return self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
+        self.plotItem.titleLabel.setAttr("justify", "left")
+        self.plotItem.setTitle(self.plotItem.titleLabel.text)  # re-laid out on the left
+        self.plotItem.layout.setRowFixedHeight(0, LEGEND_ROW_PX)
+        legend = pg.LegendItem(colCount=8, horSpacing=12)
+        legend.layout.setContentsMargins(0, 0, 0, 0)
+        legend.setParentItem(self.plotItem)
+        legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-4, 2))
+        return legend
 
     def append(self, name: str, x: float, y: float | None) -> None:
         self.series[name].append(x, y)
@@ -484,13 +505,14 @@ class MetricsPanel(QWidget):
         self.loss.add_curve("train (smoothed)", PALETTE[0], width=2, series=EmaSeries())
         self.loss.add_curve("eval", PALETTE[1], width=2, symbol="o")
         self.loss.add_curve("general text (forgetting)", PALETTE[3], width=1.5, dashed=True, symbol="t")
-        self.lr = self._plot("Learning rate", "lrPlot")
+        # Short titles: four side by side leave each about 120 px in a 1024 px window.
+        self.lr = self._plot("LR", "lrPlot", accessible="Learning rate")
         self.lr.add_curve("learning rate", PALETTE[2], legend=False)
-        self.grad = self._plot("Gradient norm", "gradNormPlot")
+        self.grad = self._plot("Grad norm", "gradNormPlot", accessible="Gradient norm")
         self.grad.add_curve("grad norm", PALETTE[4], legend=False)
-        self.speed = self._plot("Tokens per second", "tokensPerSecondPlot")
+        self.speed = self._plot("Tokens/s", "tokensPerSecondPlot", accessible="Tokens per second")
         self.speed.add_curve("tokens/s", PALETTE[0], legend=False)
-        self.memory = self._plot("Memory (MiB)", "memoryPlot")
+        self.memory = self._plot("Memory MiB", "memoryPlot", accessible="Memory (MiB)")
         self.memory.add_curve("memory", PALETTE[3], legend=False)
         self.objective = self._plot("Objective", "objectivePlot")
         self.objective.hide()
@@ -507,14 +529,13 @@ class MetricsPanel(QWidget):
         grid = self._grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
-        grid.addWidget(self.loss, 0, 0, 1, 2)
-        grid.addWidget(self.lr, 1, 0)
-        grid.addWidget(self.grad, 1, 1)
-        grid.addWidget(self.speed, 2, 0)
-        grid.addWidget(self.memory, 2, 1)
-        grid.setRowStretch(0, 2)
+        # The four secondary plots share one row, so the loss keeps most of the height even in a
+        # 1024 x 700 window (in two rows of two it was squeezed to 70 px there).
+        grid.addWidget(self.loss, 0, 0, 1, 4)
+        for column, plot in enumerate((self.lr, self.grad, self.speed, self.memory)):
+            grid.addWidget(plot, 1, column)
+        grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 1)
-        grid.setRowStretch(2, 1)
 
     def add_events(self, events: list[dict]) -> None:
         """Take a slice of events: step metrics are added column by column, in one go each."""
@@ -565,8 +586,8 @@ class MetricsPanel(QWidget):
     def _show_objective_plot(self, keys) -> None:
         self.objective.setTitle(objective_title(keys), size="10pt")
         self._grid.removeWidget(self.loss)
-        self._grid.addWidget(self.loss, 0, 0)
-        self._grid.addWidget(self.objective, 0, 1)
+        self._grid.addWidget(self.loss, 0, 0, 1, 2)
+        self._grid.addWidget(self.objective, 0, 2, 1, 2)
         self.objective.show()
         self.timer.plots.append(self.objective)
 
@@ -579,12 +600,12 @@ class MetricsPanel(QWidget):
         self._grid.removeWidget(self.objective)
         self.objective.hide()
         self._grid.removeWidget(self.loss)
-        self._grid.addWidget(self.loss, 0, 0, 1, 2)
+        self._grid.addWidget(self.loss, 0, 0, 1, 4)
 
-    def _plot(self, title: str, object_name: str, y_label: str = "") -> MetricPlot:
+    def _plot(self, title: str, object_name: str, y_label: str = "", accessible: str = "") -> MetricPlot:
         plot = MetricPlot(title, y_label)
         plot.setObjectName(prefixed(self._prefix, object_name))
-        plot.setAccessibleName(f"{title} plot")
+        plot.setAccessibleName(f"{accessible or title} plot")
         plot.setMinimumHeight(180 if object_name == "lossPlot" else 110)
         return plot
 
@@ -597,6 +618,8 @@ class MetricsPanel(QWidget):
 
 class OverlayPlot(MetricPlot):
     """Loss curves of several runs on one plot, one colour per run (train solid, eval dashed)."""
+
+    LEGEND_IN_TITLE_ROW = False  # a line per run does not fit the title row
 
     def set_runs(self, runs: list[tuple[str, list[dict]]]) -> None:
         """Replace the curves with those of ``runs`` = [(label, events)]."""

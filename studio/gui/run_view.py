@@ -123,7 +123,7 @@ class RunView(QWidget):
         self.log_tail = self._name(QPlainTextEdit(), "logTailView", "Last lines of worker.log")
         self.log_tail.setReadOnly(True)
         self.log_tail.setMaximumHeight(96)
-        self.log_tail.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.log_tail.setLineWrapMode(QPlainTextEdit.WidgetWidth)
         self.tail_box = QWidget()
         tail_layout = QVBoxLayout(self.tail_box)
         tail_layout.setContentsMargins(0, 0, 0, 0)
@@ -139,7 +139,7 @@ class RunView(QWidget):
         self.log_view = self._name(QPlainTextEdit(), "logView", "Run log")
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
-        self.log_view.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.log_view.setLineWrapMode(QPlainTextEdit.WidgetWidth)  # long paths and messages wrap
         self.sample_view = self._name(QPlainTextEdit(), "sampleView", "Sample generations")
         self.sample_view.setReadOnly(True)
         self.sample_view.setPlaceholderText("Sample answers appear here when the run generates them "
@@ -350,7 +350,8 @@ class RunView(QWidget):
         elif outcome.status == "stopped":
             self.banner.show_info("Stopped on request; the last checkpoint can be resumed.")
         if outcome.status != "running":
-            self.progress_bar.setFormat(f"{STATUS_TEXT.get(outcome.status, outcome.status)} · "
+            # One word here: the status label beside the bar already says "(checkpoint saved)".
+            self.progress_bar.setFormat(f"{outcome.status.capitalize()} · "
                                         f"{self.progress.text(with_eta=False)}")
         self.checkpoints_changed.emit(self.checkpoints())
         self.outcome_changed.emit(outcome)

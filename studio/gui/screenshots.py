@@ -19,25 +19,25 @@ from studio.gui import tasks
 #: seconds to wait for a page's background work before grabbing it anyway
 PAGE_WAIT_S = 30.0
 SIZES = ((1024, 700), (1400, 900))
-#: left + right padding and border of a push button in resources/style.qss
-BUTTON_CHROME_PX = 2 * 14 + 2
 
 
 def clipped_buttons(widget) -> list[str]:
-    """Visible buttons under ``widget`` whose text does not fit their width (QFontMetrics)."""
-    from PySide6.QtGui import QFontMetrics
-    from PySide6.QtWidgets import QPushButton
+    """Visible buttons under ``widget`` whose text is wider (QFontMetrics) than the part of the
+    button the style draws the text in (inside its border and padding)."""
+    from PySide6.QtWidgets import QPushButton, QStyle, QStyleOptionButton
 
     out = []
     for button in widget.findChildren(QPushButton):
         if not button.isVisibleTo(widget) or not button.text():
             continue
-        needed = QFontMetrics(button.font()).horizontalAdvance(button.text().replace("&", "")) + BUTTON_CHROME_PX
+        option = QStyleOptionButton()
+        button.initStyleOption(option)
+        room = button.style().subElementRect(QStyle.SubElement.SE_PushButtonContents, option, button).width()
+        needed = button.fontMetrics().horizontalAdvance(button.text().replace("&", ""))
         if not button.icon().isNull():
             needed += button.iconSize().width() + 4
-        if needed > button.width():
-            out.append(f"{button.objectName() or button.text()!r}: {button.text()!r} needs {needed} px, has "
-                       f"{button.width()}")
+        if needed > room:
+            out.append(f"{button.objectName() or button.text()!r}: {button.text()!r} needs {needed} px, has {room}")
     return out
 
 

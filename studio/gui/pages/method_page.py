@@ -160,6 +160,9 @@ class MethodPage(QWidget):
                                   f"{support.METHOD_WORDS.get(cfg.method.name, '')}")
         for path in self.form.editors:
             self.form.set_row_visible(path, support.is_relevant(path, cfg))
+        nothing = not self.form.visible_rows("method")
+        self.form.set_note("method", "Nothing to set here: full fine-tuning trains every weight of the model. "
+                                     "The training settings are below." if nothing else "")
         self.show_problems()
         # Until the new answer arrives the last one is about other settings: shown greyed.
         self.memory.setEnabled(False)

@@ -81,17 +81,20 @@ class RunsPage(QWidget):
         self.tabs = named(QTabWidget(), "runsTabs", "Opened run and comparison")
         self.tabs.addTab(self.view, "Opened run")
         self.tabs.addTab(self.compare, "Compare selected")
-        self.table.setMinimumHeight(130)
+        self.table.setMinimumHeight(96)
         lower = QWidget()
         lower_box = QVBoxLayout(lower)
         lower_box.setContentsMargins(0, 6, 0, 0)
         lower_box.addLayout(self._actions())
+        # The export bar has its own line: beside the run's buttons it left its own buttons a few
+        # pixels each at 1024 px ("ort adapt").
+        lower_box.addWidget(self.export)
         lower_box.addWidget(self.tabs, 1)
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.table)
         split.addWidget(lower)
         split.setChildrenCollapsible(False)
-        split.setSizes([190, 560])
+        split.setSizes([150, 600])
         box.addWidget(split, 1)
 
     def _actions(self) -> QHBoxLayout:
@@ -114,8 +117,7 @@ class RunsPage(QWidget):
         for w in (QLabel("Selected run's checkpoint:"), self.checkpoint_combo, self.resume_button, self.branch_button,
                   self.stop_button):
             row.addWidget(w)
-        row.addSpacing(16)
-        row.addWidget(self.export, 1)
+        row.addStretch(1)
         self._update_buttons()
         return row
 

@@ -159,6 +159,24 @@ class ConfigForm(QWidget):
         form, editor = self._rows[path]
         form.setRowVisible(editor, visible)
 
+    def set_note(self, section: str, text: str) -> None:
+        """A line at the top of a section's box (e.g. why it has nothing to set); empty hides it."""
+        box = self.findChild(QGroupBox, camel(section, "group"))
+        note = box.findChild(QLabel, camel(section, "note"))
+        if note is None:
+            note = QLabel(box)
+            note.setObjectName(camel(section, "note"))
+            note.setWordWrap(True)
+            note.setProperty("role", "muted")
+            box.layout().insertRow(0, note)
+        note.setText(text)
+        box.layout().setRowVisible(note, bool(text))
+
+    def visible_rows(self, section: str) -> list[str]:
+        """The dotted fields of ``section`` whose rows are shown."""
+        return [path for path, (form, editor) in self._rows.items()
+                if path.startswith(section + ".") and form.isRowVisible(editor)]
+
     def _write_text(self, path: str, edit: QLineEdit, typ: type) -> None:
         try:
             value = parse_text(edit.text(), typ, path)

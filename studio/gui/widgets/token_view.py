@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolTip, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QToolTip, QWidget
 
 from studio.gui.widgets.token_model import TokenChip
 
 ROLE_COLOURS = {
-    "system": "#ede9fe", "user": "#dbeafe", "assistant": "#dcfce7", "completion": "#dcfce7",
+    # system and user far apart in hue (violet and blue were told apart only side by side)
+    "system": "#f5d0fe", "user": "#bfdbfe", "assistant": "#dcfce7", "completion": "#dcfce7",
     "prompt": "#dbeafe", "chosen": "#dcfce7", "rejected": "#fee2e2", "text": "#f1f5f9",
     # tool calling: definitions (never trained), the assistant's calls (trained), the tools' results (never)
     "tools": "#fef3c7", "tool_call": "#bbf7d0", "tool": "#ffedd5",
@@ -25,6 +26,7 @@ LOSS_BORDER = "#15803d"
 PLAIN_BORDER = "#cbd2d9"
 CUT_COLOUR = "#dc2626"
 _PAD_X, _GAP, _MARGIN = 5, 3, 4
+LEGEND_COLUMNS = 4
 
 
 def chip_colour(chip: TokenChip) -> QColor:
@@ -172,17 +174,20 @@ class LegendWidget(QWidget):
         super().__init__(parent)
         self.setObjectName("tokenLegend")
         self.setAccessibleName("Legend of token colours")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        for text, chip in self.ENTRIES:
+        # Two lines of four: in one line the labels were cut at 1024 px ("assistant, r").
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(2)
+        for i, (text, chip) in enumerate(self.ENTRIES):
             sample = TokenChipsWidget("legendChip", self)
             sample.setAccessibleName(f"Sample chip: {text}")
             sample.set_tokens([chip])
             sample.setFixedSize(sample.chip_rect(0).right() + _MARGIN + 2, sample.heightForWidth(400))
-            row.addWidget(sample)
-            row.addWidget(QLabel(text, self))
-            row.addSpacing(6)
+            grid.addWidget(sample, i // LEGEND_COLUMNS, 2 * (i % LEGEND_COLUMNS))
+            grid.addWidget(QLabel(text, self), i // LEGEND_COLUMNS, 2 * (i % LEGEND_COLUMNS) + 1)
         cut = QLabel("▍ cut here (truncated)", self)
         cut.setStyleSheet(f"color: {CUT_COLOUR};")
-        row.addWidget(cut)
-        row.addStretch(1)
+        last = len(self.ENTRIES)
+        grid.addWidget(cut, last // LEGEND_COLUMNS, 2 * (last % LEGEND_COLUMNS), 1, 2)
+        grid.setColumnStretch(2 * LEGEND_COLUMNS, 1)
