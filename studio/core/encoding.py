@@ -133,18 +133,23 @@ class Encoder:
         """Encode one chat or prompt/completion row (a preference row trains on its chosen turns)."""
         return self.encode_many([example])[0]
 
-    def encode_many(self, examples: list) -> list[Encoded]:
+    def encode_many(self, examples: list, refused: list | None = None) -> list[Encoded]:
         """Encode many rows, batched; the same result as :meth:`encode` row by row.
 
         Rows go in chunks: while ``tokenizers`` encodes one chunk on its own threads (it
         releases the GIL), Python renders the next one, so both kinds of work overlap. Text rows
         (documents) are encoded without a template, each a whole document
         (:func:`studio.core.pretrain.encode_documents`); :meth:`encode_blocks` cuts them into blocks.
+
+        Args:
+            refused: when given, a row the template cannot render (Llama 3.1 takes one tool call
+                per turn, for instance) is left out and its :class:`TemplateError` appended here
+                (its message names the row), instead of stopping the whole encoding.
         """
         if any(ex.kind == "text" for ex in examples):
             return self._encode_mixed(examples)
         if len(examples) <= CHUNK:
-            layouts = [self.layouter.layout(ex) for ex in examples]
+            layouts = self._layouts(examples, refused)
             return self._finish_all(layouts, self._tokenize(layouts))
         from concurrent.futures import ThreadPoolExecutor
 
@@ -152,11 +157,22 @@ class Encoder:
         with ThreadPoolExecutor(1, thread_name_prefix="studio-tokenize") as pool:
             pending = None
             for at in range(0, len(examples), CHUNK):
-                layouts = [self.layouter.layout(ex) for ex in examples[at: at + CHUNK]]
+                layouts = self._layouts(examples[at: at + CHUNK], refused)
                 if pending:
                     out += self._finish_all(pending[0], pending[1].result())
                 pending = layouts, pool.submit(self._tokenize, layouts)
             out += self._finish_all(pending[0], pending[1].result())
+        return out
+
+    def _layouts(self, examples: list, refused: list | None) -> list[Layout]:
+        if refused is None:
+            return [self.layouter.layout(ex) for ex in examples]
+        out = []
+        for ex in examples:
+            try:
+                out.append(self.layouter.layout(ex))
+            except TemplateError as exc:
+                refused.append(exc)
         return out
 
     def _encode_mixed(self, examples: list) -> list[Encoded]:

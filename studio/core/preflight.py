@@ -382,7 +382,11 @@ def _encode_rows(cfg: RunConfig, tokenizer: Any, examples: list, out: PreflightR
             out.data += f"; continued pre-training: {blocks.summary()}"
         return blocks.blocks
     plain = [ex for ex in examples if ex.kind != "preference"]
-    rows = encoder.encode_many(plain) if plain else []
+    refused: list = []
+    rows = encoder.encode_many(plain, refused) if plain else []
+    if refused and out is not None:
+        out.lints.append(Lint("template_rows", f"{len(refused)} row(s) cannot be rendered by the chat template and "
+                              f"will be skipped, e.g. {refused[0].message}", refused[0].hint))
     for ex in examples:
         if ex.kind == "preference":
             pair = encoder.encode_pair(ex)

@@ -210,7 +210,12 @@ class SFTRecipe:
             self.ctx.events.warning("sft_labels", f"{len(undesirable)} {what} row(s) are labelled undesirable and are "
                                     f"skipped: SFT trains on the {len(examples)} desirable rows (train.objective=kto "
                                     f"learns from both): rows {undesirable[:20]}", rows=undesirable)
-        encoded = self.ctx.encoder().encode_many(examples)
+        refused: list = []
+        encoded = self.ctx.encoder().encode_many(examples, refused)
+        if refused:
+            self.ctx.events.warning("template_rows", f"{len(refused)} {what} row(s) cannot be rendered by the chat "
+                                    f"template and are skipped: " + "; ".join(e.message for e in refused[:10]),
+                                    hint=refused[0].hint)
         empty = set(rows_without_loss(encoded))
         if empty:
             rows = sorted(empty)
@@ -224,7 +229,7 @@ class SFTRecipe:
             raise DataError(f"no training row has a token that carries loss (data.loss={self.cfg.data.loss})",
                             "raise data.max_length, or choose data.loss=all")
         if what == "training":
-            self.ctx.check_skipped("data.train", len(empty) + len(undesirable))
+            self.ctx.check_skipped("data.train", len(empty) + len(undesirable) + len(refused))
         return kept
 
     def _blocks(self, examples: list, what: str) -> list:

@@ -81,3 +81,12 @@ def test_studio_train_refuses_before_making_a_run_folder(tmp_path):
     dry = subprocess.run(cmd[:-2] + ["--dry-run"], capture_output=True, text=True, env=env, timeout=120)
     assert dry.returncode == 1 and "ERROR [objective_data]" in dry.stdout
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("config.yaml"))
+
+
+def test_rows_the_template_cannot_render_are_a_preflight_warning_naming_the_row():
+    cfg = _cfg("sft", FIXTURES / "parallel_calls.jsonl", max_length=1024)
+    cfg.model.template = "llama3.1"
+    rep = report(cfg, max_rows=50)
+    lint = next(x for x in rep.lints if x.code == "template_rows")
+    assert lint.severity == "warning" and "row 4: the chat template cannot render" in lint.message
+    assert rep.rows_checked == 4  # rows of the file checked; row 4 is the one refused

@@ -108,3 +108,18 @@ def test_a_template_that_cannot_write_tools_is_refused_naming_the_row():
         encoder.encode(example)
     assert "row 1 has tool definitions and tool calls" in info.value.message
     assert "llama3.1" in info.value.hint
+
+
+def test_parallel_calls_encode_where_the_template_allows_and_are_refused_by_row_where_not(folder, trained_text):
+    examples = load_examples(FIXTURES / "data" / "parallel_calls.jsonl").examples
+    tok = load_tokenizer(folder)
+    chatml = Encoder(tok, EncodeOptions(template="auto"))
+    parallel = chatml.encode(examples[3])
+    assert parallel.input_ids == transformers_ids(folder, CHATML_TOOLS, examples[3])
+    trained = "".join(trained_text(tok, parallel))
+    assert trained.count("<tool_call>") == 2 and '"city": "Lima"' in trained and '"city": "Cusco"' in trained
+    refused: list = []
+    encoded = Encoder(tok, EncodeOptions(template="llama3.1")).encode_many(examples, refused)
+    assert [e.row for e in encoded] == [1, 2, 3]
+    assert [e.message for e in refused] == ["row 4: the chat template cannot render this conversation: This model "
+                                            "only supports single tool-calls at once!"]

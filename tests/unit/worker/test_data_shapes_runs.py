@@ -61,7 +61,7 @@ def run(model: Path, folder: Path, objective: str, train: Path, steps: int = 3, 
         data[section][name] = value
     cfg = config_mod.from_dict(data)
     run_dir = folder / objective
-    run_dir.mkdir()
+    run_dir.mkdir(parents=True)
     config_mod.save(cfg, run_dir / "config.yaml")
     ctx = RunContext(cfg, run_dir, Events(run_dir / "events.jsonl", stdout=None))
     status = importlib.import_module(f"studio.worker.recipes.{objective}").run(ctx)
@@ -146,3 +146,15 @@ def test_a_file_with_too_many_bad_rows_refuses_even_when_skipping_them(tiny_mode
     with pytest.raises(DataError) as info:
         run(tiny_model, tmp_path, "sft", FIXTURES / "parts.jsonl", steps=1)  # 2 of 4 rows have image/audio parts
     assert "2 of 4 rows (50%) would be skipped" in info.value.message and "data.max_skipped" in info.value.hint
+
+
+def test_rows_the_template_cannot_render_are_skipped_by_row_within_the_threshold(tiny_model, tmp_path):
+    status, events, _ = run(tiny_model, tmp_path, "sft", FIXTURES / "parallel_calls.jsonl", steps=1,
+                            model__template="llama3.1", data__max_length=1024, data__max_skipped=0.5)
+    assert status == "completed"
+    assert next(e for e in events if e["type"] == "started")["train_rows"] == 3
+    warning = next(e for e in events if e["type"] == "warning" and e["code"] == "template_rows")
+    assert "row 4: the chat template cannot render" in warning["message"]
+    with pytest.raises(DataError, match=r"1 of 4 rows \(25%\) would be skipped"):
+        run(tiny_model, tmp_path / "strict", "sft", FIXTURES / "parallel_calls.jsonl", steps=1,
+            model__template="llama3.1", data__max_length=1024)
