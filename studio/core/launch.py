@@ -37,8 +37,9 @@ def accelerate_config(cfg: RunConfig, nodes: int = 1, gpus_per_node: int = 1, cp
         cfg: the run; ``cfg.distributed`` picks DDP, FSDP or DeepSpeed and the port.
         nodes: machines taking part.
         gpus_per_node: processes per machine (one per GPU).
-        cpu: CPU processes (tests and machines without GPUs; DDP over gloo). The run's
-            ``train.device`` must then be ``cpu`` too.
+        cpu: CPU processes (tests and machines without GPUs), joined over gloo. accelerate runs
+            them as DDP whatever the strategy; with ``fsdp`` the SFT recipe shards the model
+            itself (:mod:`studio.worker.sharding`); DeepSpeed needs GPUs and runs as DDP.
         main_process_ip: the main node's address (unused on one machine).
     """
     dist = cfg.distributed
@@ -141,3 +142,27 @@ def _shell_value(value: str) -> str:
     if value.startswith("$") and value[1:].replace("_", "").isalnum():
         return f'"{value}"'
     return shlex.quote(value)
+
+
+def launched_with(run_dir: str | Path) -> tuple[int, bool]:
+    """``(processes, cpu)`` of the accelerate config a run was started with; ``(1, False)`` for
+    a run of one process. A resume must use as many processes as the checkpoint was written by."""
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return 1, False
+    if not isinstance(data, dict):
+        return 1, False
+    return max(1, int(data.get("num_processes") or 1)), bool(data.get("use_cpu"))
+
+
+def cpu_processes(cfg: RunConfig) -> bool:
+    """Whether the processes of a multi-process run go on the CPU: ``train.device`` says cpu, or
+    it says auto and this machine has no NVIDIA or AMD GPU (Apple's MPS runs one process only)."""
+    if cfg.train.device != "auto":
+        return cfg.train.device == "cpu"
+    from studio.core import accelerator
+
+    info = accelerator.probe()
+    return not (accelerator.nvidia_driver(info) or accelerator.rocm_gpu(info))

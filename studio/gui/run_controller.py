@@ -73,23 +73,34 @@ class RunsController(QObject):
             return self._launch(run_dir, _accelerate_args(cfg, run_dir, processes, cpu))
         return self._launch(run_dir, ["-m", "studio.worker", str(run_dir)])
 
-    def resume(self, run_dir: str | Path, checkpoint: str | None = None) -> RunProcess:
+    def resume(self, run_dir: str | Path, checkpoint: str | None = None, launched_from: str | Path | None = None
+               ) -> RunProcess:
         """Continue a stopped or failed run in its own folder, from ``checkpoint`` (default: latest).
+
+        A run of several processes resumes on as many (the checkpoint's batch and place in the
+        data depend on it), read from the accelerate config of ``launched_from`` (default the run).
 
         Raises:
             RunError: config.yaml was edited in a way the checkpoint cannot continue with (the
                 message lists the settings); the worker would refuse it the same way.
         """
+        from studio.core.launch import launched_with
+
         check_resume(run_dir, checkpoint)
-        args = ["-m", "studio.worker", str(run_dir), "--resume"]
-        return self._launch(Path(run_dir), args + [str(checkpoint)] if checkpoint else args)
+        run_dir = Path(run_dir)
+        resume = ["--resume", str(checkpoint)] if checkpoint else ["--resume"]
+        processes, cpu = launched_with(launched_from or run_dir)
+        if processes > 1:
+            cfg = configmod.load(run_dir / "config.yaml")
+            return self._launch(run_dir, _accelerate_args(cfg, run_dir, processes, cpu) + resume)
+        return self._launch(run_dir, ["-m", "studio.worker", str(run_dir), *resume])
 
     def branch(self, run_dir: str | Path, checkpoint: str, cfg: configmod.RunConfig | None = None) -> RunProcess:
         """A new run (``cfg``, default the old run's config) that starts from another run's checkpoint."""
         cfg = cfg or configmod.load(Path(run_dir) / "config.yaml")
         cfg.name = f"{cfg.name or Path(run_dir).name}-branch"
         new_dir = self._new_folder(cfg, None)
-        return self.resume(new_dir, str(Path(checkpoint).resolve()))
+        return self.resume(new_dir, str(Path(checkpoint).resolve()), launched_from=run_dir)
 
     def _new_folder(self, cfg: configmod.RunConfig, run_dir: str | Path | None) -> Path:
         cfg.name = distinct_name(cfg, self._named_runs())

@@ -80,13 +80,17 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, state: TrainState,
-                    config_yaml: str, keep: int = 0, rng_states: list[dict] | None = None) -> Path:
+                    config_yaml: str, keep: int = 0, rng_states: list[dict] | None = None,
+                    weights: dict | None = None, optimizer_state: dict | None = None) -> Path:
     """Write one checkpoint atomically, point ``latest`` at it and prune old ones.
 
     Args:
         keep: newest checkpoints kept; 0 keeps all.
         rng_states: every process's :func:`rng_state`, by process index, when several train
             the run (the caller gathers them); default this process's alone.
+        weights, optimizer_state: the trainable weights by name and the optimizer's state,
+            when the caller gathered them from a sharded model; default read from ``model``
+            and ``optimizer``.
 
     Returns:
         The checkpoint folder.
@@ -97,7 +101,11 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    _write_contents(tmp, model, optimizer, scheduler, state, config_yaml, rng_states)
+    if weights is None:
+        weights = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    if optimizer_state is None:
+        optimizer_state = optimizer.state_dict()
+    _write_contents(tmp, model, weights, optimizer_state, scheduler, state, config_yaml, rng_states)
     _fsync_tree(tmp)
     if final.exists():  # re-saving the same step (stop right after a periodic save)
         shutil.rmtree(final)
@@ -109,16 +117,17 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     return final
 
 
-def _write_contents(folder: Path, model, optimizer, scheduler, state: TrainState, config_yaml: str,
-                    rng_states: list[dict] | None) -> None:
+def _write_contents(folder: Path, model, weights: dict, optimizer_state: dict, scheduler, state: TrainState,
+                    config_yaml: str, rng_states: list[dict] | None) -> None:
     import torch
     from safetensors.torch import save_file
 
-    weights = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, str(folder / "trainable.safetensors"))
+    save_file({name: t.contiguous() for name, t in weights.items()}, str(folder / "trainable.safetensors"))
     if hasattr(model, "peft_config"):
-        model.save_pretrained(str(folder / "adapter"))
-    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+        # PEFT picks the adapter's tensors out of the weights given (a sharded model's own
+        # parameters are slices that only the gathered copy makes whole).
+        model.save_pretrained(str(folder / "adapter"), state_dict=weights)
+    torch.save(optimizer_state, folder / "optimizer.pt")
     torch.save(scheduler.state_dict(), folder / "scheduler.pt")
     rng = rng_state()
     if rng_states and len(rng_states) > 1:
@@ -176,12 +185,20 @@ def prune(checkpoints_dir: str | Path, keep: int, protect: tuple[str, ...] = ())
 
 
 def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_index: int = 0,
-                    num_processes: int = 1) -> TrainState:
+                    num_processes: int = 1, restore=None) -> TrainState:
     """Restore weights, optimizer, scheduler and random states; returns the training state.
 
-    With several processes each takes its own random state back, when the checkpoint was
-    written by as many; otherwise every process gets the main process's (the run continues,
-    but dropout masks differ from an uninterrupted run) and a warning says so.
+    With several processes each takes its own random state back (dropout masks continue as
+    in an uninterrupted run).
+
+    Args:
+        restore: called as ``restore(weights, optimizer_state)`` in place of copying them into
+            ``model`` and ``optimizer`` (a sharded model takes its slices of the full state).
+
+    Raises:
+        RunError: when the checkpoint was written by another number of processes: an optimizer
+            step covers ``batch_size`` rows on each process, so another count changes the
+            batch and the place in the data.
     """
     folder = Path(folder)
     if not (folder / "state.json").exists():
@@ -191,10 +208,22 @@ def load_checkpoint(folder: str | Path, model, optimizer, scheduler, process_ind
     optimizer_state = load_tensors(folder / "optimizer.pt")
     scheduler_state = load_tensors(folder / "scheduler.pt")
     rng = load_tensors(folder / "rng.pt", allow=_numpy_array_globals())
-    load_weights(folder, model)
-    optimizer.load_state_dict(optimizer_state)
+    written_by = _written_by(rng)
+    if written_by != num_processes:
+        raise RunError(f"{folder} was written by a run on {written_by} process(es) and this one has {num_processes}: "
+                       "each optimizer step covers train.batch_size rows on every process, so another count would "
+                       "change the batch and the place in the data",
+                       f"resume with {written_by} process(es) (the launch command the run was started with), or "
+                       "start a new run from this checkpoint's weights")
+    if restore is not None:
+        from safetensors.torch import load_file
+
+        restore(load_file(str(folder / "trainable.safetensors")), optimizer_state)
+    else:
+        load_weights(folder, model)
+        optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(scheduler_state)
-    set_rng_state(_rng_for(rng, process_index, num_processes))
+    set_rng_state(_rng_for(rng, process_index))
     data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     return TrainState(**{k: v for k, v in data.items() if k in TrainState.__dataclass_fields__})
 
@@ -281,16 +310,14 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def _rng_for(saved: dict[str, Any], process_index: int, num_processes: int) -> dict[str, Any]:
-    """The random state process ``process_index`` of ``num_processes`` resumes with."""
-    processes = saved.get("processes") or [saved]
-    if len(processes) == num_processes:
-        return processes[process_index]
-    if num_processes > 1 or len(processes) > 1:
-        log.warning("the checkpoint holds the random states of %d process(es) and the run now has %d: every "
-                    "process resumes with the main process's, so dropout will not repeat an uninterrupted run",
-                    len(processes), num_processes)
-    return processes[0]
+def _written_by(saved: dict[str, Any]) -> int:
+    """How many processes wrote a checkpoint's random states."""
+    return len(saved.get("processes") or [saved])
+
+
+def _rng_for(saved: dict[str, Any], process_index: int) -> dict[str, Any]:
+    """The random state process ``process_index`` resumes with (its own, as it was saved)."""
+    return (saved.get("processes") or [saved])[process_index]
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

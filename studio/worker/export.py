@@ -23,8 +23,11 @@ log = logging.getLogger("studio.worker")
 MANIFEST = "studio.json"
 
 
-def save_final(ctx, model) -> Path:
-    """Write ``ctx.final_dir``: weights (adapter or full), tokenizer, template and a manifest."""
+def save_final(ctx, model, state_dict: dict | None = None) -> Path:
+    """Write ``ctx.final_dir``: weights (adapter or full), tokenizer, template and a manifest.
+
+    ``state_dict``: the model's full weights when they were gathered from a sharded model.
+    """
     out = ctx.final_dir
     if out.exists():
         shutil.rmtree(out)
@@ -32,7 +35,7 @@ def save_final(ctx, model) -> Path:
     adapter = hasattr(model, "peft_config")
     if not adapter:
         _set_generation_stops(ctx, model)
-    model.save_pretrained(str(out))
+    model.save_pretrained(str(out), state_dict=state_dict)
     ctx.hf_tokenizer().save_pretrained(str(out))
     manifest = {"kind": "adapter" if adapter else "model", "method": ctx.cfg.method.name,
                 "base_model": str(ctx.model_path), "template": ctx.template.name}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import importlib
 import logging
 import os
@@ -182,6 +183,8 @@ def _resume_changes(run_dir: Path, resume: str | None) -> str:
 
 def _run(run_dir: Path, resume: str | None, main_proc: bool, announce: str = "") -> int:
     setup_logging(run_dir, main_proc)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: what a hung process waits on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     events = Events(run_dir / "events.jsonl", sys.stdout, enabled=main_proc)
     registry, run_id = _register(run_dir, main_proc)
     if registry:

@@ -13,6 +13,7 @@ from studio.gui.runner import RunProcess, RunsController
 from studio.gui.state import StudioState
 
 from real_runs import model_dir, quick_config  # noqa: F401  (fixture; tests/gui helper module)
+from worker_runs import read_events
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = ROOT / "tests" / "fixtures" / "streams"
@@ -201,14 +202,27 @@ def test_data_file_deleted_after_start_shows_the_workers_error(qtbot, page, mode
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_two_processes_train_through_accelerate_and_report_once(qtbot, page, model_dir):
-    cfg = quick_config(model_dir, max_steps=6)
-    cfg.train.device = "cpu"
+def test_two_fsdp_processes_on_a_cpu_machine_stop_resume_and_report_once(qtbot, page, model_dir):
+    """FSDP with 2 processes and device auto on a machine without GPUs: CPU processes shard
+    the model; Stop saves a checkpoint, Resume continues on 2 processes, one curve point a step."""
+    cfg = quick_config(model_dir, max_steps=40)
+    cfg.distributed.strategy = "fsdp"
+    assert cfg.train.device == "auto"
     page.processes_spin.setValue(2)
     proc = click_train(qtbot, page, cfg)
+    qtbot.waitUntil(lambda: page.view.panel.loss.point_count("train") >= 2, timeout=300000)
+    qtbot.mouseClick(page.stop_button, Qt.LeftButton)
     outcome = wait_finished(qtbot, proc)
-    assert outcome.status == "completed", outcome.error + "\n" + outcome.log_tail
+    assert outcome.status == "stopped", outcome.error + "\n" + outcome.log_tail
     run_dir = Path(proc.run_dir)
-    assert (run_dir / "accelerate_config.yaml").exists() and (run_dir / "worker.rank1.log").exists()
+    assert (run_dir / "worker.rank1.log").exists()
+    assert "the model sharded over 2 processes" in (run_dir / "worker.log").read_text(encoding="utf-8")
+
+    with qtbot.waitSignal(page.controller.run_started, timeout=10000) as resumed:
+        qtbot.mouseClick(page.resume_button, Qt.LeftButton)
+    outcome = wait_finished(qtbot, resumed.args[0])
+    assert outcome.status == "completed", outcome.error + "\n" + outcome.log_tail
+    started = [e for e in read_events(run_dir) if e["type"] == "started"]
+    assert [e["world_size"] for e in started] == [2, 2]
     # Only the main process writes events: one curve point per step, not one per process.
-    assert list(page.view.panel.loss.series["train"].x) == [1, 2, 3, 4, 5, 6]
+    assert list(page.view.panel.loss.series["train"].x) == list(range(1, 41))

@@ -7,6 +7,7 @@ import logging
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QWidget
 
 from studio.core.errors import StudioError
+from studio.core.launch import cpu_processes
 from studio.gui.run_view import RunView, checkpoint_labels
 from studio.gui.run_controller import default_run_name
 from studio.gui.runner import RunOutcome, RunProcess, RunsController
@@ -123,7 +124,7 @@ class TrainPage(QWidget):
             return None
         try:
             proc = self.controller.start_run(self.state.config, processes=self.processes_spin.value(),
-                                             cpu=self.state.config.train.device == "cpu")
+                                             cpu=cpu_processes(self.state.config))
         except StudioError as exc:
             self.view.banner.show_error(exc)
             return None

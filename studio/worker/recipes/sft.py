@@ -23,6 +23,7 @@ import torch
 from studio.core.config import dump_yaml
 from studio.worker import checkpoint as ckpt
 from studio.worker import evaluate as ev
+from studio.worker import sharding
 from studio.worker.batches import (batch_units, epoch_batches, eval_batches, split_units, steps_per_epoch, total_steps,
                                    unit_index)
 from studio.worker.loss import IGNORE, chunked_causal_lm_loss
@@ -157,12 +158,19 @@ class SFTRecipe:
         n_batches = len(epoch_batches(self.lengths, cfg, 0, self.acc.process_index, self.acc.num_processes))
         self.max_steps = total_steps(cfg, n_batches)
         self.steps_per_epoch = steps_per_epoch(n_batches, cfg.train.grad_accum)
+        self.sharded = sharding.wanted(cfg, self.acc.num_processes)
+        if self.sharded:
+            sharding.check_supported(cfg)
         model = ctx.load_model()
         ctx.mark("model_done")
         self.params_total, self.params_trainable = count_parameters(model)
+        if self.sharded:
+            model = sharding.shard(model, self.acc.device)
         groups = self._param_groups(model)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.train.learning_rate, fused=fused_adamw_ok(groups, self.acc.device))
-        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        fused = not self.sharded and fused_adamw_ok(groups, self.acc.device)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.train.learning_rate, fused=fused)
+        # A sharded model is not handed to accelerate, which would wrap it again (DDP on CPU).
+        self.model, self.optimizer = (model, optimizer) if self.sharded else self.acc.prepare(model, optimizer)
         # Stepped by hand once per optimizer step: accelerate's wrapper would step it once per process.
         self.scheduler = get_scheduler(cfg.train.lr_scheduler, self.optimizer,
                                        num_warmup_steps=round(cfg.train.warmup_ratio * self.max_steps),
@@ -170,9 +178,10 @@ class SFTRecipe:
         self.pad_id = ctx.pad.id
         self.virtual_tokens = cfg.method.num_virtual_tokens if cfg.method.name in ("prompt", "ptuning") else 0
         if ctx.resume_from:
+            restore = (lambda w, o: sharding.restore(self.model, self.optimizer, w, o)) if self.sharded else None
             self.state = ckpt.load_checkpoint(ctx.resume_from, self.acc.unwrap_model(self.model),
                                               self.optimizer, self.scheduler, self.acc.process_index,
-                                              self.acc.num_processes)
+                                              self.acc.num_processes, restore=restore)
             self._continue_schedule(n_batches)
             ctx.events.log(f"resumed from {ctx.resume_from} at step {self.state.step}")
         ctx.emit_started(params_total=self.params_total, params_trainable=self.params_trainable,
@@ -297,7 +306,7 @@ class SFTRecipe:
         total = torch.zeros((), device=acc.device)
         for i, batch in enumerate(batches):
             sync = i == len(batches) - 1
-            with acc.no_sync(self.model) if not sync else contextlib.nullcontext():
+            with contextlib.nullcontext() if sync else self._no_sync():
                 with acc.autocast():
                     loss = self._loss(batch, reduction="sum") / max(tokens, 1)
                 acc.backward(loss)
@@ -320,9 +329,14 @@ class SFTRecipe:
                                  tokens_seen=st.tokens_seen, memory_mib=memory_mib(), max_steps=self.max_steps,
                                  loss_tokens=tokens)
 
+    def _no_sync(self):
+        return sharding.no_sync(self.model) if self.sharded else self.acc.no_sync(self.model)
+
     def _clip(self) -> float | None:
         params = [p for p in self.model.parameters() if p.requires_grad]
         limit = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
+        if self.sharded:
+            return sharding.clip_grad_norm(params, limit)
         norm = self.acc.clip_grad_norm_(params, limit)
         return None if norm is None else float(norm)
 
@@ -358,7 +372,10 @@ class SFTRecipe:
         self.save_checkpoint()
         best = self.ctx.checkpoints_dir / ckpt.checkpoint_name(self.state.best_eval_step or 0)
         if best_weights and (best / "state.json").exists():
-            ckpt.load_weights(best, self.acc.unwrap_model(self.model))
+            if self.sharded:
+                sharding.restore_weights(self.model, best)
+            else:
+                ckpt.load_weights(best, self.acc.unwrap_model(self.model))
             self.ctx.events.log(f"final/ holds the weights of {best.name}, the best evaluation "
                                 f"(eval loss {self.state.best_eval_loss:.4f})")
         self.save_final()
@@ -402,17 +419,30 @@ class SFTRecipe:
         total, tokens = torch.zeros((), device=self.acc.device), 0
         lengths = [len(r.input_ids) for r in rows]
         unit_of = unit_index(batch_units(lengths, self.cfg))
+        mine = eval_batches(lengths, self.cfg, self.acc.process_index, self.acc.num_processes)
         with torch.no_grad():
-            for indices in eval_batches(lengths, self.cfg, self.acc.process_index, self.acc.num_processes):
+            for i in range(self._agreed_count(len(mine))):
+                # A forward pass is a collective (DDP syncs buffers, FSDP gathers weights): a
+                # process with fewer batches runs its first one again and counts nothing.
+                indices = mine[i] if i < len(mine) else (mine[0] if mine else [0])
                 batch = to_tensors(self._collate(indices, rows, unit_of), self.acc.device)
                 with self.acc.autocast():
-                    total += self._loss(batch, reduction="sum").float()
-                tokens += loss_token_count(batch)
+                    loss = self._loss(batch, reduction="sum").float()
+                if i < len(mine):
+                    total += loss
+                    tokens += loss_token_count(batch)
         self.model.train()
         both = torch.tensor([float(total), float(tokens)], device=self.acc.device)
         if self.acc.num_processes > 1:
             both = self.acc.reduce(both, reduction="sum")
         return float(both[0]) / max(float(both[1]), 1.0)
+
+    def _agreed_count(self, n: int) -> int:
+        """The largest ``n`` over all processes (every process must run as many forward passes)."""
+        if self.acc.num_processes == 1:
+            return n
+        counts = self.acc.gather(torch.tensor([n], device=self.acc.device))
+        return int(counts.max())
 
     def evaluate(self, final: bool = False) -> None:
         """Eval loss and perplexity (plus general-text loss, and task metrics at the end)."""
@@ -440,7 +470,7 @@ class SFTRecipe:
 
     def _task_metrics(self) -> dict:
         examples = [e for e in self.ctx.eval_examples if e.extra.get("task") and e.extra.get("reference")]
-        if not (self.cfg.eval.task_metrics and examples and self.acc.is_main_process):
+        if not (self.cfg.eval.task_metrics and examples and self._generates_here):
             return {}
         prompts = [[{"role": m.role, "content": m.content} for m in e.messages if m.role != "assistant"]
                    for e in examples]
@@ -470,14 +500,22 @@ class SFTRecipe:
                            f"{first:.3f} to {last:.3f}: the model is forgetting general knowledge",
                            hint="lower the learning rate or epochs, or use an adapter method with a smaller rank")
 
+    @property
+    def _generates_here(self) -> bool:
+        """The main process generates; with a sharded model every process takes part (greedy
+        decoding gives them the same tokens, so they run the same number of forward passes)."""
+        return self.acc.is_main_process or self.sharded
+
     def sample(self) -> None:
         """``sample`` events: answers to ``eval.sample_prompts`` through the chat template."""
         prompts = [p for p in self.cfg.eval.sample_prompts if p]
-        if not prompts or not self.acc.is_main_process:
+        if not prompts or not self._generates_here:
             return
         answers = ev.generate(self.ctx, self.acc.unwrap_model(self.model), [[{"role": "user", "content": p}]
                                                                            for p in prompts],
                               self.cfg.eval.sample_max_new_tokens)
+        if not self.acc.is_main_process:
+            return
         for prompt, text in zip(prompts, answers):
             self.ctx.events.emit("sample", step=self.state.step, prompt=prompt, text=text)
 
@@ -491,18 +529,23 @@ class SFTRecipe:
             from accelerate.utils import gather_object
 
             rng_states = gather_object([ckpt.rng_state()])  # by process index
+        gathered = {}
+        if self.sharded:  # collectives: every process gathers, the main one writes
+            gathered = dict(weights=sharding.full_trainable_state(self.model),
+                            optimizer_state=sharding.full_optimizer_state(self.model, self.optimizer))
         if self.acc.is_main_process:
             path = ckpt.save_checkpoint(self.ctx.checkpoints_dir, self.acc.unwrap_model(self.model), self.optimizer,
                                         self.scheduler, self.state, dump_yaml(self.cfg),
-                                        keep=self.cfg.output.keep_checkpoints, rng_states=rng_states)
+                                        keep=self.cfg.output.keep_checkpoints, rng_states=rng_states, **gathered)
             self.ctx.events.emit("checkpoint", step=self.state.step, path=str(path))
         self.acc.wait_for_everyone()
 
     def save_final(self) -> None:
         """``final/``: the adapter (PEFT format) or the full model, with tokenizer and chat template."""
+        state_dict = sharding.full_model_state(self.model) if self.sharded else None  # collective
         if self.acc.is_main_process:
             from studio.worker.export import save_final
 
-            save_final(self.ctx, self.acc.unwrap_model(self.model))
+            save_final(self.ctx, self.acc.unwrap_model(self.model), state_dict=state_dict)
         self.acc.wait_for_everyone()
 

@@ -203,6 +203,10 @@ def training_args(ctx, config_cls, **extra):
     cfg, t = ctx.cfg, ctx.cfg.train
     device, precision = runtime(ctx)
     has_eval = bool(ctx.eval_examples)
+    if device == "cpu" and cfg.distributed.strategy != "ddp" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        ctx.events.warning("strategy_on_cpu", f"{t.objective} runs on CPU processes as DDP: accelerate shards "
+                           f"{cfg.distributed.strategy} runs on GPUs only (Studio's own FSDP sharding is for SFT)",
+                           hint="each process holds the whole model; set distributed.strategy=ddp to say so")
     kwargs = dict(
         output_dir=str(ctx.checkpoints_dir / STAGING), max_steps=t.max_steps if t.max_steps > 0 else -1,
         num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,

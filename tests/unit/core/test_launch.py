@@ -49,3 +49,29 @@ def test_fsdp_and_deepspeed_sections():
     # torchrun starts the CPU processes (accelerate's --cpu launcher would start only one)
     assert cpu["distributed_type"] == "MULTI_GPU" and cpu["use_cpu"] and cpu["mixed_precision"] == "no"
     assert "gpu_ids" not in cpu
+
+
+def test_a_resume_reads_the_process_count_the_run_was_launched_with(tmp_path):
+    from studio.core.launch import launched_with, write_accelerate_config
+
+    assert launched_with(tmp_path) == (1, False)  # a run of one process writes no accelerate config
+    write_accelerate_config(config_mod.from_dict({"distributed": {"strategy": "fsdp"}}), tmp_path, gpus_per_node=2,
+                            cpu=True)
+    assert launched_with(tmp_path) == (2, True)
+    (tmp_path / "accelerate_config.yaml").write_text("- not a mapping\n")
+    assert launched_with(tmp_path) == (1, False)
+
+
+def test_several_processes_go_on_the_cpu_when_asked_or_when_auto_finds_no_gpu(monkeypatch):
+    from studio.core import accelerator
+    from studio.core.launch import cpu_processes
+
+    def on(device):
+        return config_mod.from_dict({"train": {"device": device}})
+
+    assert cpu_processes(on("cpu")) and not cpu_processes(on("cuda"))
+    monkeypatch.setattr(accelerator, "probe", lambda: accelerator.GpuInfo())
+    assert cpu_processes(on("auto"))
+    gpu = accelerator.GpuInfo(nvidia_smi="NVIDIA H100 80GB HBM3, 81559 MiB, 570.86.15, 9.0\n")
+    monkeypatch.setattr(accelerator, "probe", lambda: gpu)
+    assert not cpu_processes(on("auto"))

@@ -71,7 +71,7 @@ def test_a_stale_or_missing_pointer_falls_back_to_the_newest_complete(tmp_path):
         ckpt.load_checkpoint(tmp_path / "step-000002", model, opt, sched)
 
 
-def test_each_process_gets_its_own_random_state_back_and_a_mismatch_warns(tmp_path, caplog):
+def test_each_process_gets_its_own_random_state_back_and_another_process_count_is_refused(tmp_path):
     model, opt, sched = _parts()
     states = []
     for seed in (10, 11):  # what two processes' streams look like when the checkpoint is written
@@ -85,10 +85,12 @@ def test_each_process_gets_its_own_random_state_back_and_a_mismatch_warns(tmp_pa
         expected = (random.random(), torch.rand(1))
         ckpt.load_checkpoint(folder, *_parts(), process_index=index, num_processes=2)
         assert (random.random(), torch.rand(1)) == expected
-    random.seed(10)
-    expected = random.random()
-    ckpt.load_checkpoint(folder, *_parts(), process_index=2, num_processes=3)  # resumed on more processes
-    assert random.random() == expected and "the run now has 3" in caplog.text
+    for processes in (1, 3):  # the batch and the place in the data depend on the process count
+        with pytest.raises(RunError, match=f"written by a run on 2 process\\(es\\) and this one has {processes}"):
+            ckpt.load_checkpoint(folder, *_parts(), process_index=0, num_processes=processes)
+    single = ckpt.save_checkpoint(tmp_path / "one", model, opt, sched, ckpt.TrainState(step=1), "")
+    with pytest.raises(RunError, match="resume with 1 process"):
+        ckpt.load_checkpoint(single, *_parts(), process_index=0, num_processes=2)
 
 
 class _ShellCommand:
