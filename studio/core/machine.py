@@ -74,3 +74,43 @@ def device_problem(device: str, machine: Machine) -> tuple[str, str] | None:
                 "install a CUDA build of PyTorch (Studio's installer picks one for this GPU), or set "
                 "train.device to cpu")
     return None
+
+
+def free_memory(device: str) -> tuple[int, str] | None:
+    """(bytes free now, where) on the device a run of ``train.device`` would use; None when unknown.
+
+    A GPU's free memory comes from ``nvidia-smi`` (the first GPU: each process of a run holds a
+    copy of the model on its own), the CPU's from the memory the system says is available.
+    """
+    if device in ("cuda", "auto") and this_machine().gpus:
+        return _nvidia_free()
+    if device in ("cpu", "auto"):
+        return _ram_available()
+    return None
+
+
+def _nvidia_free() -> tuple[int, str] | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free,name", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+        free, name = out.splitlines()[0].split(",", 1)
+        return int(free) * 2**20, f"GPU 0 ({name.strip()})"
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def _ram_available() -> tuple[int, str] | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            info = dict(line.split(":", 1) for line in fh if ":" in line)
+        return int(info["MemAvailable"].split()[0]) * 1024, "this machine's RAM"
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available), "this machine's RAM"
+    except Exception:  # psutil missing: the check is skipped, never the report
+        return None

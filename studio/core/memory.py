@@ -73,6 +73,23 @@ class MemoryEstimate:
         return "\n".join([head, *lines, *[f"  note: {n}" for n in self.notes]])
 
 
+def memory_advice(cfg: RunConfig) -> str:
+    """What to lower first when a run needs more memory than the device has, most effective first."""
+    t = cfg.train
+    steps = []
+    if t.batch_size > 1:
+        half = t.batch_size // 2
+        accum = -(-t.grad_accum * t.batch_size // half)
+        steps.append(f"lower train.batch_size first ({t.batch_size} -> {half}; train.grad_accum {t.grad_accum} -> "
+                     f"{accum} keeps the effective batch)")
+    steps.append(f"lower data.max_length ({cfg.data.max_length})")
+    if not t.gradient_checkpointing:
+        steps.append("turn on train.gradient_checkpointing")
+    if cfg.method.name in ("full", "freeze"):
+        steps.append("use a lighter method (lora; qlora on a GPU)")
+    return "; then ".join(steps)
+
+
 def trainable_text(trainable: int, total: int) -> str:
     """``149,504 of 1,281,152 parameters train (11.67 %)``: one wording wherever the share is shown."""
     return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f} %)"

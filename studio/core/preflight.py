@@ -45,7 +45,8 @@ class Lint:
 
     Attributes:
         code: stable identifier (``pad_is_eos``, ``double_bos``, ``truncation``, ``no_eval``,
-            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``, ``device`` (a
+            ``learning_rate``, ``context_length``, ``no_end_of_turn``, ``unreadable``, ``memory`` (the estimate
+            exceeds the free memory of the training device), ``device`` (a
             ``train.device`` this machine lacks); about the data:
             ``objective_data`` (the objective cannot train on these rows), ``sft_labels``,
             ``skipped_rows``, ``bad_rows``; see :mod:`studio.core.data_fit`).
@@ -313,6 +314,8 @@ def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> P
     if shape:
         out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
     out.lints += _device_lints(cfg)
+    if out.estimate:
+        out.lints += _free_memory_lints(cfg, out.estimate, device or cfg.train.device)
     if tokenizer:
         max_positions = shape.max_position_embeddings if shape else None
         params = shape.params_total if shape and shape.exact else None
@@ -326,6 +329,20 @@ def _device_lints(cfg: RunConfig) -> list[Lint]:
 
     problem = device_problem(cfg.train.device, this_machine())
     return [Lint("device", *problem, severity="error")] if problem else []
+
+
+def _free_memory_lints(cfg: RunConfig, estimate, device: str) -> list[Lint]:
+    """A warning when the estimate exceeds what the training device has free right now."""
+    from studio.core.machine import free_memory
+    from studio.core.memory import _gib, memory_advice
+
+    found = free_memory(device)
+    if found is None or estimate.total <= found[0]:
+        return []
+    free, where = found
+    return [Lint("memory", f"the run needs about {_gib(estimate.total)} per device, but {where} has "
+                           f"{_gib(free)} free now: it would run out of memory",
+                 memory_advice(cfg), severity="warning")]
 
 
 def _guard(out: PreflightReport, what: str, build):

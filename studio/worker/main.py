@@ -224,6 +224,7 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
     from studio.worker.context import RunContext
 
     previous: dict = {}
+    cfg = None
     try:
         cfg = configmod.load(run_dir / "config.yaml")
         _preload(cfg.train.objective)
@@ -240,7 +241,7 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
         return status, None, None
     except BaseException as exc:  # every failure must end in a finished event, even ^C twice
         log.exception("run failed")
-        error, hint = explain(exc)
+        error, hint = explain(exc, cfg)
         return "failed", error, hint
     finally:
         restore_handlers(previous)

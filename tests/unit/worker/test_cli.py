@@ -104,3 +104,24 @@ def test_export_needs_exactly_one_target(args):
 def test_overrides_may_follow_options(tmp_path, capsys):
     code = main(["train", DEMO, "--run-dir", str(tmp_path / "r"), "train.batch_size=0", "--print-launch-command"])
     assert code == 2 and "train.batch_size" in capsys.readouterr().err
+
+
+def test_dry_run_warns_when_the_estimate_exceeds_the_free_memory(capsys, monkeypatch):
+    """A dry run that needs more than the machine has free says so, and what to lower first."""
+    from studio.core import machine
+
+    monkeypatch.setattr(machine, "free_memory", lambda device: (64 * 2**20, "this machine's RAM"))
+    main(["train", DEMO, "--dry-run", "train.device=cpu", "train.batch_size=8"])
+    out = capsys.readouterr().out
+    assert "WARNING [memory]" in out and "this machine's RAM has 64.0 MiB free now" in out
+    assert "lower train.batch_size first (8 -> 4; train.grad_accum 1 -> 2 keeps the effective batch)" in out
+    monkeypatch.setattr(machine, "free_memory", lambda device: (2**40, "this machine's RAM"))
+    main(["train", DEMO, "--dry-run", "train.device=cpu"])
+    assert "[memory]" not in capsys.readouterr().out
+
+
+def test_the_ram_this_machine_has_free_is_read():
+    from studio.core.machine import free_memory
+
+    free, where = free_memory("cpu")
+    assert 0 < free and where == "this machine's RAM"

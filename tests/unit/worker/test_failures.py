@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from studio.core.protocol import validate_event
@@ -57,6 +58,22 @@ def test_out_of_memory_gets_actionable_hint():
     assert error.startswith("out of memory") and hint == OOM_HINT
     assert "batch_size" in hint and "gradient_checkpointing" in hint
     assert explain(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate"))[1] == OOM_HINT
+
+
+@pytest.mark.parametrize("text", [
+    "[enforce fail at alloc_cpu.cpp:116] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+    "49392123904 bytes. Error code 12 (Cannot allocate memory)",
+    "MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.20 GB, max allowed: 18.13 GB)",
+    "HIP out of memory. Tried to allocate 2.00 GiB", "std::bad_alloc"])
+def test_every_allocators_out_of_memory_names_the_setting_to_lower_first(text):
+    from studio.core.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.train.batch_size, cfg.train.grad_accum = 8, 2
+    error, hint = explain(RuntimeError(text), cfg)
+    assert error.startswith("out of memory")
+    assert hint.startswith("lower train.batch_size first (8 -> 4; train.grad_accum 2 -> 4 keeps the effective batch)")
+    assert "data.max_length (1024)" in hint and "gradient_checkpointing" in hint
 
 
 def test_unknown_errors_point_to_the_log():
