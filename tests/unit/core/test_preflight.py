@@ -12,6 +12,8 @@ from studio.core.memory import estimate_memory, objective_estimate, trainable_pa
 from studio.core.modelshape import ModelShape, derived_llama_shapes, read_model_shape
 from studio.core.preflight import lints, render_probe
 
+ROOT = Path(__file__).resolve().parents[3]
+
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=1000, max_position_embeddings=256, tie_word_embeddings=False)
 
@@ -244,3 +246,34 @@ def test_estimate_matches_a_real_worker_peak(tmp_path):
     spec.loader.exec_module(bench)
     result = bench.run_case("demo-shape lora", tmp_path)
     assert 0.5 <= result["ratio"] <= 2.0, result
+
+
+def test_train_device_is_checked_against_what_the_machine_has():
+    from studio.core.accelerator import GpuInfo
+    from studio.core.machine import device_problem, from_info
+
+    linux_cpu = from_info(GpuInfo(system="Linux", machine="x86_64"), "2.13.0+cpu")
+    assert linux_cpu.devices == {"cpu"} and linux_cpu.gpu_text() == "no GPU"
+    message, hint = device_problem("mps", linux_cpu)
+    assert "train.device is mps" in message and "no Apple GPU" in message and "auto" in hint
+    assert "no NVIDIA or AMD GPU" in device_problem("cuda", linux_cpu)[0]
+    assert device_problem("auto", linux_cpu) is None and device_problem("cpu", linux_cpu) is None
+
+    smi = "NVIDIA H200, 143771 MiB, 570.86.15, 9.0\n"
+    gpu_box = from_info(GpuInfo(system="Linux", nvidia_smi=smi), "2.13.0+cu128")
+    assert gpu_box.gpus == 1 and device_problem("cuda", gpu_box) is None
+    cpu_torch = from_info(GpuInfo(system="Linux", nvidia_smi=smi), "2.13.0+cpu")
+    assert "CPU-only build" in device_problem("cuda", cpu_torch)[0]
+    # A driver seen without nvidia-smi on the path still counts: never refuse a GPU that is there.
+    assert "cuda" in from_info(GpuInfo(system="Linux"), "", nvidia_device_files=True).devices
+    mac = from_info(GpuInfo(system="Darwin", machine="arm64"), "2.13.0")
+    assert device_problem("mps", mac) is None and mac.gpu_text() == "an Apple GPU (mps)"
+
+
+def test_preflight_counts_rows_of_the_file_not_encoded_sequences():
+    from studio.core.models import resolve_config_paths
+    from studio.core.preflight import report
+
+    cfg = resolve_config_paths(config_mod.load(ROOT / "resources" / "presets" / "dpo.yaml"))
+    lines = Path(cfg.data.train).read_text(encoding="utf-8").splitlines()
+    assert report(cfg, max_rows=500).rows_checked == len([line for line in lines if line.strip()]) == 150
