@@ -68,10 +68,15 @@ def template_differences(template: ResolvedTemplate, go_template: str, conversat
 
     Each conversation is compared whole and as the prompt before its last assistant turn (with the
     generation prompt); ``bos_text`` is what the runner puts before the rendered text (its BOS).
+    Messages of roles the Jinja template trims are compared trimmed (see :func:`untrimmed_messages`).
     """
     problems = []
+    strips = template.pieces.strips
     for n, messages in enumerate(conversations):
-        msgs = as_dicts(messages)
+        # The training template trims these roles' text; Go templates cannot (Ollama has no trim
+        # function), so the comparison is made on text as a person types it: without edge spaces.
+        msgs = [{**m, "content": m["content"].strip() if strips.get(m["role"]) else m["content"]}
+                for m in as_dicts(messages)]
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         forms = [("conversation", msgs, False)]
         if last is not None and last > 0:
@@ -84,6 +89,13 @@ def template_differences(template: ResolvedTemplate, go_template: str, conversat
                 problems.append({"conversation": n, "form": form, "at": at, "jinja": jinja[max(0, at - 40):at + 40],
                                  "ollama": go[max(0, at - 40):at + 40]})
     return problems
+
+
+def untrimmed_messages(template: ResolvedTemplate, conversations: list[list]) -> int:
+    """How many messages have edge white space that the training template trimmed and Ollama would keep."""
+    strips = template.pieces.strips
+    return sum(1 for msgs in conversations for m in as_dicts(msgs)
+               if strips.get(m["role"]) and m["content"] != m["content"].strip())
 
 
 def stop_tokens(template: ResolvedTemplate, special_tokens: list[str], eos_token: str | None) -> list[str]:

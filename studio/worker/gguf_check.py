@@ -173,7 +173,7 @@ def check_logits(path: Path, model, interleave: bool, rows: list[list[int]], qua
 
 def check_template(template, go_template: str | None, conversations: list, bos_text: str) -> dict:
     """The Modelfile TEMPLATE renders the Jinja template's text for each conversation."""
-    from studio.core.ollama import template_differences
+    from studio.core.ollama import template_differences, untrimmed_messages
 
     if not go_template:
         return _result(False, "the Modelfile has no TEMPLATE")
@@ -183,7 +183,11 @@ def check_template(template, go_template: str | None, conversations: list, bos_t
         return _result(False, f"the Modelfile TEMPLATE does not render: {exc}")
     detail = (f"{len(conversations)} conversations render identically (whole and as prompts)" if not diffs else
               f"{len(diffs)} renderings differ (first: conversation {diffs[0]['conversation']}, {diffs[0]['form']})")
-    return _result(not diffs, detail, differences=diffs[:5])
+    untrimmed = untrimmed_messages(template, conversations)
+    if untrimmed:
+        detail += (f"; note: {untrimmed} sampled messages begin or end with white space, which the training "
+                   "template trimmed and Ollama passes on as typed")
+    return _result(not diffs, detail, differences=diffs[:5], untrimmed_messages=untrimmed)
 
 
 def run_check(ctx, gguf_path: Path, model, quant: str, interleave: bool, modelfile_text: str | None,

@@ -62,3 +62,13 @@ def test_modelfile_holds_stops_and_the_shared_system_prompt(llama):
     with_system = render_ollama(go, MULTI, system=modelfile_system(text))
     assert with_system.startswith("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>")
     assert model_name("My Run: v2!") == "my-run-v2"
+
+
+def test_edge_spaces_the_training_template_trims_are_counted_not_failed(llama):
+    from studio.core.ollama import untrimmed_messages
+
+    template = resolve_template(llama, "llama3")
+    go = ollama_template(template, strip_bos=llama.bos_token)
+    spaced = [{"role": "user", "content": "  Lisbon?\n"}, {"role": "assistant", "content": "Go.\n\n"}]
+    assert template_differences(template, go, [spaced], bos_text=llama.bos_token) == []
+    assert untrimmed_messages(template, [spaced, MULTI]) == 2
