@@ -24,6 +24,7 @@ exactly the four NumPy names that rebuild it are allowed there, nowhere else.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.checkpoints import _PREFIX, LATEST, complete_checkpoints, latest_checkpoint  # noqa: F401
-from studio.core.errors import RunError
+from studio.core.errors import RunError, disk_error
 
 log = logging.getLogger("studio.worker")
 
@@ -96,17 +97,25 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
         The checkpoint folder.
     """
     root = Path(checkpoints_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(state.step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     if weights is None:
         weights = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
     if optimizer_state is None:
         optimizer_state = optimizer.state_dict()
-    _write_contents(tmp, model, weights, optimizer_state, scheduler, state, config_yaml, rng_states)
-    _fsync_tree(tmp)
+    doing = f"save checkpoint {final.name}"
+    needed = checkpoint_bytes(weights, optimizer_state, peft=hasattr(model, "peft_config"))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(root).free < needed:  # refuse before writing half of it
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_contents(tmp, model, weights, optimizer_state, scheduler, state, config_yaml, rng_states)
+        _fsync_tree(tmp)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # no partial folder stays behind; the previous checkpoint is intact
+        raise _write_failure(root, exc, doing, needed) from None
     if final.exists():  # re-saving the same step (stop right after a periodic save)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -115,6 +124,48 @@ def save_checkpoint(checkpoints_dir: str | Path, model, optimizer, scheduler, st
     best = () if state.best_eval_step is None else (checkpoint_name(state.best_eval_step),)
     prune(root, keep, protect=best)
     return final
+
+
+def checkpoint_bytes(weights: dict, optimizer_state: dict, peft: bool = False) -> int:
+    """About how many bytes a checkpoint of these tensors takes (the adapter copy included)."""
+    import torch
+
+    def size(value) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, dict):
+            return sum(size(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(size(v) for v in value)
+        return 0
+
+    weight_bytes = size(weights)
+    return weight_bytes * (2 if peft else 1) + size(optimizer_state) + 2**20
+
+
+def _write_failure(root: Path, exc: Exception, doing: str, needed: int) -> Exception:
+    """A message naming the place for a checkpoint write that failed for lack of space or rights.
+
+    safetensors and torch report a full disk in their own words (``IoError(Os { code: 28 ...``,
+    ``PytorchStreamWriter failed writing file``); the free space left tells it apart.
+    """
+    text = str(exc)
+    code = getattr(exc, "errno", None)
+    if code is None and ("code: 28" in text or "No space left" in text or _nearly_full(root, needed)):
+        code = errno.ENOSPC
+    if code is None and ("code: 30" in text or "Read-only file system" in text):
+        code = errno.EROFS
+    if code is None:
+        return exc
+    return disk_error(root, OSError(code, os.strerror(code)), doing, needed=needed,
+                      then="then resume with studio train --resume RUN_DIR (it continues from the last checkpoint)")
+
+
+def _nearly_full(root: Path, needed: int) -> bool:
+    try:
+        return shutil.disk_usage(root).free < needed
+    except OSError:
+        return False
 
 
 def _write_contents(folder: Path, model, weights: dict, optimizer_state: dict, scheduler, state: TrainState,

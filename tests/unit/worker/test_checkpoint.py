@@ -142,3 +142,49 @@ def test_a_damaged_or_missing_checkpoint_file_is_named(tmp_path):
     (folder / "scheduler.pt").unlink()
     with pytest.raises(RunError, match="scheduler.pt is missing"):
         ckpt.load_checkpoint(folder, model, opt, sched)
+
+
+def _one_saved(tmp_path):
+    model, opt, sched = _parts()
+    first = ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=1), "")
+    return model, opt, sched, first
+
+
+def _assert_nothing_lost(tmp_path, first):
+    assert not list(tmp_path.glob(".tmp-*")), "no partial checkpoint stays behind"
+    assert ckpt.latest_checkpoint(tmp_path) == first and (first / "state.json").exists()
+
+
+def test_a_disk_without_room_for_the_checkpoint_is_named_before_anything_is_written(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from studio.core.errors import DiskError
+
+    model, opt, sched, first = _one_saved(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(DiskError) as caught:
+        ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=2), "")
+    assert f"no space left on the disk holding {tmp_path}" in caught.value.message
+    assert "save checkpoint step-000002" in caught.value.message and "MiB needed" in caught.value.message
+    assert "studio train --resume" in caught.value.hint
+    _assert_nothing_lost(tmp_path, first)
+
+
+def test_a_disk_that_fills_during_the_checkpoint_leaves_the_previous_one_and_no_partial_folder(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from studio.core.errors import DiskError
+
+    model, opt, sched, first = _one_saved(tmp_path)
+
+    def fills_up(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\0" * 100)
+        raise safetensors.SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                          'message: "No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_up)
+    with pytest.raises(DiskError, match="no space left on the disk holding"):
+        ckpt.save_checkpoint(tmp_path, model, opt, sched, ckpt.TrainState(step=2), "")
+    _assert_nothing_lost(tmp_path, first)

@@ -125,3 +125,39 @@ def test_the_ram_this_machine_has_free_is_read():
 
     free, where = free_memory("cpu")
     assert 0 < free and where == "this machine's RAM"
+
+
+def test_a_registry_that_cannot_be_written_leaves_no_half_made_run_and_a_retry_works(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    def read_only(self, *args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    args = ["train", DEMO, "--run-dir", str(tmp_path / "r"), "--print-launch-command"]
+    monkeypatch.setattr(Registry, "add", read_only)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "could not register the run in" in err and "runs.sqlite" in err and "STUDIO_HOME" in err
+    assert not (tmp_path / "r" / "config.yaml").exists()
+    monkeypatch.undo()
+    assert main(args) == 0, "the same command works once the registry can be written"
+
+
+def test_a_run_folder_that_cannot_be_written_is_named(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from studio.worker import main as worker
+
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert worker.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'worker.lock'} is read-only or not writable by you" in err and "Traceback" not in err
