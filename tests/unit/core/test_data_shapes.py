@@ -157,3 +157,57 @@ def test_a_lone_text_column_is_suggested_as_raw_text():
     assert "data.columns={text: content}" in info.value.hint
     report = load_examples(FIXTURES / "documents.jsonl", columns={"text": "content"})
     assert report.format == "text" and report.examples[1].text == "Porto lies on the Douro."
+
+
+# --- every shape: ids equal transformers' rendering, and exactly the expected tokens train ----
+
+SHAPES = {  # name: (row, expected trained stretches) -- the examples of docs/data.md
+    "messages": ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Peru?"},
+                               {"role": "assistant", "content": "Lima."}]}, ["Lima.<|eot_id|>"]),
+    "sharegpt": ({"conversations": [{"from": "human", "value": "Capital of Peru?"}, {"from": "gpt", "value": "Lima."}]},
+                 ["Lima.<|eot_id|>"]),
+    "alpaca": ({"instruction": "Translate to French.", "input": "Where is the station?", "output": "Où est la gare ?"},
+               ["Où est la gare ?<|eot_id|>"]),
+    "prompt_completion": ({"prompt": "Capital of Peru?", "completion": "Lima."}, ["Lima.<|eot_id|>"]),
+    "kto": ({"messages": [{"role": "user", "content": "Capital of Peru?"}, {"role": "assistant", "content": "Cusco."}],
+             "label": False}, ["Cusco.<|eot_id|>"]),
+    "switches": ({"messages": [{"role": "user", "content": "Capital of Peru?"},
+                               {"role": "assistant", "content": "Cusco.", "weight": 0},
+                               {"role": "user", "content": "Sure?", "train": True},
+                               {"role": "assistant", "content": "Lima."}]}, ["Sure?<|eot_id|>", "Lima.<|eot_id|>"]),
+    "parts": ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Capital of "},
+                                                         {"type": "text", "value": "Peru?"}]},
+                            {"role": "assistant", "content": [{"type": "text", "text": "Lima."}]}]}, ["Lima.<|eot_id|>"]),
+    "preference": ({"prompt": [{"from": "human", "value": "Capital of Peru?"}],
+                    "chosen": {"role": "assistant", "content": "Lima."}, "rejected": "Cusco."}, ["Lima.<|eot_id|>"]),
+}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_each_shape_encodes_to_transformers_ids_and_the_expected_labels(tok, name, tmp_path, trained_text):
+    import json
+
+    from studio.core.templates import BUILTIN_TEMPLATES
+
+    row, expected = SHAPES[name]
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    report = load_examples(path)
+    assert report.bad_rows == [] and report.format == ("messages" if name in ("kto", "switches", "parts") else name)
+    example = report.examples[0]
+    encoder = Encoder(tok, EncodeOptions(template="llama3"))
+    enc = encoder.encode_pair(example).chosen if example.kind == "preference" else encoder.encode(example)
+    turns = example.messages + (example.chosen or [])
+    hf = _hf(tok.path, BUILTIN_TEMPLATES["llama3"])
+    assert enc.input_ids == list(hf.apply_chat_template([m.template_dict() for m in turns], tokenize=True,
+                                                        return_dict=True)["input_ids"])
+    assert trained_text(tok, enc) == expected
+    assert enc.labels == [t if label != -100 else -100 for t, label in zip(enc.input_ids, enc.labels)]
+
+
+def _hf(folder, template):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    hf.chat_template = template
+    return hf
