@@ -24,6 +24,7 @@ from pathlib import Path
 
 from studio.core import config as configmod
 from studio.core.errors import RunError, StudioError, disk_error
+from studio.core.memory import trainable_text
 from studio.core.models import resolve_config_paths
 from studio.core.protocol import OBJECTIVE_METRICS, LineReader, silence
 
@@ -200,7 +201,7 @@ class ProgressPrinter:
         if kind == "started":
             self.max_steps = e["max_steps"]
             return (f"started: {e['config']['method']['name']} {e['config']['train']['objective']} on {e['device']} "
-                    f"({e.get('precision', '')}), {e['params_trainable']:,} of {e['params_total']:,} parameters train, "
+                    f"({e.get('precision', '')}), {trainable_text(e['params_trainable'], e['params_total'])}, "
                     f"{e['train_rows']} train / {e['eval_rows']} eval rows, {e['max_steps']} steps")
         if kind == "step":
             return (f"step {e['step']}/{self.max_steps}  loss {e['loss']:.4f}{_objective(e)}  "

@@ -77,3 +77,27 @@ def test_closing_the_terminal_or_terminating_studio_train_stops_the_run_graceful
     assert events[-1]["status"] == "stopped" and events[-2]["type"] == "checkpoint", events[-3:]
     assert Registry().find(run_dir).status == "stopped"
     assert (run_dir / "checkpoints" / f"step-{events[-2]['step']:06d}" / "state.json").exists()
+
+
+def test_studio_train_of_a_trl_objective_prints_only_studios_lines(tmp_path):
+    """TRL's trainers print each log dict when their progress bar is off; the terminal shows Studio's lines only."""
+    run_dir = tmp_path / "dpo"
+    done = subprocess.run([sys.executable, "-m", "studio", "train", str(ROOT / "resources" / "presets" / "dpo.yaml"),
+                           "train.max_steps=2", "eval.every_steps=1", "data.max_length=64", "train.batch_size=2",
+                           "output.save_every_steps=2", "data.eval_fraction=0.05", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, cwd=str(tmp_path), env=one_thread_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("{") or "train_runtime" in line or "grad_norm" in line] == []
+    assert any(line.startswith("step 2/2 ") for line in lines) and any(line.startswith("eval at step 2") for line in lines)
+    assert lines[-1].startswith("finished: completed")
+    # The count the Method page shows (the frozen reference adapter of DPO is not part of it).
+    from studio.core import config as configmod
+    from studio.core.memory import estimate_memory, trainable_text
+    from studio.core.models import resolve_config_paths
+    from studio.core.preflight import shape_for
+
+    cfg = resolve_config_paths(configmod.load(ROOT / "resources" / "presets" / "dpo.yaml"))
+    estimate = estimate_memory(shape_for(cfg), cfg)
+    started = next(line for line in lines if line.startswith("started: "))
+    assert trainable_text(estimate.params_trainable, estimate.params_total) in started, started

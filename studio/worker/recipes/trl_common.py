@@ -247,6 +247,7 @@ class StudioCallback(EventsCallback):
         from studio.worker.methods import count_parameters
 
         total, trainable = count_parameters(model)
+        total -= _reference_adapter_params(model)  # the model as trained, as the Method page counts it
         self.ctx.emit_started(params_total=total, params_trainable=trainable, train_rows=self._sizes[0],
                               eval_rows=self._sizes[1], max_steps=int(state.max_steps),
                               start_step=int(state.global_step), **self._extra)
@@ -295,6 +296,12 @@ def adopt_checkpoint(ctx, staged: Path, step: int, tokens_seen: int = 0) -> Path
     return final
 
 
+def _reference_adapter_params(model) -> int:
+    """Parameters of adapters other than the trained one (DPO/KTO's frozen reference copy)."""
+    others = [name for name in (getattr(model, "peft_config", None) or {}) if name != model.active_adapter]
+    return sum(p.numel() for n, p in model.named_parameters() if any(f".{name}." in n for name in others))
+
+
 def _drop_reference_adapter(model) -> None:
     """DPO/KTO keep a frozen copy of the adapter as the reference ("ref"); final/ holds only the trained one."""
     for name in list(getattr(model, "peft_config", {}) or {}):
@@ -320,6 +327,11 @@ def resume_path(ctx) -> str | None:
 def train(ctx, trainer) -> str:
     """Resume if asked, train, evaluate once more, save ``final/``; returns the run status."""
     bind(ctx, trainer)
+    # With disable_tqdm, transformers prints every log dict to stdout (its PrinterCallback); the
+    # run reports through its events, from which `studio train` prints Studio's own lines.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=resume_path(ctx))
     if ctx.stop_requested:
         return "stopped"
