@@ -15,7 +15,7 @@ if not defined PY goto managed
 echo Using the Python given by STUDIO_PYTHON instead of downloading one: %PY%
 goto run
 :managed
-echo [0/8] Installing Studio's own Python (once; later runs reuse it)...
+echo [0/7] Installing Studio's own Python (once; later runs reuse it)...
 "%HERE%uv.exe" python install 3.11 --python-preference only-managed
 if errorlevel 1 (
   echo Studio installer: could not download Python. Check the network connection ^(or HTTPS_PROXY^) and run this again.

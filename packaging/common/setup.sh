@@ -45,7 +45,7 @@ elif [ "$action" = uninstall ] || [ "$action" = status ]; then
   py=$("$here/uv" python find 3.11 --python-preference only-managed 2>/dev/null) \
     || die "Studio's Python is missing from $prefix" "delete the folder $prefix by hand; your runs are elsewhere and stay"
 else
-  echo "[0/8] Installing Studio's own Python (once; later runs reuse it)..."
+  echo "[0/7] Installing Studio's own Python (once; later runs reuse it)..."
   "$here/uv" python install 3.11 --python-preference only-managed \
     || die "could not download Python" "check the network connection (or proxy settings: HTTPS_PROXY) and run this again"
   py=$("$here/uv" python find 3.11 --python-preference only-managed)

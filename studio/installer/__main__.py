@@ -44,7 +44,8 @@ def install(opts: steps.Options) -> int:
     previous = read_state(layout)
     choice = accelerator.choose_torch(accelerator.probe(), env=conf) if previous else None
     if (not opts.rebuild and is_complete(layout, __version__) and choice
-            and previous.get("torch", {}).get("requirement") == choice.requirement):
+            and previous.get("torch", {}).get("requirement") == choice.requirement
+            and steps.installed_torch(layout) == choice.requirement.split("==", 1)[1]):
         print(f"Studio {__version__} is already installed and up to date in {layout.root}; nothing to do.")
         return 0
     progress.phase("Finding your GPU")

@@ -153,6 +153,9 @@ def install_packages(layout: Layout, conf: dict, choice: accelerator.TorchChoice
         uv(layout, *base, "--reinstall-package", "torch", "-r", str(lock), choice.requirement,
            what="replacing PyTorch")
         have = installed_torch(layout)
+    if have != choice.requirement.split("==", 1)[1]:
+        raise InstallError(f"torch {have or '(none)'} is installed instead of {choice.requirement}",
+                           "run the installer again and choose Repair; if that fails, uninstall and install again")
     progress.say(f"torch {have} is installed")
 
 

@@ -29,30 +29,10 @@ LINUX = DIST / f"Studio-{VERSION}-linux-x86_64.run"
 WINDOWS = DIST / f"Studio-{VERSION}-windows-x86_64.exe"
 MACOS = DIST / f"Studio-{VERSION}-macos-arm64.zip"
 
+sys.path.insert(0, str(ROOT / "packaging"))
+from pip_settings import pip_settings  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux host")]
-
-
-def pip_settings() -> dict:
-    """This machine's pip configuration as the installer's settings (STUDIO_* names)."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    conf = {}
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        conf[key.rsplit(".", 1)[-1]] = value.strip().strip("'\"")
-    env = {}
-    if conf.get("index-url"):
-        env["STUDIO_INDEX_URL"] = conf["index-url"]
-    if conf.get("extra-index-url"):
-        env["STUDIO_EXTRA_INDEX_URL"] = conf["extra-index-url"]
-    if conf.get("find-links"):
-        env["STUDIO_FIND_LINKS"] = conf["find-links"]
-    if conf.get("cert"):
-        env["SSL_CERT_FILE"] = conf["cert"]
-    # PyTorch's own index may be unreachable: take torch from the configured indexes/find-links.
-    first = (env.get("STUDIO_INDEX_URL") or env.get("STUDIO_EXTRA_INDEX_URL", "")).split()
-    if first:
-        env["STUDIO_TORCH_INDEX_URL"] = first[0]
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +87,20 @@ def snapshot(prefix: Path) -> dict:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
+def fake_torch_wheel(folder: Path, version: str) -> Path:
+    """A real, installable distribution named torch of another build (like the registry's CUDA one)."""
+    wheel = folder / f"torch-{version}-py3-none-any.whl"
+    info = f"torch-{version}.dist-info"
+    files = {"torch/__init__.py": f"__version__ = '{version}'\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return wheel
+
+
 def test_build_makes_the_three_installers(built):
     assert LINUX.read_bytes()[:2] == b"#!" and os.access(LINUX, os.X_OK)
     assert WINDOWS.read_bytes()[:2] == b"MZ"  # makensis -WX built it: its own checks passed
@@ -146,6 +140,15 @@ def test_linux_installer_end_to_end(built, machine):
     rc, out = run_until(install, env, None)
     assert rc == 0 and "nothing to do" in out, out
     assert snapshot(prefix) == before
+
+    # 3b. A torch of another build in the environment (it satisfies torch>=2.4) is replaced.
+    fake = fake_torch_wheel(machine["home"].parent, "2.13.0")
+    subprocess.run([str(prefix / "app/uv"), "pip", "install", "--quiet", "--no-deps", "--python",
+                    str(prefix / "env/bin/python"), str(fake)], check=True, env={**env, "UV_CACHE_DIR": str(prefix / "cache")})
+    assert env_python(prefix, "import importlib.metadata as m; print(m.version('torch'))", env) == "2.13.0"
+    rc, out = run_until([*install, "--no-self-test"], env, None)
+    assert rc == 0 and "nothing to do" not in out, out
+    assert env_python(prefix, "import torch; print(torch.__version__)", env) == "2.13.0+cpu"
 
     # 4. An older install is updated in place; the person's runs stay.
     runs = machine["home"] / ".local/share/studio/runs/my-run"
