@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -37,17 +38,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 HEARTBEAT_MS = 5
 
-#: The writer: appends step events at a fixed rate in 10 ms batches, then the final event.
+#: The writer: appends step events at a fixed rate in batches (``--batch-ms``), then the final event.
 WRITER = r"""
 import json, sys, time
 path, first, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+per_batch = max(1, int(rate * float(sys.argv[5]) / 1000))
 line = ('{"v": 1, "type": "step", "time": %.3f, "step": %d, "epoch": %.5f, "loss": %.5f, "learning_rate": 0.0001, '
         '"grad_norm": 1.0, "tokens_per_second": 2000.0, "tokens_seen": %d, "memory_mib": 400.0, "max_steps": %d}\n')
 last = first + count - 1
 start = time.perf_counter()
 with open(path, "a") as fh:
-    for s in range(first, first + count, max(1, int(rate / 100))):
-        batch = range(s, min(s + max(1, int(rate / 100)), first + count))
+    for s in range(first, first + count, per_batch):
+        batch = range(s, min(s + per_batch, first + count))
         fh.write("".join(line % (time.time(), k, k / last, 2.0 + 1.0 / k + (k % 7) * 0.01, k * 512, last) for k in batch))
         fh.flush()
         wait = start + (s + len(batch) - first) / rate - time.perf_counter()
@@ -89,6 +91,7 @@ def timed_application(argv: list[str]):
         def __init__(self, args) -> None:
             super().__init__(args)
             self.busy_ms: list[float] = []
+            self.slowest: list[tuple[float, str]] = []  # (CPU ms, what it was), the 10 dearest
             self.recording = False
             self._depth = 0
 
@@ -101,7 +104,18 @@ def timed_application(argv: list[str]):
                 return super().notify(receiver, event)
             finally:
                 self._depth -= 1
-                self.busy_ms.append(1000 * (time.thread_time() - cpu))
+                ms = 1000 * (time.thread_time() - cpu)
+                self.busy_ms.append(ms)
+                if len(self.slowest) < 10 or ms > self.slowest[0][0]:
+                    self._note(ms, receiver, event)
+
+        def _note(self, ms: float, receiver, event) -> None:
+            """Keep the ten dearest events, named by event type and receiver (class and objectName)."""
+            what = (f"{event.type().name} -> {type(receiver).__name__}"
+                    f"{'(' + receiver.objectName() + ')' if hasattr(receiver, 'objectName') and receiver.objectName() else ''}")
+            self.slowest.append((ms, what))
+            self.slowest.sort(key=lambda item: item[0])
+            del self.slowest[:-10]
 
     return TimedApplication(argv)
 
@@ -131,23 +145,59 @@ class Heartbeat:
         self._last = now
 
 
-def time_live_redraws(panel) -> list[float]:
-    """Wrap the panel's redraw timer so each live redraw (setData + the paint it causes) is timed."""
-    timings: list[tuple[float, float]] = []
+def time_live_redraws(panel) -> list[tuple[float, float, dict]]:
+    """Wrap the panel's redraw timer so each live redraw (setData + the paint it causes) is timed,
+    with what it drew: the plot, points handed to its curves, the level of detail (points per
+    drawn point), whether the view followed the data (auto-range), and the setData/paint split."""
+    timings: list[tuple[float, float, dict]] = []
     original = panel.timer.tick
 
     def timed():
         dirty = [plot for plot in panel.plots if plot._dirty]
         started, cpu = time.perf_counter(), time.thread_time()
         original()
+        handed = time.perf_counter()
+        detail = {}
         for plot in dirty:
             if not plot._dirty:
                 paint_now(plot)
-        timings.append((1000 * (time.perf_counter() - started), 1000 * (time.thread_time() - cpu)))
+                detail = describe(plot)
+        detail["set_data_ms"] = round(1000 * (handed - started), 1)
+        detail["paint_ms"] = round(1000 * (time.perf_counter() - handed), 1)
+        timings.append((1000 * (time.perf_counter() - started), 1000 * (time.thread_time() - cpu), detail))
 
     panel.timer._timer.timeout.disconnect()
     panel.timer._timer.timeout.connect(timed)
     return timings
+
+
+def time_polls(proc) -> list[tuple[float, int]]:
+    """Wrap the run's poll: (wall ms, slices read) of each, the reading side of a stall."""
+    polls: list[tuple[float, int]] = []
+    read, poll = proc._read_new, proc.poll
+    count = [0]
+
+    def counted_read():
+        count[0] += 1
+        return read()
+
+    def timed_poll():
+        count[0], started = 0, time.perf_counter()
+        poll()
+        polls.append((1000 * (time.perf_counter() - started), count[0]))
+
+    proc._read_new = counted_read
+    proc._timer.timeout.disconnect()
+    proc._timer.timeout.connect(timed_poll)
+    return polls
+
+
+def describe(plot) -> dict:
+    """What a plot drew last: its name, points per curve and level of detail, auto-range."""
+    drawn = {name: {"points": max(0, (end - first) // max(block, 1)), "level": block, "of": total}
+             for name, (first, end, block, total) in plot._drawn.items()}
+    return {"plot": plot.objectName(), "auto_range": bool(plot.getViewBox().autoRangeEnabled()[0]),
+            "curves": drawn}
 
 
 def paint_now(plot) -> None:
@@ -169,6 +219,26 @@ def full_redraw_ms(plots) -> tuple[float, float]:
     return 1000 * (time.perf_counter() - started), 1000 * (time.thread_time() - cpu)
 
 
+class _Collections:
+    """Times every garbage collection: a full one scans every tracked object and stalls the loop."""
+
+    def __init__(self) -> None:
+        self.ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.ms[info["generation"]].append(1000 * (time.perf_counter() - self._started))
+
+
+def watch_collections() -> _Collections:
+    watcher = _Collections()
+    gc.callbacks.append(watcher.callback)
+    return watcher
+
+
 def stats(values: list[float]) -> dict:
     values = sorted(values) or [0.0]
     return {"median": round(statistics.median(values), 1), "p99": round(values[int(0.99 * (len(values) - 1))], 1),
@@ -180,6 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--rate", type=float, default=1000.0, help="step events per second")
     p.add_argument("--seconds", type=float, default=10.0, help="how long the live stream lasts")
+    p.add_argument("--batch-ms", type=float, default=10.0,
+                   help="the writer flushes every this many ms (a real worker: after every step)")
     args = p.parse_args(argv)
     from PySide6.QtCore import QEventLoop, QTimer
 
@@ -203,11 +275,13 @@ def main(argv=None) -> int:
     full_redraw_ms(view.panel.plots)  # first paint with the pre-filled points
     settle_heap()  # as the window does once it has started
     live_redraws = time_live_redraws(view.panel)
+    polls = time_polls(proc)
     beat = Heartbeat()
     loop = QEventLoop()
     proc.finished.connect(loop.quit)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir / "events.jsonl"), str(first_live), str(live),
-                               str(args.rate)])
+                               str(args.rate), str(args.batch_ms)])
+    collections = watch_collections()
     app.recording = True
     streamed = time.perf_counter()
     proc.follow(writer.pid)
@@ -218,6 +292,7 @@ def main(argv=None) -> int:
     loop.exec()
     stream_s = time.perf_counter() - streamed
     app.recording = False
+    gc.callbacks.remove(collections.callback)
     beat.stop()
     writer.wait()
     points = view.panel.loss.point_count("train")
@@ -229,8 +304,11 @@ def main(argv=None) -> int:
         "stall_ms": stats(beat.late_ms), "stall_cpu_ms": stats(app.busy_ms),
         "redraw_panel_ms": stats([w for w, _ in panel]), "redraw_panel_cpu_ms": stats([c for _, c in panel]),
         "redraw_loss_plot_ms": stats([w for w, _ in loss]), "redraw_loss_plot_cpu_ms": stats([c for _, c in loss]),
-        "live_redraws": len(live_redraws), "live_redraw_ms": stats([w for w, _ in live_redraws]),
-        "live_redraw_cpu_ms": stats([c for _, c in live_redraws]),
+        "live_redraws": len(live_redraws), "live_redraw_ms": stats([w for w, _, _ in live_redraws]),
+        "live_redraw_cpu_ms": stats([c for _, c, _ in live_redraws]),
+        "polls": len(polls), "poll_ms": stats([ms for ms, _ in polls]), "reads_per_poll_max": max((n for _, n in polls), default=0),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "gc_ms": {f"gen{g}": {"count": len(v), "max": round(max(v, default=0.0), 1)} for g, v in collections.ms.items()},
     }
     print(f"{points:,} points per curve; {live:,} events streamed live at {args.rate:.0f}/s in {stream_s:.1f} s "
           f"(pre-fill {prefill_s:.1f} s)")
@@ -243,6 +321,16 @@ def main(argv=None) -> int:
     wall = result["redraw_panel_ms"]
     print(f"{'all five plots in one go':<30} wall max {wall['max']:>7} ms (median {wall['median']}), "
           f"{wall['median'] / 5:.1f} ms a plot (opening a finished run; live, one plot is redrawn per tick)")
+    print("\nslowest events the window handled (own CPU ms):")
+    for ms, what in reversed(app.slowest):
+        print(f"  {ms:7.1f}  {what}")
+    print("slowest live redraws (wall ms, own CPU ms, what was drawn):")
+    for wall_ms, cpu_ms, detail in sorted(live_redraws, key=lambda t: -t[0])[:8]:
+        print(f"  {wall_ms:7.1f} {cpu_ms:7.1f}  {json.dumps(detail)}")
+    print(f"reading the log: {len(polls)} polls, wall {result['poll_ms']} ms, at most "
+          f"{result['reads_per_poll_max']} slices in one poll")
+    print(f"garbage collections during the stream: {result['gc_ms']}")
+    print(f"load average {result['load_average']} on {os.cpu_count()} CPUs")
     print(json.dumps(result))
     return 0
 

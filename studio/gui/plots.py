@@ -261,6 +261,7 @@ class MetricPlot(pg.PlotWidget):
         self.paint_seconds = 0.0
         # Zooming or panning picks the level of detail again, once the gesture's events are in.
         self._refine = QTimer(self)
+        self._refine.setObjectName("viewRefineTimer")
         self._refine.setSingleShot(True)
         self._refine.setInterval(0)
         self._refine.timeout.connect(self._redraw_for_view)
@@ -451,6 +452,7 @@ class RedrawTimer(QObject):
         self._base_ms = interval_ms
         self._next = 0
         self._timer = QTimer(self)
+        self._timer.setObjectName("redrawTimer")
         self._timer.setInterval(self._tick_ms(0.0))
         self._timer.timeout.connect(self.tick)
         self._timer.start()

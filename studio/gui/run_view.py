@@ -91,6 +91,7 @@ class RunView(QWidget):
         self._connected = False
         self._replay: list | None = None
         self._replay_timer = QTimer(self)
+        self._replay_timer.setObjectName("replayTimer")
         self._replay_timer.setSingleShot(True)
         self._replay_timer.setInterval(CATCH_UP_MS)
         self._replay_timer.timeout.connect(self._replay_slice)
@@ -101,6 +102,7 @@ class RunView(QWidget):
         self._progress_dirty = False
         self._build()
         self._flush_timer = QTimer(self)
+        self._flush_timer.setObjectName("logFlushTimer")
         self._flush_timer.setInterval(REDRAW_MS)
         self._flush_timer.timeout.connect(self._flush_log)
         self._flush_timer.start()

@@ -32,14 +32,17 @@ log = logging.getLogger("studio.gui.runner")
 
 POLL_MS = 200
 CATCH_UP_MS = 30
-#: Longest time one poll spends reading a backlog before letting the window paint and take input.
-SLICE_BUDGET_S = 0.05
+#: Longest time one poll spends reading a backlog before letting the window paint and take input
+#: (with a redraw in the same pass, this stays under the 50 ms a person notices).
+SLICE_BUDGET_S = 0.025
 #: After its final event a worker still writes its last lines (a traceback) to worker.log and
 #: exits; the outcome waits this long for the exit so its log tail holds those lines.
 EXIT_GRACE_S = 3.0
 #: Bytes of event log read per poll (about 500 step events): replaying a million-step log then
 #: takes many short slices between which the window keeps painting, instead of one long freeze.
 MAX_READ = 128 * 1024
+#: Unread bytes that make a backlog worth reading again within one poll (about 140 step events).
+BACKLOG_BYTES = MAX_READ // 4
 #: The source checkout (or site-packages) holding the ``studio`` package, for the child's path.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 #: Run by the detached Python before it becomes the worker (``exec`` keeps the process id that
@@ -137,6 +140,7 @@ class RunProcess(QObject):
         self._last_error = ("", "")
         self._logs: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._timer = QTimer(self)
+        self._timer.setObjectName("runPollTimer")  # named for profiles (benchmarks/gui_stream.py)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
 
@@ -186,9 +190,10 @@ class RunProcess(QObject):
             return
         alive = self.is_alive()  # taken before reading, so no event written before death is missed
         deadline = time.monotonic() + SLICE_BUDGET_S
-        behind = self._read_new()
-        while behind and self._final is None and time.monotonic() < deadline:
-            behind = self._read_new()
+        waiting = self._read_new()
+        while self._backlog(waiting, alive) and self._final is None and time.monotonic() < deadline:
+            waiting = self._read_new()
+        behind = waiting > 0
         self._timer.setInterval(POLL_MS)
         if self._final is not None:
             if alive and time.monotonic() - self._final_at < EXIT_GRACE_S:
@@ -199,8 +204,15 @@ class RunProcess(QObject):
         elif not alive:
             self._finish(self._outcome_dead())
 
-    def _read_new(self) -> bool:
-        """Read one slice of new events; True when more complete data is waiting."""
+    def _backlog(self, waiting: int, alive: bool) -> bool:
+        """Whether to read again within this poll: unread history, a dead worker's last lines, or
+        a real backlog. The few lines a live worker appends while a slice is read are not one:
+        reading them at once kept a poll reading until its budget ran out whenever the worker
+        wrote faster than one read took, which stalled the window for the whole budget."""
+        return waiting > 0 and (self.offset < self._history_end or not alive or waiting >= BACKLOG_BYTES)
+
+    def _read_new(self) -> int:
+        """Read one slice of new events; the bytes still waiting after it (0: none worth a read)."""
         history = self.offset < self._history_end
         limit = min(MAX_READ, self._history_end - self.offset) if history else MAX_READ
         events, offset = read_span(self.run_dir, self.offset, limit)
@@ -214,7 +226,7 @@ class RunProcess(QObject):
             self._dispatch(ev, history, per_event)
         if events:
             self.events.emit(events)
-        return events_size(self.run_dir) - self.offset > 0 and (bool(events) or history)
+        return max(events_size(self.run_dir) - self.offset, 0) if (events or history) else 0
 
     def _dispatch(self, ev: dict, history: bool, emit: bool = True) -> None:
         kind = ev.get("type")
