@@ -45,6 +45,9 @@ def add_dataset_arguments(parser) -> None:
                         help="longest sequence in tokens; longer rows are truncated")
     parser.add_argument("--truncation-side", default="right", choices=("right", "left"),
                         help="which end of an over-long row is cut (default: right)")
+    parser.add_argument("--system-message", default="merge", choices=("merge", "skip"),
+                        help="for a template that refuses system messages (Gemma): merge them into the first "
+                             "user turn (default), or skip such rows as bad rows")
 
 
 def column_mapping(text: str) -> dict[str, str]:
@@ -112,11 +115,12 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     model_path = resource_path(args.model)
     tokenizer = load_tokenizer(model_path)
     encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length,
-                                               truncation_side=args.truncation_side))
+                                               truncation_side=args.truncation_side,
+                                               system_message=args.system_message))
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))
-    report = load_examples(data, format=args.format, columns=args.columns, text_split=args.text_split)
+    report = encoder.screen_report(load_examples(data, format=args.format, columns=args.columns, text_split=args.text_split))
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",

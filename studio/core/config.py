@@ -65,6 +65,9 @@ class DataConfig:
     pad_to_multiple_of: int = _f(8, "With padding 'multiple', pad each batch to a multiple of this.", min=1, max=4096)
     padding_side: str = _f("right", "Side on which padding is added (right for training).", choices=("right", "left"))
     pad_token: str = _f("", "Pad token; empty picks the model's own, else a reserved pad such as <|finetune_right_pad_id|>.")
+    system_message: str = _f("merge", "For a chat template that refuses system messages (Gemma 1 and 2): merge writes "
+                             "the system message at the start of the first user turn; skip lists each row that has "
+                             "one as a bad row.", choices=("merge", "skip"))
     skip_bad_rows: bool = _f(True, "Skip rows that fail validation (they are listed) instead of stopping.")
     max_skipped: float = _f(0.1, "Largest share of the training rows a run may skip (bad rows, rows left without a "
                                  "loss token, undesirable rows under SFT) before it refuses to start.", min=0.0, max=1.0)

@@ -27,12 +27,13 @@ from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate
 from studio.core.layout import Layout, Layouter
 from studio.core.templates import ResolvedTemplate, resolve_template
 
-__all__ = ["IGNORE", "LOSS_OPTIONS", "EncodeOptions", "Encoded", "EncodedPair", "Encoder", "rows_without_loss",
+__all__ = ["IGNORE", "LOSS_OPTIONS", "EncodeOptions", "Encoded", "EncodedPair", "Encoder", "options_for", "rows_without_loss",
            "PadChoice", "PadOptions", "choose_pad_token", "collate", "pack_groups"]
 
 IGNORE = -100
 CHUNK = 2048  # rows per tokenizer batch in encode_many
 LOSS_OPTIONS = ("assistant", "last_assistant", "all", "completion")
+SYSTEM_OPTIONS = ("merge", "skip")
 
 
 @dataclass
@@ -44,12 +45,16 @@ class EncodeOptions:
         loss: which tokens carry loss (see the module docstring).
         max_length: longest sequence in tokens; ``None`` keeps rows whole.
         truncation_side: ``"right"`` cuts the end of an over-long row, ``"left"`` its start.
+        system_message: for a template that refuses system messages (Gemma): ``"merge"`` writes
+            them at the start of the first user turn, ``"skip"`` makes each row that has one a
+            bad row (see :meth:`Encoder.screen`).
     """
 
     template: str = "auto"
     loss: str = "assistant"
     max_length: int | None = None
     truncation_side: str = "right"
+    system_message: str = "merge"
 
 
 @dataclass
@@ -104,6 +109,14 @@ class EncodedPair:
     rejected: Encoded
 
 
+def options_for(cfg, **changes) -> EncodeOptions:
+    """The :class:`EncodeOptions` a run config gives (``changes`` override fields)."""
+    d = cfg.data
+    opts = dict(template=cfg.model.template, loss=d.loss, max_length=d.max_length,
+                truncation_side=d.truncation_side, system_message=d.system_message)
+    return EncodeOptions(**{**opts, **changes})
+
+
 def rows_without_loss(encoded: list[Encoded]) -> list[int]:
     """Row numbers of sequences in which no token carries loss (callers usually drop them)."""
     return [e.row for e in encoded if all(label == IGNORE for label in e.labels)]
@@ -126,6 +139,7 @@ class Encoder:
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
         self.warnings = list(self.template.warnings) + self._bos_warnings() + self._stop_warnings()
+        self.notes = list(self.template.notes) + self._system_notes()
 
     # -- public -------------------------------------------------------------------------------
 
@@ -166,11 +180,11 @@ class Encoder:
 
     def _layouts(self, examples: list, refused: list | None) -> list[Layout]:
         if refused is None:
-            return [self.layouter.layout(ex) for ex in examples]
+            return [self.layouter.layout(self.fit(ex)) for ex in examples]
         out = []
         for ex in examples:
             try:
-                out.append(self.layouter.layout(ex))
+                out.append(self.layouter.layout(self.fit(ex)))
             except TemplateError as exc:
                 refused.append(exc)
         return out
@@ -207,6 +221,7 @@ class Encoder:
         """
         if example.chosen is None:
             raise TemplateError(f"row {example.row} is not a preference row", "encode it with encode()")
+        example = self.fit(example)
         prompt = self.layouter.render(example.row, example.messages, True, example.tools)
         sides = (example.chosen, example.rejected or [])
         layouts = [self.layouter.pair_layout(example, prompt, side) for side in sides]
@@ -227,7 +242,7 @@ class Encoder:
         """
         from studio.core.conversation import Example
 
-        turns = example.prompt_and_answer()[0] if turns is None else turns
+        turns = self.fit(Example(example.row, example.prompt_and_answer()[0] if turns is None else list(turns))).messages
         if not turns:
             raise TemplateError(f"row {example.row} has no turns before its answer to use as a prompt",
                                 "RL objectives need rows with a user turn")
@@ -241,6 +256,60 @@ class Encoder:
         lay.loss = []
         ((ids, offsets),) = self._tokenize([lay])
         return self._finish(lay, ids, offsets, False)
+
+    # -- roles the template refuses ---------------------------------------------------------------
+
+    def fit(self, example):
+        """``example`` as this template can render it: a system message the template refuses is
+        merged into the first user turn (``system_message: merge``).
+
+        Raises:
+            TemplateError: with ``system_message: skip``, a row with a system message that was
+                not taken out by :meth:`screen`.
+        """
+        if not self.template.refuses_system or not _has_system(example):
+            return example
+        if self.options.system_message == "skip":
+            raise TemplateError(f"row {example.row}: {self._refusal()}", "screen the rows first (Encoder.screen) "
+                                "or set data.system_message to merge")
+        from studio.core.families import merge_system
+
+        return merge_system(example)
+
+    def screen(self, examples: list) -> tuple[list, list]:
+        """The rows this template can encode, and the others as bad rows with the reason.
+
+        Only ``system_message: skip`` with a template that refuses system messages sets rows
+        aside; the other rows encode as usual, so one such row never costs the whole file.
+        """
+        from studio.core.data_files import BadRow
+
+        if self.options.system_message != "skip" or not self.template.refuses_system:
+            return list(examples), []
+        bad = [BadRow(ex.row, self._refusal() + " (data.system_message is skip)", ex.to_dict())
+               for ex in examples if _has_system(ex)]
+        skipped = {b.row for b in bad}
+        return [ex for ex in examples if ex.row not in skipped], bad
+
+    def screen_report(self, report):
+        """:meth:`screen` a loaded :class:`~studio.core.data.DataReport` in place: its rows this
+        template cannot encode join its bad rows (in row order). Returns the report."""
+        report.examples, bad = self.screen(report.examples)
+        if bad:
+            report.bad_rows = sorted([*report.bad_rows, *bad], key=lambda b: b.row)
+        return report
+
+    def _refusal(self) -> str:
+        return f"the chat template ({self.template.name}) does not accept a system message"
+
+    def _system_notes(self) -> list[str]:
+        if not self.template.refuses_system:
+            return []
+        if self.options.system_message == "skip":
+            return ["this template refuses system messages: rows that have one are skipped and listed as bad rows "
+                    "(data.system_message: skip)"]
+        return ["this template refuses system messages: a row's system message is written at the start of its first "
+                "user turn, followed by a blank line (data.system_message: merge)"]
 
     # -- tokens -----------------------------------------------------------------------------------
 
@@ -328,6 +397,11 @@ class Encoder:
         return []
 
 
+def _has_system(example) -> bool:
+    turns = list(example.messages) + list(example.chosen or []) + list(example.rejected or [])
+    return any(m.role == "system" for m in turns)
+
+
 def _check(options: EncodeOptions) -> None:
     """Raise one ConfigError naming every bad encoding option."""
     errors = []
@@ -335,6 +409,8 @@ def _check(options: EncodeOptions) -> None:
         errors.append(("data.loss", f"{options.loss!r} is not one of {', '.join(LOSS_OPTIONS)}"))
     if options.truncation_side not in ("right", "left"):
         errors.append(("data.truncation_side", f"{options.truncation_side!r} is not right or left"))
+    if options.system_message not in SYSTEM_OPTIONS:
+        errors.append(("data.system_message", f"{options.system_message!r} is not merge or skip"))
     if options.max_length is not None and options.max_length < 1:
         errors.append(("data.max_length", f"{options.max_length} must be at least 1"))
     if errors:

@@ -82,13 +82,17 @@ class Layouter:
         calls = any(m.tool_calls or m.role == "tool" for m in messages)
         if calls or tools:
             self._check_tool_support(example.row, tools, calls)
-        lay = Layout(example.row, self.render(example.row, messages, tools=tools), tools=tools)
+        text, marked = self._render_marked(example.row, messages, tools)
+        lay = Layout(example.row, text, tools=tools)
         turns = None if calls or tools else self._fast_turns(lay, messages)
         if turns is None:
             turns = self._slow_turns(lay, messages)
-        if turns is None:
+        if marked is not None and self.loss in ("assistant", "last_assistant"):
+            self._marked(lay, marked, turns)
+        elif turns is None:
             return self._flat(lay, messages)
-        lay.loss = self._loss_regions(lay, example, messages, turns)
+        else:
+            lay.loss = self._loss_regions(lay, example, messages, turns)
         if tools:
             _overlay(lay, self._tools_region(lay, messages), "tools")
         return lay
@@ -121,6 +125,26 @@ class Layouter:
         start = common_prefix(bare, lay.text)
         tail = common_prefix(bare[start:][::-1], lay.text[start:][::-1])
         return start, len(lay.text) - tail
+
+    def _render_marked(self, row: int, messages: list, tools: list | None) -> tuple[str, list[tuple[int, int]] | None]:
+        """The text, and the ``{% generation %}`` spans when the template marks them (else ``None``)."""
+        if not self.template.marked:
+            return self.render(row, messages, tools=tools), None
+        try:
+            return self.template.render_spans(messages, tools)
+        except TemplateError as exc:
+            raise TemplateError(f"row {row}: {exc.message}", exc.hint) from exc
+
+    def _marked(self, lay: Layout, spans: list[tuple[int, int]], turns: list[Turn] | None) -> Layout:
+        """Loss from the template's ``{% generation %}`` blocks, as TRL's assistant-only loss takes it."""
+        spans = [(a, b) for a, b in spans if b > a]
+        if turns is None:  # roles from the marked spans alone
+            lay.roles = _spans([(0, "user")] + [r for a, b in spans for r in ((a, "assistant"), (b, "user"))],
+                               len(lay.text))
+        if not spans:
+            lay.warnings.append(f"row {lay.row} has no assistant turn, so no token carries loss")
+        lay.loss = spans[-1:] if self.loss == "last_assistant" else spans
+        return lay
 
     def pair_layout(self, example, prompt: str, completion: list) -> Layout:
         """A preference side: prompt (tokenized on its own) then completion, loss on the completion."""

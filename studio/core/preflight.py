@@ -388,11 +388,10 @@ def _data_lints(cfg: RunConfig, out: PreflightReport) -> list:
 
 def _encode_rows(cfg: RunConfig, tokenizer: Any, examples: list, out: PreflightReport | None = None) -> list:
     """Encode training rows with the worker's own encoder (raw text as its blocks)."""
-    from studio.core.encoding import EncodeOptions, Encoder
+    from studio.core.encoding import Encoder, options_for
 
-    options = EncodeOptions(template=cfg.model.template, loss=cfg.data.loss, max_length=cfg.data.max_length,
-                            truncation_side=cfg.data.truncation_side)
-    encoder = Encoder(tokenizer, options)
+    encoder = Encoder(tokenizer, options_for(cfg))
+    examples = encoder.screen(examples)[0]  # rows whose system message the template refuses (skip)
     if examples and all(ex.kind == "text" for ex in examples):
         blocks = encoder.encode_blocks(examples)
         if out is not None:

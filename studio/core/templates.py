@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ BUILTIN_TEMPLATES: dict[str, str] = {"llama3": LLAMA3, "llama3.1": LLAMA3_1, "ch
 # Marker-looking literals such as <|eot_id|> in a template, checked against the vocabulary.
 _MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 PROBE = "STUDIO_PROBE_TEXT"
+# While render_spans runs: ([characters yielded so far], generation spans found).
+_TRACK: ContextVar = ContextVar("studio_generation_spans", default=None)
 
 
 @dataclass
@@ -31,11 +34,14 @@ class ResolvedTemplate:
 
     Attributes:
         name: ``"model"`` for the model's own template, else the built-in name.
-        source: the Jinja source text.
+        source: the Jinja source text (the model's own or the built-in).
         warnings: sentences worth showing (template differs from the model's own, markers that
             are not single tokens in this vocabulary...).
         origin: ``"model"`` or ``"builtin"``.
         specials: the template variables transformers passes (``bos_token``, ``eos_token``...).
+        family: TRL's name for ``source`` when TRL ships a training variant of it (``qwen3``...).
+        training: the text rendered instead of ``source`` (TRL's training variant), or ``None``.
+        notes: how this template is trained, as sentences the Inspect page shows.
     """
 
     name: str
@@ -43,11 +49,43 @@ class ResolvedTemplate:
     warnings: list[str] = field(default_factory=list)
     origin: str = "builtin"
     specials: dict[str, str] = field(default_factory=dict)
+    family: str | None = None
+    training: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The template text that is rendered: the training variant if there is one, else ``source``."""
+        return self.training or self.source
+
+    @functools.cached_property
+    def marked(self) -> bool:
+        """Whether the rendered text marks its trained spans with ``{% generation %}`` blocks."""
+        from studio.core.families import has_generation_markers
+
+        return has_generation_markers(self.text)
 
     def render(self, messages: list, add_generation_prompt: bool = False, tools: list | None = None) -> str:
         """The text of ``messages`` (``Message`` objects or role/content dicts), with ``tools`` the tool
         definitions (JSON schemas) as transformers' ``apply_chat_template(tools=...)`` passes them."""
-        return render(self.source, messages, add_generation_prompt, self.specials, tools)
+        return render(self.text, messages, add_generation_prompt, self.specials, tools)
+
+    def render_spans(self, messages: list, tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The text of ``messages`` and the character spans of its ``{% generation %}`` blocks."""
+        return render_spans(self.text, messages, False, self.specials, tools)
+    @functools.cached_property
+    def refuses_system(self) -> bool:
+        """Whether the template refuses a system message that the same conversation renders without (Gemma)."""
+        hi, ok = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}
+        try:
+            self.render([hi, ok])
+        except TemplateError:
+            return False
+        try:
+            self.render([{"role": "system", "content": "be brief"}, hi, ok])
+        except TemplateError:
+            return True
+        return False
 
     @functools.cached_property
     def pieces(self) -> TurnPieces:
@@ -175,7 +213,11 @@ def _environment(sandboxed: bool = True):
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class GenerationTag(jinja2.ext.Extension):
-        """``{% generation %}...{% endgeneration %}`` renders its body unchanged (masks come from prefixes)."""
+        """``{% generation %}...{% endgeneration %}`` renders its body, and notes where it lies in the text.
+
+        As in transformers' assistant tracker: while :func:`render_spans` renders, each body's
+        character span is recorded (those spans are what TRL's assistant-only loss trains).
+        """
 
         tags = {"generation"}
 
@@ -185,7 +227,11 @@ def _environment(sandboxed: bool = True):
             return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
 
         def _body(self, caller):
-            return caller()
+            body = caller()
+            track = _TRACK.get()
+            if track is not None:  # the body starts where the text yielded so far ends
+                track[1].append((track[0][0], track[0][0] + len(body)))
+            return body
 
     kind = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
     env = kind(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols])
@@ -209,10 +255,17 @@ def compile_template(source: str):
     import jinja2
 
     try:
-        return _environment(source not in BUILTIN_TEMPLATES.values()).from_string(source)
+        return _environment(not _trusted(source)).from_string(source)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"the chat template is not valid Jinja: {exc}",
                             "fix the template or choose a built-in one (llama3, llama3.1, chatml)") from exc
+
+
+def _trusted(source: str) -> bool:
+    """Templates whose text comes with Studio or TRL (built-ins and TRL's training variants)."""
+    from studio.core.families import trl_variants
+
+    return source in BUILTIN_TEMPLATES.values() or any(v.training == source for v in trl_variants().values())
 
 
 def as_dicts(messages: list) -> list[dict]:
@@ -229,15 +282,47 @@ def render(source: str, messages: list, add_generation_prompt: bool = False,
         TemplateError: the template raised or failed on these messages.
     """
     template = compile_template(source)
-    context = {**_globals(source), **(specials or {}), "messages": as_dicts(messages), "tools": tools or None,
-               "documents": None, "add_generation_prompt": add_generation_prompt}
     try:
         # What Template.render does, minus merging the globals ChainMap again on every call
         # (a third of the time of a short conversation).
-        return template.environment.concat(template.root_render_func(template.new_context(context, shared=True)))
+        return template.environment.concat(template.root_render_func(_context(template, source, messages,
+                                                                              add_generation_prompt, specials, tools)))
     except Exception as exc:  # a template is a program: any failure is reported as the template's
-        raise TemplateError(f"the chat template cannot render this conversation: {exc}",
-                            "check the roles and their order, or choose another template") from exc
+        raise _render_error(exc) from exc
+
+
+def render_spans(source: str, messages: list, add_generation_prompt: bool = False,
+                 specials: dict[str, str] | None = None, tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The text of :func:`render` and the character spans of its ``{% generation %}`` bodies.
+
+    Raises:
+        TemplateError: the template raised or failed on these messages.
+    """
+    template = compile_template(source)
+    done, spans, parts = [0], [], []
+    token = _TRACK.set((done, spans))
+    try:
+        for block in template.root_render_func(_context(template, source, messages, add_generation_prompt, specials,
+                                                        tools)):
+            parts.append(block)
+            done[0] += len(block)
+    except Exception as exc:
+        raise _render_error(exc) from exc
+    finally:
+        _TRACK.reset(token)
+    return "".join(parts), spans
+
+
+def _context(template, source: str, messages: list, add_generation_prompt: bool, specials: dict | None,
+             tools: list | None = None):
+    context = {**_globals(source), **(specials or {}), "messages": as_dicts(messages), "tools": tools or None,
+               "documents": None, "add_generation_prompt": add_generation_prompt}
+    return template.new_context(context, shared=True)
+
+
+def _render_error(exc: Exception) -> TemplateError:
+    return TemplateError(f"the chat template cannot render this conversation: {exc}",
+                         "check the roles and their order, or choose another template")
 
 
 @functools.lru_cache(maxsize=32)
@@ -275,7 +360,7 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
             raise TemplateError(f"the model at {tokenizer.path} has no chat template",
                                 "set model.template (or --template) to a built-in one: llama3, llama3.1 or chatml")
         builtin = next((n for n, s in BUILTIN_TEMPLATES.items() if s == own), "model")
-        return ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials)
+        return _with_variant(ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials))
     if name not in BUILTIN_TEMPLATES:
         raise TemplateError(f"unknown chat template {name!r}",
                             f"use auto or one of: {', '.join(BUILTIN_TEMPLATES)}")
@@ -284,4 +369,18 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
     if own and own != source:
         warnings.insert(0, f"the built-in template {name!r} differs from the model's own chat template; the model "
                         "will learn a format other than the one it was built for (use 'auto' to keep its own)")
-    return ResolvedTemplate(name, source, warnings, "builtin", specials)
+    return _with_variant(ResolvedTemplate(name, source, warnings, "builtin", specials))
+
+
+def _with_variant(template: ResolvedTemplate) -> ResolvedTemplate:
+    """``template`` rendered with TRL's training variant of it, when TRL ships one (TRL's own rule)."""
+    from studio.core.families import variant_for
+
+    variant = variant_for(template.source)
+    if variant is None:
+        return template
+    template.family, template.training = variant.family, variant.training
+    template.notes.append(f"rendered with TRL's training variant of the {variant.family} template "
+                          f"({variant.family}_training.jinja): its {{% generation %}} blocks are the trained tokens, "
+                          "as in TRL's assistant-only loss")
+    return template

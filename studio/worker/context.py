@@ -113,12 +113,9 @@ class RunContext:
 
     def encode_options(self, **changes: Any):
         """:class:`~studio.core.encoding.EncodeOptions` from the config (fields may be overridden)."""
-        from studio.core.encoding import EncodeOptions
+        from studio.core.encoding import options_for
 
-        opts = dict(template=self.cfg.model.template, loss=self.cfg.data.loss,
-                    max_length=self.cfg.data.max_length, truncation_side=self.cfg.data.truncation_side)
-        opts.update(changes)
-        return EncodeOptions(**opts)
+        return options_for(self.cfg, **changes)
 
     def encoder(self, **changes: Any):
         """A core :class:`~studio.core.encoding.Encoder` for this run's tokenizer and options."""
@@ -253,6 +250,7 @@ class RunContext:
                             f"check the path in {setting} (it may have been moved or deleted)")
         report = load_examples(str(resolved), format=format or self.cfg.data.format,
                                columns=self.cfg.data.columns or None, text_split=self.cfg.data.text_split)
+        self.encoder().screen_report(report)  # rows whose roles the chat template refuses (data.system_message)
         self._report_bad_rows(report, setting)
         if not report.examples:
             raise DataError(f"{setting}: {path} holds no usable rows", report.summary())

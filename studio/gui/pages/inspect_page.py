@@ -28,7 +28,6 @@ from studio.gui.widgets.common import named, page_layout, role_label
 from studio.gui.widgets.length_histogram import LengthHistogramWidget
 from studio.gui.widgets.token_view import LegendWidget, TokenChipsWidget
 
-TEMPLATES = ("auto", "llama3", "llama3.1", "chatml")
 
 
 def _scroll(widget: QWidget, name: str) -> QScrollArea:
@@ -74,7 +73,7 @@ class InspectPage(QWidget):
                                 "For preference rows: which of the two sequences to show")
         self.side_combo.addItems(["chosen", "rejected"])
         self.side_combo.currentTextChanged.connect(lambda _: self.refresh_row())
-        self.template = self._combo("templateCombo", "Chat template", "model", "template", TEMPLATES)
+        self.template = self._combo("templateCombo", "Chat template", "model", "template", _choices("model", "template"))
         self.loss = self._combo("lossCombo", "Loss on", "data", "loss", configmod.LOSS_OPTIONS)
         self.max_length = self._spin("maxLengthSpin", "Max length", "data", "max_length", 8, 1_048_576)
         self.trunc_side = self._combo("truncationSideCombo", "Truncation side", "data", "truncation_side",
@@ -84,19 +83,21 @@ class InspectPage(QWidget):
         self._loss_help = self.loss.toolTip()
         self.multiple = self._spin("multipleOfSpin", "Pad to a multiple of", "data", "pad_to_multiple_of", 1, 4096)
         self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
+        self.system_message = self._combo("systemMessageCombo", "System message", "data", "system_message",
+                                          _choices("data", "system_message"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
         self.busy = BusyIndicator("inspectBusy", self)
         # The sequence choice comes last: it is hidden for data without preference pairs.
         cells = [("Row", self.row_spin), ("Template", self.template), ("Loss on", self.loss),
                  ("Max length", self.max_length), ("Cut from", self.trunc_side), ("Padding", self.padding),
                  ("Multiple of", self.multiple), ("Pad side", self.pad_side), ("Batch size", self.batch_size),
-                 ("Sequence", self.side_combo)]
+                 ("System message", self.system_message), ("Sequence", self.side_combo)]
         self.labels = {}
         for i, (label, widget) in enumerate(cells):
             self.labels[widget] = QLabel(label)
             grid.addWidget(self.labels[widget], i // 5 * 2, i % 5)
             grid.addWidget(widget, i // 5 * 2 + 1, i % 5)
-        grid.addWidget(self.busy, 4, 0, 1, 5)
+        grid.addWidget(self.busy, (len(cells) + 4) // 5 * 2, 0, 1, 5)
         return grid
 
     def _combo(self, name: str, accessible: str, section: str, field: str, choices) -> QComboBox:
@@ -142,8 +143,9 @@ class InspectPage(QWidget):
     def _on_config(self) -> None:
         cfg = self.state.config
         self._show_settings(cfg)
+        # The template and data.system_message decide which rows are usable (a refused system message).
         key = (cfg.model.path, cfg.data.train, cfg.data.format, json.dumps(cfg.data.columns, sort_keys=True),
-               cfg.data.pad_token)
+               cfg.data.pad_token, cfg.model.template, cfg.data.system_message)
         d = cfg.data
         view_key = (cfg.model.template, d.loss, d.max_length, d.truncation_side, d.padding, d.pad_to_multiple_of,
                     d.padding_side, cfg.train.batch_size, cfg.train.objective)
@@ -158,6 +160,7 @@ class InspectPage(QWidget):
 
     def _show_settings(self, cfg) -> None:
         values = {self.template: cfg.model.template, self.loss: cfg.data.loss, self.trunc_side: cfg.data.truncation_side,
+                  self.system_message: cfg.data.system_message,
                   self.padding: cfg.data.padding, self.pad_side: cfg.data.padding_side,
                   self.max_length: cfg.data.max_length, self.multiple: cfg.data.pad_to_multiple_of,
                   self.batch_size: cfg.train.batch_size}
@@ -236,6 +239,8 @@ class InspectPage(QWidget):
             text += "\n" + view.cut_note  # a reward-model pair too long to train on
         if view.note:
             text += "\n" + view.note
+        for note in result.template_notes:  # how this template is trained (TRL's variant, a merged system message)
+            text += "\nTemplate: " + note
         self.row_info.setText(text)
         notes = result.encoder_warnings + view.warnings
         if notes:
@@ -264,8 +269,16 @@ class InspectPage(QWidget):
 
 
 def _help(section: str, field: str) -> str:
+    return _meta(section, field).get("help", "")
+
+
+def _choices(section: str, field: str) -> tuple:
+    return tuple(_meta(section, field).get("choices", ()))
+
+
+def _meta(section: str, field: str) -> dict:
     cfg = configmod.RunConfig()
     for sec, name, f, _ in configmod.field_info(cfg):
         if (sec, name) == (section, field):
-            return f.metadata.get("help", "")
-    return ""
+            return dict(f.metadata)
+    return {}

@@ -40,11 +40,12 @@ class Sources:
 def load_sources(cfg: RunConfig) -> Sources:
     """Load the tokenizer and the training rows, and choose the pad token, as the worker does."""
     from studio.core.data import load_examples
-    from studio.core.encoding import choose_pad_token
+    from studio.core.encoding import Encoder, choose_pad_token
     from studio.core.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model.path)
     report = load_examples(cfg.data.train, cfg.data.format, dict(cfg.data.columns) or None, cfg.data.text_split)
+    Encoder(tokenizer, encode_options(cfg)).screen_report(report)  # rows the template refuses are bad rows
     return Sources(tokenizer, TokenText(tokenizer), report, choose_pad_token(tokenizer, cfg.data.pad_token))
 
 
@@ -61,13 +62,10 @@ def trl_padding_side(objective: str) -> str | None:
 
 
 def encode_options(cfg: RunConfig):
-    from studio.core.encoding import EncodeOptions
+    from studio.core.encoding import options_for
 
-    d = cfg.data
     # A reward model is trained on whole pairs (a longer one is skipped, not cut).
-    max_length = None if cfg.train.objective == "reward" else d.max_length
-    return EncodeOptions(template=cfg.model.template, loss=d.loss, max_length=max_length,
-                         truncation_side=d.truncation_side)
+    return options_for(cfg, max_length=None) if cfg.train.objective == "reward" else options_for(cfg)
 
 
 def pad_options(cfg: RunConfig, pad_id: int):
@@ -118,6 +116,7 @@ class RowResult:
     view: RowView
     template: str
     encoder_warnings: list
+    template_notes: list = field(default_factory=list)
 
 
 def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -> RowResult:
@@ -145,7 +144,7 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
         view.note = (f"GRPO: the model samples {cfg.train.num_generations} answers to this prompt and the reward "
                      f"functions score them; no token of the data is trained on. The data's answer is only "
                      f"their reference: {answer[:120]!r}")
-    return RowResult(view, encoder.template.name, list(encoder.warnings))
+    return RowResult(view, encoder.template.name, list(encoder.warnings), list(encoder.notes))
 
 
 def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
@@ -196,12 +195,11 @@ def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
 def length_stats(src: Sources, cfg: RunConfig):
     """Length histogram, truncation and padding waste per strategy (:mod:`studio.core.stats`)."""
     from studio.core import lengths, stats
-    from studio.core.encoding import EncodeOptions, Encoder
+    from studio.core.encoding import Encoder, options_for
 
     d = cfg.data
     # Measured untruncated: one measurement answers every max_length (and is cached per file).
-    options = EncodeOptions(template=cfg.model.template, loss=d.loss, max_length=None,
-                            truncation_side=d.truncation_side)
+    options = options_for(cfg, max_length=None)
     measured = lengths.measure_dataset(src.report, Encoder(src.tokenizer, options), dict(d.columns) or None)
     context = stats.context_length(cfg.model.path, src.tokenizer)
     return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
