@@ -88,7 +88,7 @@ class Layouter:
         if turns is None:
             turns = self._slow_turns(lay, messages)
         if marked is not None and self.loss in ("assistant", "last_assistant"):
-            self._marked(lay, marked, turns)
+            lay.loss = self._marked_loss(lay, example, messages, marked, turns)
         elif turns is None:
             return self._flat(lay, messages)
         else:
@@ -135,16 +135,25 @@ class Layouter:
         except TemplateError as exc:
             raise TemplateError(f"row {row}: {exc.message}", exc.hint) from exc
 
-    def _marked(self, lay: Layout, spans: list[tuple[int, int]], turns: list[Turn] | None) -> Layout:
-        """Loss from the template's ``{% generation %}`` blocks, as TRL's assistant-only loss takes it."""
+    def _marked_loss(self, lay: Layout, example, messages: list, spans: list[tuple[int, int]],
+                     turns: list[Turn] | None) -> list[tuple[int, int]]:
+        """Loss from the template's ``{% generation %}`` blocks, as TRL's assistant-only loss takes it.
+
+        When there is one block per assistant message, each block is that turn's trained part and
+        the per-message switches (``train``) apply as usual.
+        """
         spans = [(a, b) for a, b in spans if b > a]
+        assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        if turns is not None and len(spans) == len(assistant):
+            by_turn = dict(zip(assistant, spans))
+            turns = [(t[0], *by_turn[i]) if i in by_turn else t for i, t in enumerate(turns)]
+            return self._loss_regions(lay, example, messages, turns)
         if turns is None:  # roles from the marked spans alone
             lay.roles = _spans([(0, "user")] + [r for a, b in spans for r in ((a, "assistant"), (b, "user"))],
                                len(lay.text))
         if not spans:
             lay.warnings.append(f"row {lay.row} has no assistant turn, so no token carries loss")
-        lay.loss = spans[-1:] if self.loss == "last_assistant" else spans
-        return lay
+        return spans[-1:] if self.loss == "last_assistant" else spans
 
     def pair_layout(self, example, prompt: str, completion: list) -> Layout:
         """A preference side: prompt (tokenized on its own) then completion, loss on the completion."""
