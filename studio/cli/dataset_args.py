@@ -120,7 +120,8 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))
-    report = encoder.screen_report(load_examples(data, format=args.format, columns=args.columns, text_split=args.text_split))
+    report = encoder.screen_report(load_examples(data, format=args.format, columns=args.columns,
+                                                 text_split=args.text_split))
     if not report.examples:
         warn_bad_rows(report)
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",
