@@ -65,7 +65,8 @@ class TrainPage(QWidget):
             lambda index: setattr(self, "_chosen_checkpoint", self.checkpoint_combo.itemData(index)))
         self.resume_button = button("Resume from checkpoint", "resumeButton", "Resume from checkpoint",
                                     "Continue this run from the chosen checkpoint, in the same run folder.")
-        self.blocked_label = named(role_label("", "muted"), "trainBlockedLabel", "Why Train is off")
+        self.blocked_label = named(role_label("", "blocked"), "trainBlockedLabel", "Why Train is off")
+        self.blocked_label.setWordWrap(True)
         self.blocked_label.hide()
         self.processes_spin = named(QSpinBox(), "processesSpin", "Training processes")
         self.processes_spin.setRange(1, 64)
