@@ -7,4 +7,5 @@ if errorlevel 1 (
   echo Studio's installation is unfinished or damaged; completing it first.
   call "%~dp0setup.cmd" install --prefix "%ROOT%" || pause
 )
-start "" "%ROOT%\env\Scripts\studio.exe" %*
+rem pythonw: the window without a console window behind it.
+start "" "%ROOT%\env\Scripts\pythonw.exe" -m studio %*

@@ -18,7 +18,19 @@ def _device(torch) -> tuple[str, str, float]:
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "mps", "Apple GPU (MPS)", 0.0
-    return "cpu", platform.processor() or platform.machine(), 0.0
+    return "cpu", _cpu_name(), 0.0
+
+
+def _cpu_name() -> str:
+    """The processor's model name (Linux reports it only in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _bf16(torch, device: str) -> str:
