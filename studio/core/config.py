@@ -9,6 +9,7 @@ all of them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,7 @@ class DataConfig:
     skip_bad_rows: bool = _f(True, "Skip rows that fail validation (they are listed) instead of stopping.")
     max_skipped: float = _f(0.1, "Largest share of the training rows a run may skip (bad rows, rows left without a "
                                  "loss token, undesirable rows under SFT) before it refuses to start.", min=0.0, max=1.0)
-    seed: int = _f(42, "Seed for the train/eval split and shuffling.", min=0)
+    seed: int = _f(42, "Seed for the train/eval split and shuffling.", min=0, max=2**32 - 1)
 
 
 @dataclass
@@ -91,7 +92,7 @@ class MethodConfig:
 @dataclass
 class TrainConfig:
     objective: str = _f("sft", "Training objective.", choices=OBJECTIVES)
-    epochs: float = _f(1.0, "Passes over the training data (ignored when max_steps > 0).", min=0.0)
+    epochs: float = _f(1.0, "Passes over the training data (ignored when max_steps > 0).", min=0.0, max=10_000.0)
     max_steps: int = _f(-1, "Stop after this many optimizer steps; -1 runs the given epochs.", min=-1)
     batch_size: int = _f(4, "Rows per device per step.", min=1)
     grad_accum: int = _f(1, "Gradient accumulation steps.", min=1)
@@ -103,7 +104,7 @@ class TrainConfig:
     precision: str = _f("auto", "Number format: auto picks bf16 or fp16 on a GPU and bf16 autocast on CPUs that support it.",
                         choices=PRECISIONS)
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
-    seed: int = _f(42, "Seed for initialisation, dropout and data order.", min=0)
+    seed: int = _f(42, "Seed for initialisation, dropout and data order.", min=0, max=2**32 - 1)
     logging_steps: int = _f(1, "Emit a step event every N steps.", min=1)
     device: str = _f("auto", "Where to train: auto, cpu, cuda or mps.", choices=("auto", "cpu", "cuda", "mps"))
     dpo_loss: str = _f("sigmoid", "DPO loss variant (TRL loss_type).", choices=DPO_LOSSES)
@@ -174,6 +175,10 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+#: Integers beyond a signed 64-bit value fit neither the registry nor torch.
+_LARGEST_INT = 2**63 - 1
+
+
 def _coerce(value: Any, typ: Any, path: str, errors: list[tuple[str, str]]) -> Any:
     """Convert a YAML/CLI value to the field's type, recording a readable error if impossible."""
     try:
@@ -186,11 +191,19 @@ def _coerce(value: Any, typ: Any, path: str, errors: list[tuple[str, str]]) -> A
         if typ is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(value)
+            number = int(value)
+            if abs(number) > _LARGEST_INT:
+                errors.append((path, f"{value!r} is too large"))
+                return None
+            return number
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                errors.append((path, f"{value!r} is not a finite number"))
+                return None
+            return number
         if typ is str:
             return "" if value is None else str(value)
         if typ is list:
@@ -205,7 +218,7 @@ def _coerce(value: Any, typ: Any, path: str, errors: list[tuple[str, str]]) -> A
             if not isinstance(value, dict):
                 raise ValueError
             return value
-    except (TypeError, ValueError, yaml.YAMLError):
+    except (TypeError, ValueError, OverflowError, yaml.YAMLError):
         errors.append((path, f"expected {typ.__name__}, got {value!r}"))
         return None
     return value
@@ -259,15 +272,49 @@ def load(path: str | Path, overrides: list[str] | None = None, check_files: bool
     With ``check_files`` the data files and a local model folder must exist too (``studio train``).
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError([("<file>", f"{path} does not exist")], str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([("<file>", f"not valid YAML: {exc}")], str(path)) from None
+    data = read_yaml(path)
     errors: list[tuple[str, str]] = []
     data = apply_overrides(data, overrides or [], errors)
     return from_dict(data, str(path), check_files, errors)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a config has no use for them, and nested aliases
+    ("billion laughs") expand to gigabytes once the mapping is walked."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is not allowed in a run "
+                                              "configuration: write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> dict:
+    """The mapping in a config file; ConfigError naming the file for anything else."""
+    def refuse(reason: str):
+        return ConfigError([("<file>", reason)], str(path))
+
+    if path.is_dir():
+        raise refuse(f"{path} is a folder; give a config file such as resources/presets/demo.yaml")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        data = yaml.load(text, Loader=_NoAliasLoader)
+    except FileNotFoundError:
+        raise refuse(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not UTF-8 text (undecodable byte at offset {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise refuse(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise refuse(f"not valid YAML: {exc}" if isinstance(exc, yaml.YAMLError) else "not valid YAML: nested too "
+                     "deeply") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise refuse(f"holds a YAML {type(data).__name__}, but a run configuration is a mapping of sections "
+                     "(model:, data:, method:, train:, ...)")
+    return data
 
 
 def missing_files(cfg: RunConfig) -> list[tuple[str, str]]:
@@ -277,7 +324,12 @@ def missing_files(cfg: RunConfig) -> list[tuple[str, str]]:
     problems = []
     for section, name in PATH_FIELDS:
         value = getattr(getattr(cfg, section), name)
-        if not value or resource_path(value).exists():
+        if not value or (resource_path(value).exists() and not (section == "model" and
+                                                                resource_path(value).is_file())):
+            continue
+        if section == "model" and resource_path(value).is_file():
+            problems.append(("model.path", f"{value} is a file; give the model's folder (the one holding "
+                                           "config.json and the weights)"))
             continue
         if section == "model" and not looks_like_hub_id(value):
             problems.append(("model.path", f"{value} is neither a folder on this machine nor a hub id like owner/name"))
@@ -300,10 +352,16 @@ def apply_overrides(data: dict, overrides: list[str], errors: list[tuple[str, st
             value = raw
         node = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node[part] = dict(node.get(part) or {})
+        for depth, part in enumerate(parts[:-1]):
+            inner = node.get(part)
+            if inner is not None and not isinstance(inner, dict):
+                errors.append((key.strip(), f"{'.'.join(parts[:depth + 1])} is a setting, not a section: "
+                               "write section.field=value, e.g. train.max_steps=100"))
+                break
+            node[part] = dict(inner or {})
             node = node[part]
-        node[parts[-1]] = value
+        else:
+            node[parts[-1]] = value
     return data
 
 

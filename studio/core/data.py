@@ -42,7 +42,7 @@ from pathlib import Path
 
 from studio.core import data_rows, data_turns
 from studio.core.conversation import Example
-from studio.core.data_files import BadRow, RawTable, read_table
+from studio.core.data_files import TOO_DEEP, BadRow, RawTable, read_table
 from studio.core.errors import DataError
 
 __all__ = ["BadRow", "DataReport", "DataSplit", "FORMATS", "FIELDS", "load_examples", "load_split", "split"]
@@ -213,9 +213,15 @@ def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str])
     examples, bad = [], list(table.bad_rows)
     for row, rec in table.records:
         try:
+            reason = data_rows.unencodable(rec)
+            if reason:
+                raise data_rows.RowProblem(reason)
             parts = read_row(rec, cols)
         except data_rows.RowProblem as problem:
             bad.append(BadRow(row, problem.reason, rec))
+            continue
+        except RecursionError:
+            bad.append(BadRow(row, TOO_DEEP, rec))
             continue
         extra = {name: v for name, c in extra_keys if isinstance(v := rec.get(c), _EXTRA_TYPES)}
         examples.append(Example(row=row, extra=extra, **parts))

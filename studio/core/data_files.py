@@ -67,6 +67,10 @@ class RawTable:
     notes: list[str] = field(default_factory=list)
 
 
+#: The reason for a row (or JSON file) nested deeper than Python's parser goes.
+TOO_DEEP = "nested too deeply to read (more levels of lists/objects than any conversation needs)"
+
+
 def read_table(path: str | Path, text_split: str = "line") -> RawTable:
     """Read a dataset file or saved-dataset folder into numbered records.
 
@@ -193,6 +197,9 @@ def _read_jsonl(path: Path, text: str) -> RawTable:
             reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
             table.bad_rows.append(BadRow(lineno, reason, line[:_RAW_CHARS]))
             continue
+        except RecursionError:
+            table.bad_rows.append(BadRow(lineno, TOO_DEEP, line[:_RAW_CHARS]))
+            continue
         _add_record(table, lineno, rec)
     return table
 
@@ -201,7 +208,7 @@ def _whole_json(text: str) -> Any:
     """The parsed document, or None when the text is not one JSON document."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
 
 
@@ -209,6 +216,9 @@ def _read_json(path: Path, text: str) -> RawTable:
     """A JSON array of objects, or an object wrapping such an array under one key."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: {TOO_DEEP}", "save the rows as JSON Lines (one object per line) so that one "
+                        "such row is skipped instead of the whole file") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and exc.lineno > 1:
             return _read_jsonl(path, text)  # JSON Lines saved with a .json name

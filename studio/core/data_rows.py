@@ -149,6 +149,29 @@ def _split_shared_prompt(rec: dict, chosen_key: str, rejected_key: str) -> tuple
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
+def unencodable(rec: dict) -> str | None:
+    """Why a record holds text that is not text (an unpaired UTF-16 surrogate), or None.
+
+    JSON can spell such a half character (``"\\ud800"``); no tokenizer can encode it. Walked
+    without recursion, so a deeply nested row cannot overflow the stack here.
+    """
+    stack: list = [(rec, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    return (f"'{where}' holds an unpaired UTF-16 surrogate ({value[exc.start]!r} at character "
+                            f"{exc.start}), which is not text: fix or remove that character")
+        elif isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+    return None
+
+
 def need(rec: dict, key: str) -> Any:
     """The value of a field that must be present and not null."""
     value = rec.get(key)
