@@ -184,6 +184,9 @@ def test_click_train_stop_then_resume_to_completion(qtbot, page, model_dir):
     assert steps.max() == 20 and page.view.panel.loss.point_count("eval") >= 1
     rec = page.controller.registry.find(proc.run_dir)
     assert rec.status == "completed" and rec.best_eval_loss is not None
+    # the row keeps the first start and counts the part trained before the stop
+    assert rec.first_started < rec.started and 0 < rec.trained_s < rec.started - rec.first_started
+    assert rec.duration_s() == pytest.approx(rec.trained_s + rec.ended - rec.started)
 
 
 @pytest.mark.integration
