@@ -14,6 +14,7 @@ comes from ``chat_template.jinja`` when present, else from ``tokenizer_config.js
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from studio.core.errors import ModelError
 
 # transformers writes this for "no limit"; we report None instead.
 _NO_LIMIT = 10**20
+#: One batch encoding at a time per process: the window tokenizes on several background threads
+#: (preview, statistics, preflight), and ``tokenizers``' batch encoder, which runs its own thread
+#: pool without the interpreter lock, crashed the process when two threads entered it at once.
+_BATCH_LOCK = threading.Lock()
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
@@ -139,11 +144,13 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of many texts at once (parallel inside ``tokenizers``)."""
-        return [e.ids for e in self._tk.encode_batch(texts, add_special_tokens=False)]
+        with _BATCH_LOCK:
+            return [e.ids for e in self._tk.encode_batch(texts, add_special_tokens=False)]
 
     def encode_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Ids and character ``(start, end)`` offsets of many texts, for mapping text spans to tokens."""
-        return [(e.ids, e.offsets) for e in self._tk.encode_batch(texts, add_special_tokens=False)]
+        with _BATCH_LOCK:
+            return [(e.ids, e.offsets) for e in self._tk.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``; special tokens are kept unless asked otherwise."""

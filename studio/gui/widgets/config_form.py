@@ -136,7 +136,9 @@ class ConfigForm(QWidget):
             kind = "Check"
         elif typ is int:
             w = QSpinBox(self)
-            w.setRange(int(meta.get("min", -_INT_LIMIT)), int(meta.get("max", _INT_LIMIT)))
+            # a spin box holds 32-bit values; a wider setting (seeds below 2**32) is typed within that
+            low, high = int(meta.get("min", -_INT_LIMIT)), int(meta.get("max", _INT_LIMIT))
+            w.setRange(max(low, -_INT_LIMIT), min(high, _INT_LIMIT))
             w.setKeyboardTracking(False)
             w.valueChanged.connect(lambda v, p=path: self._write(p, v))
             kind = "Spin"

@@ -1,0 +1,19 @@
+"""GUI tests: background work ends before a test's windows are torn down."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _background_work_finishes(qtbot):
+    """Pages tokenize and read files in Qt's thread pool (two threads on two cores, so a test's
+    jobs may still run after it ends). A job that signals a window already torn down, or a
+    torn-down window collected while its job runs, crashes the test process; wait for them."""
+    yield
+    from PySide6.QtCore import QThreadPool
+
+    from studio.gui import tasks
+
+    tasks.release()
+    QThreadPool.globalInstance().waitForDone(120_000)
