@@ -44,20 +44,13 @@ def sample_conversations(examples: list, count: int) -> list[list[dict]]:
 
 
 def read_metadata(path: Path) -> dict:
-    """The GGUF's key/value metadata (token lists left out) as plain Python values."""
-    from gguf import GGUFReader
+    """The GGUF's key/value metadata as plain Python values (token types and merges left out)."""
+    from studio.worker.gguf_read import read_gguf
 
-    reader = GGUFReader(str(path))
-    out = {}
-    for name, f in reader.fields.items():
-        if name.startswith("GGUF.") or name in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges",
-                                                 "tokenizer.ggml.token_type"):
-            continue
-        value = f.contents()
-        out[name] = value.item() if hasattr(value, "item") else value
-    out["tokenizer.ggml.tokens"] = reader.fields["tokenizer.ggml.tokens"].contents() \
-        if "tokenizer.ggml.tokens" in reader.fields else []
-    return out
+    meta, _ = read_gguf(path)
+    meta.pop("tokenizer.ggml.merges", None)
+    meta.pop("tokenizer.ggml.token_type", None)
+    return meta
 
 
 def _result(passed: bool, detail: str, **extra) -> dict:
@@ -115,13 +108,12 @@ def check_stop_token(meta: dict, stop_text: str | None, studio_tokenizer) -> dic
 
 def gguf_state_dict(path: Path, model, interleave: bool) -> tuple[dict, list[str]]:
     """The GGUF's tensors dequantized into ``model``'s state-dict names and layout; and problems found."""
-    import numpy as np
     import torch
-    from gguf import GGUFReader, quants
 
     from studio.worker.gguf_export import _gguf_name, deinterleave_rope_rows
+    from studio.worker.gguf_read import dequantize, read_gguf
 
-    tensors = {t.name: t for t in GGUFReader(str(path)).tensors}
+    _, tensors = read_gguf(path)
     config, state, problems = model.config, {}, []
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -132,8 +124,7 @@ def gguf_state_dict(path: Path, model, interleave: bool) -> tuple[dict, list[str
         if name not in tensors:
             problems.append(f"{name} (for {hf_name}) is missing")
             continue
-        t = tensors[name]
-        array = np.asarray(quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(tuple(reversed(t.shape.tolist())))
+        array = dequantize(tensors[name])
         if interleave and name.endswith("attn_q.weight"):
             array = deinterleave_rope_rows(array, heads)
         elif interleave and name.endswith("attn_k.weight"):

