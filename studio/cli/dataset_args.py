@@ -38,7 +38,8 @@ def add_dataset_arguments(parser) -> None:
     parser.add_argument("--text-split", default="line", choices=("line", "paragraph", "file"),
                         help="how a .txt file is cut into documents (default: each non-empty line)")
     parser.add_argument("--template", default="auto", metavar="NAME",
-                        help="chat template: auto (the model's own), llama3, llama3.1 or chatml")
+                        help="chat template: auto (the model's own) or a built-in: llama3, llama3.1, chatml, "
+                             "mistral, qwen2.5, qwen3, gemma, gemma3, phi3, deepseek, deepseek-r1")
     parser.add_argument("--loss", default="assistant", choices=LOSS_OPTIONS,
                         help="which tokens carry loss (default: every assistant turn)")
     parser.add_argument("--max-length", type=positive, default=None, metavar="N",

@@ -128,6 +128,23 @@ LLAMA3_1 = r"""{{- bos_token }}
 {%- endif %}
 """
 
+# Mistral 7B Instruct's [INST] format (tokenizer v1: Mistral 7B Instruct v0.1/v0.2, Mixtral 8x7B
+# Instruct): "<s>[INST] question [/INST]answer</s> [INST] ...". It has no system role (Studio
+# merges a system message into the first user turn, see data.system_message).
+MISTRAL = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+
+#: Built-in names whose text is the model family's own template as TRL ships it (trl/chat_templates),
+#: so TRL's training variant of it applies (see studio.core.families).
+TRL_BUILTINS = {"qwen2.5": "qwen2_5", "qwen3": "qwen3", "gemma": "gemma", "gemma3": "gemma3", "phi3": "phi3",
+                "deepseek": "deepseekv3", "deepseek-r1": "deepseek_r1_distill"}
+
 # The ChatML layout used by Qwen, SmolLM and many others.
 CHATML = (
     "{% for message in messages %}"

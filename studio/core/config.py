@@ -26,6 +26,9 @@ PADDING = ("packing", "longest", "multiple", "max_length")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair",
               "aot", "aot_pair", "apo_zero", "apo_down", "discopop", "sft")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: model.template: the model's own, or a built-in (studio.core.templates.BUILTIN_TEMPLATES; a test keeps them equal)
+TEMPLATES = ("auto", "llama3", "llama3.1", "chatml", "mistral", "qwen2.5", "qwen3", "gemma", "gemma3", "phi3",
+             "deepseek", "deepseek-r1")
 #: (section, field) of every setting that names a file or folder
 PATH_FIELDS = (("model", "path"), ("data", "train"), ("data", "eval"), ("data", "general_eval"))
 
@@ -42,8 +45,8 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 class ModelConfig:
     path: str = _f("resources/demo-model", "Model folder, a model in the Hugging Face cache, or a hub id.")
     trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only for models you trust.")
-    template: str = _f("auto", "Chat template: 'auto' uses the model's own; or llama3, llama3.1, chatml.",
-                       choices=("auto", "llama3", "llama3.1", "chatml"))
+    template: str = _f("auto", "Chat template: 'auto' uses the model's own; or a built-in one by name (for a model "
+                       "folder without a template).", choices=TEMPLATES)
 
 
 @dataclass

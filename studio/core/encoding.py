@@ -41,7 +41,7 @@ class EncodeOptions:
     """How conversations become tokens.
 
     Attributes:
-        template: ``"auto"`` (the model's own) or a built-in name (llama3, llama3.1, chatml).
+        template: ``"auto"`` (the model's own) or a built-in name (llama3, qwen3, gemma3...).
         loss: which tokens carry loss (see the module docstring).
         max_length: longest sequence in tokens; ``None`` keeps rows whole.
         truncation_side: ``"right"`` cuts the end of an over-long row, ``"left"`` its start.

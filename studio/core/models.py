@@ -251,7 +251,7 @@ def _add_warnings(info: ModelInfo) -> None:
     if not info.weight_files:
         info.warnings.append("no weight files found: this folder can be used for its tokenizer only")
     if not info.has_chat_template:
-        info.warnings.append("no chat template: pick a built-in template (llama3, llama3.1 or chatml) on the Method page")
+        info.warnings.append("no chat template: pick a built-in template (llama3, qwen2.5, gemma3, mistral...) on the Method page")
     if info.needs_remote_code:
         info.warnings.append("this model ships its own Python code (auto_map in config.json); it loads only "
                              "with 'trust remote code' ticked")

@@ -16,10 +16,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from studio.core.builtin_templates import CHATML, LLAMA3, LLAMA3_1
+from studio.core.builtin_templates import CHATML, LLAMA3, LLAMA3_1, MISTRAL, TRL_BUILTINS
 from studio.core.errors import TemplateError
+from studio.core.families import trl_template_folder
 
-BUILTIN_TEMPLATES: dict[str, str] = {"llama3": LLAMA3, "llama3.1": LLAMA3_1, "chatml": CHATML}
+
+def _builtins() -> dict[str, str]:
+    """Studio's own templates, then the family templates read from the installed TRL package."""
+    out = {"llama3": LLAMA3, "llama3.1": LLAMA3_1, "chatml": CHATML, "mistral": MISTRAL}
+    folder = trl_template_folder()
+    for name, file in TRL_BUILTINS.items():
+        path = folder / f"{file}.jinja" if folder else None
+        if path is not None and path.is_file():
+            out[name] = path.read_text(encoding="utf-8")
+    return out
+
+
+BUILTIN_TEMPLATES: dict[str, str] = _builtins()
+BUILTIN_NAMES = ", ".join(BUILTIN_TEMPLATES)
 
 # Marker-looking literals such as <|eot_id|> in a template, checked against the vocabulary.
 _MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
@@ -258,7 +272,7 @@ def compile_template(source: str):
         return _environment(not _trusted(source)).from_string(source)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"the chat template is not valid Jinja: {exc}",
-                            "fix the template or choose a built-in one (llama3, llama3.1, chatml)") from exc
+                            f"fix the template or choose a built-in one ({BUILTIN_NAMES})") from exc
 
 
 def _trusted(source: str) -> bool:
@@ -358,7 +372,7 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
     if name in ("auto", "", None):
         if not own:
             raise TemplateError(f"the model at {tokenizer.path} has no chat template",
-                                "set model.template (or --template) to a built-in one: llama3, llama3.1 or chatml")
+                                f"set model.template (or --template) to a built-in one: {BUILTIN_NAMES}")
         builtin = next((n for n, s in BUILTIN_TEMPLATES.items() if s == own), "model")
         return _with_variant(ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials))
     if name not in BUILTIN_TEMPLATES:

@@ -178,7 +178,7 @@ class Tokenizer:
             out.append(f"the pad token {self.pad_token} is also the EOS token; tools that mask labels by pad id "
                        "would stop the model learning to end its answers")
         if not self.chat_template:
-            out.append("the tokenizer has no chat template; pick a built-in one (llama3, llama3.1, chatml)")
+            out.append("the tokenizer has no chat template; pick a built-in one (llama3, qwen2.5, gemma3, mistral...)")
         return out
 
     def __repr__(self) -> str:

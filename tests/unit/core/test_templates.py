@@ -145,7 +145,13 @@ def test_builtins_render_without_the_sandbox_exactly_as_within_it(name):
         for generation in (False, True):
             context = {"messages": messages, "add_generation_prompt": generation, "tools": None,
                        "documents": None, **specials}
-            assert render(source, messages, generation, specials) == sandboxed.render(context)
+            try:
+                theirs = sandboxed.render(context)
+            except Exception:  # noqa: BLE001 - e.g. Gemma refuses a system turn: so must the unsandboxed one
+                with pytest.raises(TemplateError):
+                    render(source, messages, generation, specials)
+                continue
+            assert render(source, messages, generation, specials) == theirs
 
 
 def test_other_templates_stay_in_the_sandbox():
@@ -153,3 +159,37 @@ def test_other_templates_stay_in_the_sandbox():
     source = BUILTIN_TEMPLATES["chatml"] + "{% set _ = messages.append({'role': 'user', 'content': 'x'}) %}"
     with pytest.raises(TemplateError):
         render(source, CONVERSATIONS[0])
+
+
+def test_config_offers_every_builtin_template():
+    from studio.core.config import TEMPLATES
+
+    assert set(TEMPLATES) == {"auto", *BUILTIN_TEMPLATES}
+
+
+@pytest.mark.parametrize(("name", "family"), [("qwen2.5", "qwen2_5"), ("qwen3", "qwen3"), ("gemma", "gemma"),
+                                               ("gemma3", "gemma3"), ("phi3", "phi3"), ("deepseek", "deepseekv3"),
+                                               ("deepseek-r1", "deepseek_r1_distill")])
+def test_family_builtins_are_the_templates_trl_ships_and_train_with_its_variant(llama, trl_template, name, family):
+    assert BUILTIN_TEMPLATES[name] == trl_template(f"{family}.jinja")
+    resolved = resolve_template(llama, name)  # the Llama tokenizer has no template of its own: no warning about it
+    assert (resolved.name, resolved.family, resolved.training) == (name, family, trl_template(f"{family}_training.jinja"))
+    assert not any("differs from the model's own" in w for w in resolved.warnings)
+
+
+def test_a_builtin_other_than_the_models_own_template_warns(llama_dir, tmp_path, trl_template):
+    tok = with_template(llama_dir, tmp_path, trl_template("llama3.jinja"))
+    assert "differs from the model's own chat template" in resolve_template(tok, "qwen3").warnings[0]
+
+
+def test_mistral_builtin_writes_inst_turns_and_merges_a_system_message(llama):
+    from studio.core.conversation import Example, Message
+    from studio.core.encoding import EncodeOptions, Encoder
+
+    specials = {"bos_token": "<s>", "eos_token": "</s>"}
+    text = render(BUILTIN_TEMPLATES["mistral"], CONVERSATIONS[2], False, specials)
+    assert text == "<s>[INST] Rome? [/INST]Yes.</s> [INST] Ünïcode → ok [/INST]Sí 👍</s> "
+    encoder = Encoder(llama, EncodeOptions(template="mistral"))
+    assert encoder.template.refuses_system
+    row = Example(1, [Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello")])
+    assert llama.decode(encoder.encode(row).input_ids) == "<|begin_of_text|>[INST] Be brief.\n\nHi [/INST]Hello<|end_of_text|> "
