@@ -131,11 +131,12 @@ class Encoder:
             model's, double BOS...), shown once rather than per row.
     """
 
-    def __init__(self, tokenizer, options: EncodeOptions | None = None) -> None:
+    def __init__(self, tokenizer, options: EncodeOptions | None = None, template: ResolvedTemplate | None = None) -> None:
+        """``template`` replaces the one ``options.template`` names (preflight checks a template text)."""
         self.tokenizer = tokenizer
         self.options = options or EncodeOptions()
         _check(self.options)
-        self.template: ResolvedTemplate = resolve_template(tokenizer, self.options.template)
+        self.template: ResolvedTemplate = template or resolve_template(tokenizer, self.options.template)
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
         self.warnings = list(self.template.warnings) + self._bos_warnings() + self._stop_warnings()
@@ -370,14 +371,37 @@ class Encoder:
                 roles[k] = "bos"
         return roles
 
+    def stop_token(self) -> str | None:
+        """The end-of-turn token an assistant turn's loss ends on, or ``None`` if there is none.
+
+        TRL's check (``is_chat_template_stop_token_trained``) on core encoding: user, assistant,
+        user are encoded with loss on the assistant turn; ignoring whitespace, the last trained
+        token must be one of the tokenizer's added tokens (``<|eot_id|>``, ``<|im_end|>``,
+        GLM's ``<|user|>``...). If it is plain text, the model is never taught to stop.
+        """
+        from studio.core.conversation import Example, Message
+
+        probe = Example(0, [Message("user", "dummy"), Message("assistant", "dummy"), Message("user", "dummy")])
+        try:
+            lay = Layouter(self.template, "assistant").layout(self.fit(probe))
+        except TemplateError:
+            return None
+        ((ids, offsets),) = self._tokenize([lay])
+        labels = self._labels(lay, ids, offsets, [s for s, _ in offsets])
+        added = set(self.tokenizer.added_tokens.values())
+        for token, label in zip(reversed(ids), reversed(labels)):
+            if label == IGNORE or not self.tokenizer.decode([token]).strip():
+                continue
+            return self.tokenizer.decode([token]) if token in added else None
+        return None
+
     def _stop_warnings(self) -> list[str]:
-        """Whether the text trained after an assistant turn holds a special token to stop on."""
-        closing = self.template.pieces.closes.get("assistant")
-        specials = [t for t in self.tokenizer.special_tokens if t]
-        if closing is None or any(t in closing for t in specials):
+        """Whether an assistant turn's loss ends on a token the model can learn to stop on."""
+        if self.stop_token() is not None:
             return []
-        return [f"the template ends an assistant turn with {closing!r}, which holds no special end-of-turn token, "
-                "so the model is never taught a token to stop on; use a template that closes turns with one"]
+        return [f"no end-of-turn token carries loss with the chat template ({self.template.name}): the last trained "
+                "token of an answer is plain text, so the model is never taught a token to stop on; use a template "
+                "that closes turns with a special token"]
 
     def _bos_warnings(self) -> list[str]:
         """Template-level BOS facts, from one probe conversation."""

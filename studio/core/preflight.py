@@ -85,7 +85,7 @@ def lints(cfg: RunConfig, tokenizer: Any, encoded_rows: list | None = None,
     if params_total is None:
         params_total = _params_total(cfg, tokenizer)
     found = [_pad_lint(cfg, tokenizer), _eval_lint(cfg), _lr_lint(cfg, params_total), _context_lint(cfg, max_positions),
-             _end_of_turn_lint(tokenizer, template_text), _double_bos_lint(tokenizer, template_text, encoded_rows),
+             _end_of_turn_lint(cfg, tokenizer, template_text), _double_bos_lint(tokenizer, template_text, encoded_rows),
              _truncation_lint(cfg, encoded_rows)]
     return [lint for lint in found if lint]
 
@@ -142,19 +142,23 @@ def _context_lint(cfg: RunConfig, max_positions: int | None) -> Lint | None:
                 f"set data.max_length to {max_positions} or less", severity="error")
 
 
-def _end_of_turn_lint(tokenizer: Any, template_text: str | None) -> Lint | None:
+def _end_of_turn_lint(cfg: RunConfig, tokenizer: Any, template_text: str | None) -> Lint | None:
+    """No end-of-turn token carries loss: the model would never learn to stop (core encoding's own check)."""
     if not template_text:
         return None
-    rendered = render_probe(tokenizer, template_text, [("user", "Hello"), ("assistant", PROBE_ANSWER)])
-    if rendered is None or PROBE_ANSWER not in rendered:
+    try:
+        from studio.core.encoding import Encoder, options_for
+        from studio.core.templates import template_from_source
+
+        encoder = Encoder(tokenizer, options_for(cfg), template_from_source(tokenizer, template_text))
+        if encoder.stop_token() is not None:
+            return None
+    except (ImportError, StudioError, AttributeError):  # a stand-in tokenizer, or a template that cannot render
         return None
-    after = rendered.split(PROBE_ANSWER, 1)[1].lstrip()
-    specials = set(getattr(tokenizer, "special_tokens", None) or ()) | {tokenizer.eos_token} - {None}
-    if any(after.startswith(tok) for tok in specials if tok):
-        return None
-    return Lint("no_end_of_turn", "the chat template writes nothing special after an assistant answer "
-                f"(it continues with {after[:30]!r}), so the model never learns where a turn ends and "
-                "generation will not stop", "choose a template that closes turns, e.g. model.template=llama3 or chatml")
+    return Lint("no_end_of_turn", "no end-of-turn token carries loss with this chat template: the last trained token "
+                "of an answer is plain text, so the model never learns where a turn ends and generation will not "
+                "stop", "choose a template that closes turns with a special token, e.g. model.template=llama3 or "
+                "chatml, or the model's own (auto)")
 
 
 def _double_bos_lint(tokenizer: Any, template_text: str | None, encoded_rows: list | None) -> Lint | None:

@@ -386,6 +386,12 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
     return _with_variant(ResolvedTemplate(name, source, warnings, "builtin", specials))
 
 
+def template_from_source(tokenizer, source: str) -> ResolvedTemplate:
+    """A template given as text (as the model's own would be), with TRL's training variant if it has one."""
+    name = next((n for n, s in BUILTIN_TEMPLATES.items() if s == source), "model")
+    return _with_variant(ResolvedTemplate(name, source, [], "model", dict(tokenizer.specials)))
+
+
 def _with_variant(template: ResolvedTemplate) -> ResolvedTemplate:
     """``template`` rendered with TRL's training variant of it, when TRL ships one (TRL's own rule)."""
     from studio.core.families import variant_for

@@ -241,3 +241,81 @@ def test_studio_preview_of_a_gemma_file_with_system_messages_shows_every_other_r
     assert main(["preview", "--model", str(folder), "--data", str(data), "--json"]) == 0  # merge, the default
     out, _ = capsys.readouterr()
     assert [json.loads(line)["row"] for line in out.splitlines() if line.strip()] == [1, 2, 3, 4]
+
+
+def family_folder(llama_dir, folder: Path, family: str, template: str | None = None) -> Path:
+    """Meta's Llama 3.2 tokenizer with ``family``'s control tokens as special tokens and its own template."""
+    from tokenizers import AddedToken
+    from tokenizers import Tokenizer as Backend
+
+    variant = next(v for v in trl_variants().values() if v.family == family)
+    bos, eos = BOS_EOS.get(family, (None, "<|im_end|>"))
+    tokens = sorted(set(CONTROL.findall(variant.original + variant.training)) | {t for t in (bos, eos) if t})
+    backend = Backend.from_file(str(Path(llama_dir) / "tokenizer.json"))
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tokens if t not in PLAIN])
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in PLAIN])
+    backend.save(str(folder / "tokenizer.json"))
+    config = {"bos_token": bos, "eos_token": eos, "tokenizer_class": "PreTrainedTokenizerFast"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "chat_template.jinja").write_text(template or variant.original, encoding="utf-8")
+    return folder
+
+
+def trained_pieces(tok, encoded) -> list[str]:
+    """The text of each run of loss-carrying tokens."""
+    pieces, run = [], []
+    for token, label in zip(encoded.input_ids + [None], encoded.labels + [-100]):
+        if label == -100 and run:
+            pieces, run = pieces + [tok.decode(run)], []
+        elif label != -100:
+            run.append(token)
+    return pieces
+
+
+def test_glm_trains_the_role_token_that_ends_the_last_answer(llama_dir, tmp_path):
+    """GLM-4 closes a turn with the next role's token: after the last answer, <|user|> is written and trained."""
+    from studio.core import config as config_mod
+    from studio.core.preflight import lints
+
+    tok = load_tokenizer(family_folder(llama_dir, tmp_path, "glm4moe"))
+    encoder = Encoder(tok, EncodeOptions())
+    enc = encoder.encode(example(CONVERSATIONS[4]))
+    assert trained_pieces(tok, enc) == ["\n<think></think>\nLine one.\n\nLine two.<|user|>",
+                                        "\n<think></think>\nLine three.<|user|>"]
+    assert tok.decode(enc.input_ids).endswith("Line three.<|user|>")
+    assert encoder.stop_token() == "<|user|>"
+    assert any("glm4moe_training.jinja" in note for note in encoder.notes)
+    cfg = config_mod.from_dict({"model": {"path": str(tmp_path)}})
+    assert "no_end_of_turn" not in [lint.code for lint in lints(cfg, tok, template_text=tok.chat_template)]
+
+
+def test_a_template_without_a_trained_end_of_turn_token_is_linted(llama_dir, tmp_path):
+    """GLM-4's template changed by one byte is not TRL's: rendered as it is, no answer ends on a trained token."""
+    from studio.core import config as config_mod
+    from studio.core.preflight import lints
+
+    glm = next(v for v in trl_variants().values() if v.family == "glm4moe")
+    tok = load_tokenizer(family_folder(llama_dir, tmp_path, "glm4moe", glm.original + "\n"))
+    encoder = Encoder(tok, EncodeOptions())
+    assert encoder.template.training is None and encoder.stop_token() is None
+    assert any("never taught a token to stop" in w for w in encoder.warnings)
+    cfg = config_mod.from_dict({"model": {"path": str(tmp_path)}})
+    found = [lint for lint in lints(cfg, tok, template_text=tok.chat_template) if lint.code == "no_end_of_turn"]
+    assert found and "generation will not stop" in found[0].message
+
+
+def test_qwen3_keeps_earlier_reasoning_and_trains_every_turn_as_trl_does(llama_dir, tmp_path):
+    pytest.importorskip("trl")
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template
+
+    folder = family_folder(llama_dir, tmp_path, "qwen3")
+    tok, hf = load_tokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+    messages = CONVERSATIONS[6]
+    enc = Encoder(tok, EncodeOptions()).encode(example(messages))
+    assert trained_pieces(tok, enc) == ["<think>\n17 * 3 = 51\n</think>\n\n51<|im_end|>\n",
+                                        "<think>\n51 + 9 = 60\n</think>\n\n60<|im_end|>\n"]
+    theirs = hf.apply_chat_template(messages, chat_template=get_training_chat_template(hf), tokenize=True,
+                                    return_dict=True, return_assistant_tokens_mask=True)
+    assert enc.input_ids == theirs["input_ids"]
+    assert enc.labels == [t if m else -100 for t, m in zip(theirs["input_ids"], theirs["assistant_masks"])]
