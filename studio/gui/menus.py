@@ -2,7 +2,7 @@
 
 Shortcuts are the platform's own where Qt knows one (``QKeySequence.StandardKey``: Open, Save,
 Quit, HelpContents...), so Ctrl+Q is Cmd+Q on macOS and F1 opens the help everywhere. Pages are
-one keystroke away (Ctrl+1 to Ctrl+7), and so are starting and stopping training.
+one keystroke away (Ctrl+1 to Ctrl+7), and so are starting and stopping training (F5, Shift+F5).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from studio.core.models import REPO_ROOT
 
 #: The documentation a person reads first: the project's README next to docs/.
 HELP_FILE = REPO_ROOT / "README.md"
-START_KEYS = ("Ctrl+Return", "Ctrl+Enter")
-STOP_KEY = "Ctrl+."
+#: F5 / Shift+F5 start and stop, as in IDEs (Ctrl+Enter is the Chat page's Send).
+START_KEYS = ("F5",)
+STOP_KEYS = ("Shift+F5",)
 
 
 def _action(window, menu, text: str, name: str, slot, keys=(), tip: str = "", role=None) -> QAction:
@@ -66,7 +67,7 @@ def install_menus(window) -> dict[str, QAction]:
     train_menu = bar.addMenu("&Training")
     add(train_menu, "&Start training", "startTrainingAction", window.start_training, START_KEYS,
         "Start a run with the current settings")
-    add(train_menu, "S&top training", "stopTrainingAction", window.stop_training, (STOP_KEY,),
+    add(train_menu, "S&top training", "stopTrainingAction", window.stop_training, STOP_KEYS,
         "Save a checkpoint and stop the run on the Train page")
 
     help_menu = bar.addMenu("&Help")

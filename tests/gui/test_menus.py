@@ -32,6 +32,15 @@ def window(qtbot):
     tasks.wait_idle(30)
 
 
+def test_no_two_actions_share_a_key(window):
+    from PySide6.QtGui import QAction
+
+    keys = [k.toString() for a in window.findChildren(QAction) for k in a.shortcuts() if not k.isEmpty()]
+    keys += [b.shortcut().toString() for b in window.findChildren(__import__("PySide6.QtWidgets").QtWidgets.QAbstractButton)
+             if not b.shortcut().isEmpty()]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
 def test_the_menu_bar_has_file_go_training_and_help_with_the_platforms_keys(window):
     titles = [a.text() for a in window.menuBar().actions()]
     assert titles == ["&File", "&Go", "&Training", "&Help"]
@@ -73,14 +82,14 @@ def test_f1_opens_the_documentation(window, qtbot):
 
 def test_keys_start_and_stop_training_from_any_page(window, qtbot, replaying_worker):
     window.show_page("Data")
-    qtbot.keyClick(window, Qt.Key_Return, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_F5)
     train = window.pages["Train"]
     assert window.stack.currentWidget() is train
     proc = train.view.proc
     assert proc is not None and proc.is_running()
     qtbot.waitUntil(lambda: any(e["type"] == "step" for e in proc.history()), timeout=20_000)
     window.show_page("Runs")
-    qtbot.keyClick(window, Qt.Key_Period, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_F5, Qt.ShiftModifier)
     qtbot.waitUntil(lambda: not proc.is_running(), timeout=20_000)
     assert proc.outcome().status == "stopped"
 
