@@ -40,7 +40,9 @@ fi
 if [ -n "${STUDIO_PYTHON:-}" ]; then
   py=$STUDIO_PYTHON
   echo "Using the Python given by STUDIO_PYTHON instead of downloading one: $py"
-  mkdir -p "$prefix/python" && printf '%s\n' "$py" > "$given"
+  if [ "$(cat "$given" 2>/dev/null)" != "$py" ]; then
+    mkdir -p "$prefix/python" && printf '%s\n' "$py" > "$given"
+  fi
 elif [ "$action" = uninstall ] || [ "$action" = status ]; then
   py=$("$here/uv" python find 3.11 --python-preference only-managed 2>/dev/null) \
     || die "Studio's Python is missing from $prefix" "delete the folder $prefix by hand; your runs are elsewhere and stay"

@@ -25,11 +25,15 @@ from studio.installer import shortcuts, steps
 from studio.installer.state import INSTALLED, Layout, is_complete, read_state, write_state
 
 
-def _choose(conf: dict, progress: steps.Progress) -> accelerator.TorchChoice:
+def _decide(conf: dict) -> accelerator.TorchChoice:
     try:
-        choice = accelerator.choose_torch(accelerator.probe(), env=conf)
+        return accelerator.choose_torch(accelerator.probe(), env=conf)
     except ValueError as exc:
         raise steps.InstallError(str(exc), "unset STUDIO_TORCH_BACKEND or give one of the names listed") from None
+
+
+def _choose(conf: dict, progress: steps.Progress) -> accelerator.TorchChoice:
+    choice = _decide(conf)
     progress.say(f"PyTorch build: {choice.backend} ({choice.reason})")
     if choice.gpu:
         progress.say(f"GPU: {choice.gpu}")
@@ -42,7 +46,7 @@ def install(opts: steps.Options) -> int:
     layout, progress = opts.layout, steps.Progress()
     conf = steps.settings(layout)
     previous = read_state(layout)
-    choice = accelerator.choose_torch(accelerator.probe(), env=conf) if previous else None
+    choice = _decide(conf) if previous else None
     if (not opts.rebuild and is_complete(layout, __version__) and choice
             and previous.get("torch", {}).get("requirement") == choice.requirement
             and steps.installed_torch(layout) == choice.requirement.split("==", 1)[1]):

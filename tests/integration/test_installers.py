@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,10 @@ MACOS = DIST / f"Studio-{VERSION}-macos-arm64.zip"
 sys.path.insert(0, str(ROOT / "packaging"))
 from pip_settings import pip_settings  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux host")]
+TOOLS = [tool for tool in ("makeself", "makensis", "shellcheck") if not shutil.which(tool)]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux host"),
+              # .ci/run installs them; on a developer's machine: apt-get install makeself nsis shellcheck
+              pytest.mark.skipif(bool(TOOLS), reason=f"not installed: {', '.join(TOOLS)}")]
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +86,9 @@ def env_python(prefix: Path, code: str, env) -> str:
 
 
 def snapshot(prefix: Path) -> dict:
-    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in [*(prefix / "app").rglob("*"), *(prefix / "env").rglob("*"), prefix / "state.json"]
-            if p.is_file() and "__pycache__" not in p.parts}
+    """Every file of the installation but uv's cache, with its modification time and size."""
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in prefix.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and (prefix / "cache") not in p.parents}
 
 
 def fake_torch_wheel(folder: Path, version: str) -> Path:

@@ -113,3 +113,12 @@ def test_self_test_exits_1_with_a_plain_verdict_when_torch_is_broken(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL  PyTorch: PyTorch does not load" in result.stdout and "libtorch_cpu.so" in result.stdout
     assert "Studio is NOT ready" in result.stdout and "Repair" in result.stdout
+
+
+def test_a_bad_torch_backend_setting_is_an_error_that_says_what_to_do(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STUDIO_TORCH_BACKEND": "cu999"}
+    result = subprocess.run([sys.executable, "-m", "studio.installer", "install", "--prefix", str(tmp_path / "app")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "STUDIO_TORCH_BACKEND=cu999 is not one of" in result.stderr and "what to do:" in result.stderr
+    assert not (tmp_path / "app" / "state.json").exists()  # nothing was started
