@@ -122,3 +122,25 @@ def test_a_bad_torch_backend_setting_is_an_error_that_says_what_to_do(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "STUDIO_TORCH_BACKEND=cu999 is not one of" in result.stderr and "what to do:" in result.stderr
     assert not (tmp_path / "app" / "state.json").exists()  # nothing was started
+
+
+def test_the_lock_pins_every_dependency_of_pyproject_in_its_range():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = {}
+    for line in (ROOT / "packaging" / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            req = Requirement(line)
+            pinned[req.name.lower().replace("_", "-")] = next(iter(req.specifier)).version
+    problems = []
+    for dep in map(Requirement, deps):
+        name = dep.name.lower().replace("_", "-")
+        if name == "torch":  # the installer picks torch's build per machine
+            continue
+        if name not in pinned or not dep.specifier.contains(pinned[name], prereleases=True):
+            problems.append(f"{dep} (lock: {pinned.get(name, 'missing')})")
+    assert not problems, f"run `python packaging/build.py --relock`: {problems}"
+    assert "torch" not in pinned and not any(n.startswith("nvidia-") for n in pinned)
