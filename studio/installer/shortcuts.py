@@ -13,6 +13,10 @@ LAUNCHER = """#!/bin/sh
 # shellcheck disable=SC2016 # the folder is a literal path, quoted whatever characters it holds
 root={root}
 if ! grep -q '"state": "installed"' "$root/state.json" 2>/dev/null || [ ! -x "$root/env/bin/studio" ]; then
+  if [ ! -t 1 ] && [ -n "${{DISPLAY:-}}${{WAYLAND_DISPLAY:-}}" ] && command -v x-terminal-emulator >/dev/null 2>&1; then
+    # Started from the menu: finish in a terminal window so the person sees the progress.
+    x-terminal-emulator -e "$0" "$@" && exit 0
+  fi
   echo "Studio's installation is unfinished or damaged; completing it first." >&2
   # No self-test here: the window should open; Help > Check installation runs it on request.
   "$root/app/setup.sh" install --prefix "$root" --no-self-test || exit 1
