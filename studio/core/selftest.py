@@ -109,7 +109,7 @@ def check_qt() -> Check:
 
 
 def check_training() -> Check:
-    preset = resource_path(DEMO_PRESET)
+    preset = resource_path(DEMO_PRESET).resolve()  # the child may run in another folder
     if not preset.exists():
         return Check("training", False, f"the demo preset {preset} is missing", REPAIR_HINT)
     with tempfile.TemporaryDirectory(prefix="studio-selftest-") as tmp:

@@ -127,8 +127,8 @@ class SelfTestDialog(QDialog):
             self.verdict.setText(f"✓ {last or 'The self-test passed.'}")
             self.verdict.setProperty("level", "ok")
         else:
-            self.verdict.setText(f"✗ {last or f'The self-test failed (exit code {code}).'} "
-                                 "The lines below say what to do.")
+            self.verdict.setText(f"✗ {last}" if last else
+                                 f"✗ The self-test failed (exit code {code}) without a word; see the lines below.")
             self.verdict.setProperty("level", "error")
 
     def _error(self, error) -> None:

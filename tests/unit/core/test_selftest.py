@@ -19,3 +19,17 @@ def test_the_verdict_names_the_failed_checks():
     report = Report([Check("PyTorch", True, "torch 2.13.0"), Check("window", False, "no Qt", "repair")])
     assert not report.ok and "window failed" in report.verdict() and "NOT ready" in report.verdict()
     assert Report([Check("PyTorch", True, "")]).verdict().startswith("Studio is installed correctly")
+
+
+def test_the_training_check_names_the_preset_by_its_full_path(monkeypatch):
+    """Its child runs in an empty folder: a preset path relative to where the check was started
+    (Studio's own folder) would not be found there."""
+    from pathlib import Path
+
+    from studio.core import selftest
+
+    seen = []
+    monkeypatch.chdir(Path(selftest.__file__).resolve().parents[2])
+    monkeypatch.setattr(selftest, "_child", lambda args, timeout, env=None: (seen.append(args), (1, "", ""))[1])
+    selftest.check_training()
+    assert Path(seen[0][3]).is_absolute() and Path(seen[0][3]).exists()
