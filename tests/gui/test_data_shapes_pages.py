@@ -119,3 +119,14 @@ def test_inspect_shows_raw_text_as_blocks(qtbot):
     assert [c.token_id for c in chips] == first.input_ids and all(c.loss for c in chips[1:])
     assert "Continued pre-training: block 1 of" in page.row_result.view.note
     assert "document 1 at token 0" in page.row_result.view.note
+
+
+def test_inspect_shows_a_switched_off_turn_without_loss(qtbot):
+    state = _state(data__train=str(FIXTURES / "switches.jsonl"), data__max_skipped=0.5)
+    page = _page(qtbot, InspectPage, state)
+    qtbot.waitUntil(lambda: page.row_result is not None and not page._tasks.busy, timeout=60_000)
+    tok = load_tokenizer(state.config.model.path)
+    chips = [c for c in page.token_view.tokens if not c.pad]
+    trained = tok.decode([c.token_id for c in chips if c.loss])
+    assert trained == "Late March, for the blossoms.<|eot_id|>"  # the first answer has weight 0
+    assert "August." in tok.decode([c.token_id for c in chips])

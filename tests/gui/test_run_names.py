@@ -30,24 +30,24 @@ def _train_once(qtbot, window) -> RunProcess:
     return proc
 
 
-def test_the_demo_trained_with_sft_then_dpo_gets_two_names_and_two_compare_columns(qtbot, replaying_worker):
+def test_the_demo_trained_with_sft_then_grpo_gets_two_names_and_two_compare_columns(qtbot, replaying_worker):
     window = build_window()
     qtbot.addWidget(window)
     window.show()
     first = _train_once(qtbot, window)
     method = window.show_page("Method")
-    method.objective.setCurrentText("dpo")
+    method.objective.setCurrentText("grpo")  # an objective the demo's chat rows can train (preflight blocks dpo)
     second = _train_once(qtbot, window)
     third = _train_once(qtbot, window)  # the same settings once more
     registry = window.runs_controller.registry
     names = [registry.find(p.run_dir).name for p in (first, second, third)]
-    assert names == ["demo-lora", "demo-lora (objective dpo)", "demo-lora #2"]
+    assert names == ["demo-lora", "demo-lora (objective grpo)", "demo-lora #2"]
     assert configmod.load(Path(second.run_dir) / "config.yaml").name == names[1]  # the worker sees it too
     runs = window.show_page("Runs")
     runs.refresh()
     runs.select_runs([first.run_dir, second.run_dir])
     headers = [runs.compare.diff.horizontalHeaderItem(c).text() for c in range(runs.compare.diff.columnCount())]
-    assert headers == ["Setting", "demo-lora (objective dpo)", "demo-lora"]
+    assert headers == ["Setting", "demo-lora (objective grpo)", "demo-lora"]
     tasks.wait_idle(30)
 
 
