@@ -49,6 +49,9 @@ def add_dataset_arguments(parser) -> None:
     parser.add_argument("--system-message", default="merge", choices=("merge", "skip"),
                         help="for a template that refuses system messages (Gemma): merge them into the first "
                              "user turn (default), or skip such rows as bad rows")
+    parser.add_argument("--reasoning-history", default="keep", choices=("keep", "drop"),
+                        help="for a template that drops earlier reasoning (Qwen3): keep every turn's <think> block "
+                             "and train it (default, as TRL), or drop it and train only the final answer")
 
 
 def column_mapping(text: str) -> dict[str, str]:
@@ -117,7 +120,8 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     tokenizer = load_tokenizer(model_path)
     encoder = Encoder(tokenizer, EncodeOptions(template=args.template, loss=args.loss, max_length=max_length,
                                                truncation_side=args.truncation_side,
-                                               system_message=args.system_message))
+                                               system_message=args.system_message,
+                                               reasoning_history=args.reasoning_history))
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))

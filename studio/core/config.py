@@ -72,6 +72,9 @@ class DataConfig:
     system_message: str = _f("merge", "For a chat template that refuses system messages (Gemma 1 and 2): merge writes "
                              "the system message at the start of the first user turn; skip lists each row that has "
                              "one as a bad row.", choices=("merge", "skip"))
+    reasoning_history: str = _f("keep", "For a chat template that drops the reasoning of earlier turns (Qwen3): keep "
+                                "renders every turn with its <think> block and trains it (TRL's variant); drop uses "
+                                "the model's own template and trains only the final answer.", choices=("keep", "drop"))
     skip_bad_rows: bool = _f(True, "Skip rows that fail validation (they are listed) instead of stopping.")
     max_skipped: float = _f(0.1, "Largest share of the training rows a run may skip (bad rows, rows left without a "
                                  "loss token, undesirable rows under SFT) before it refuses to start.", min=0.0, max=1.0)

@@ -48,6 +48,9 @@ class EncodeOptions:
         system_message: for a template that refuses system messages (Gemma): ``"merge"`` writes
             them at the start of the first user turn, ``"skip"`` makes each row that has one a
             bad row (see :meth:`Encoder.screen`).
+        reasoning_history: for a template that drops the reasoning of earlier turns (Qwen3):
+            ``"keep"`` it (TRL's prefix-preserving variant, every turn trained) or ``"drop"`` it (the
+            model's own template; only the final assistant turn carries loss).
     """
 
     template: str = "auto"
@@ -55,6 +58,7 @@ class EncodeOptions:
     max_length: int | None = None
     truncation_side: str = "right"
     system_message: str = "merge"
+    reasoning_history: str = "keep"
 
 
 @dataclass
@@ -113,7 +117,8 @@ def options_for(cfg, **changes) -> EncodeOptions:
     """The :class:`EncodeOptions` a run config gives (``changes`` override fields)."""
     d = cfg.data
     opts = dict(template=cfg.model.template, loss=d.loss, max_length=d.max_length,
-                truncation_side=d.truncation_side, system_message=d.system_message)
+                truncation_side=d.truncation_side, system_message=d.system_message,
+                reasoning_history=d.reasoning_history)
     return EncodeOptions(**{**opts, **changes})
 
 
@@ -136,7 +141,8 @@ class Encoder:
         self.tokenizer = tokenizer
         self.options = options or EncodeOptions()
         _check(self.options)
-        self.template: ResolvedTemplate = template or resolve_template(tokenizer, self.options.template)
+        self.template: ResolvedTemplate = template or resolve_template(tokenizer, self.options.template,
+                                                                       self.options.reasoning_history)
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
         self.warnings = list(self.template.warnings) + self._bos_warnings() + self._stop_warnings()
@@ -435,6 +441,8 @@ def _check(options: EncodeOptions) -> None:
         errors.append(("data.truncation_side", f"{options.truncation_side!r} is not right or left"))
     if options.system_message not in SYSTEM_OPTIONS:
         errors.append(("data.system_message", f"{options.system_message!r} is not merge or skip"))
+    if options.reasoning_history not in ("keep", "drop"):
+        errors.append(("data.reasoning_history", f"{options.reasoning_history!r} is not keep or drop"))
     if options.max_length is not None and options.max_length < 1:
         errors.append(("data.max_length", f"{options.max_length} must be at least 1"))
     if errors:

@@ -73,6 +73,20 @@ def variant_for(source: str) -> Variant | None:
     return trl_variants().get(source)
 
 
+def rewrites_history(template) -> bool:
+    """Whether ``template`` (its own text, not the variant) drops reasoning from earlier answers:
+    a conversation with reasoning in its first answer does not start with that answer as rendered alone."""
+    from studio.core.errors import TemplateError
+    from studio.core.templates import render
+
+    try:
+        alone = render(template.source, REASONING_PROBE[:2], False, template.specials)
+        whole = render(template.source, REASONING_PROBE, False, template.specials)
+    except TemplateError:
+        return False
+    return "r1" in alone and not whole.startswith(alone)
+
+
 def has_generation_markers(source: str) -> bool:
     """Whether a template marks its trained text with ``{% generation %}`` (TRL's test)."""
     import re

@@ -56,6 +56,8 @@ class ResolvedTemplate:
         family: TRL's name for ``source`` when TRL ships a training variant of it (``qwen3``...).
         training: the text rendered instead of ``source`` (TRL's training variant), or ``None``.
         notes: how this template is trained, as sentences the Inspect page shows.
+        history: for a template that drops earlier turns' reasoning itself (Qwen3), whether
+            Studio ``"keep"``\ s it (TRL's variant) or ``"drop"``\ s it; ``None`` for other templates.
     """
 
     name: str
@@ -66,6 +68,7 @@ class ResolvedTemplate:
     family: str | None = None
     training: str | None = None
     notes: list[str] = field(default_factory=list)
+    history: str | None = None
 
     @property
     def text(self) -> str:
@@ -357,12 +360,14 @@ def _source_warnings(source: str, tokenizer) -> list[str]:
             "they will be split into pieces of text. Choose the template the model was trained with"]
 
 
-def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
+def resolve_template(tokenizer, name: str = "auto", reasoning: str = "keep") -> ResolvedTemplate:
     """The template to use: the model's own for ``"auto"``, else a built-in by name.
 
     Args:
         tokenizer: a core :class:`~studio.core.tokenizer.Tokenizer`.
-        name: ``"auto"``, ``"llama3"``, ``"llama3.1"`` or ``"chatml"``.
+        name: ``"auto"`` or a built-in name (:data:`BUILTIN_TEMPLATES`).
+        reasoning: ``"keep"`` or ``"drop"`` the reasoning of earlier turns, for a template that
+            drops it itself (Qwen3): keep renders with TRL's prefix-preserving variant.
 
     Raises:
         TemplateError: an unknown name, or ``"auto"`` with a model that has no template.
@@ -374,7 +379,8 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
             raise TemplateError(f"the model at {tokenizer.path} has no chat template",
                                 f"set model.template (or --template) to a built-in one: {BUILTIN_NAMES}")
         builtin = next((n for n, s in BUILTIN_TEMPLATES.items() if s == own), "model")
-        return _with_variant(ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials))
+        return _with_variant(ResolvedTemplate(builtin, own, _source_warnings(own, tokenizer), "model", specials),
+                             reasoning)
     if name not in BUILTIN_TEMPLATES:
         raise TemplateError(f"unknown chat template {name!r}",
                             f"use auto or one of: {', '.join(BUILTIN_TEMPLATES)}")
@@ -383,7 +389,7 @@ def resolve_template(tokenizer, name: str = "auto") -> ResolvedTemplate:
     if own and own != source:
         warnings.insert(0, f"the built-in template {name!r} differs from the model's own chat template; the model "
                         "will learn a format other than the one it was built for (use 'auto' to keep its own)")
-    return _with_variant(ResolvedTemplate(name, source, warnings, "builtin", specials))
+    return _with_variant(ResolvedTemplate(name, source, warnings, "builtin", specials), reasoning)
 
 
 def template_from_source(tokenizer, source: str) -> ResolvedTemplate:
@@ -392,13 +398,27 @@ def template_from_source(tokenizer, source: str) -> ResolvedTemplate:
     return _with_variant(ResolvedTemplate(name, source, [], "model", dict(tokenizer.specials)))
 
 
-def _with_variant(template: ResolvedTemplate) -> ResolvedTemplate:
-    """``template`` rendered with TRL's training variant of it, when TRL ships one (TRL's own rule)."""
-    from studio.core.families import variant_for
+def _with_variant(template: ResolvedTemplate, reasoning: str = "keep") -> ResolvedTemplate:
+    """``template`` rendered with TRL's training variant of it, when TRL ships one (TRL's own rule).
+
+    A template that drops earlier reasoning itself keeps its own text with ``reasoning="drop"``.
+    """
+    from studio.core.families import rewrites_history, variant_for
 
     variant = variant_for(template.source)
     if variant is None:
         return template
+    if rewrites_history(template):
+        template.history = reasoning
+        if reasoning == "drop":
+            template.notes.append("earlier reasoning dropped (data.reasoning_history: drop): the model's own template, "
+                                  "which leaves out the <think> blocks of earlier turns as the model sees its history "
+                                  "when it answers; those turns are then context only, and only the final assistant "
+                                  "turn carries loss")
+            return template
+        template.notes.append("earlier reasoning kept (data.reasoning_history: keep): every assistant turn keeps its "
+                              "<think> block and carries loss, so each trained turn looks as the model writes it "
+                              "(the model's own template would drop earlier reasoning)")
     template.family, template.training = variant.family, variant.training
     template.notes.append(f"rendered with TRL's training variant of the {variant.family} template "
                           f"({variant.family}_training.jinja): its {{% generation %}} blocks are the trained tokens, "

@@ -83,6 +83,8 @@ class InspectPage(QWidget):
         self._loss_help = self.loss.toolTip()
         self.multiple = self._spin("multipleOfSpin", "Pad to a multiple of", "data", "pad_to_multiple_of", 1, 4096)
         self.pad_side = self._combo("paddingSideCombo", "Padding side", "data", "padding_side", ("right", "left"))
+        self.reasoning = self._combo("reasoningHistoryCombo", "Earlier reasoning", "data", "reasoning_history",
+                                     _choices("data", "reasoning_history"))
         self.system_message = self._combo("systemMessageCombo", "System message", "data", "system_message",
                                           _choices("data", "system_message"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
@@ -91,7 +93,8 @@ class InspectPage(QWidget):
         cells = [("Row", self.row_spin), ("Template", self.template), ("Loss on", self.loss),
                  ("Max length", self.max_length), ("Cut from", self.trunc_side), ("Padding", self.padding),
                  ("Multiple of", self.multiple), ("Pad side", self.pad_side), ("Batch size", self.batch_size),
-                 ("System message", self.system_message), ("Sequence", self.side_combo)]
+                 ("System message", self.system_message), ("Earlier reasoning", self.reasoning),
+                 ("Sequence", self.side_combo)]
         self.labels = {}
         for i, (label, widget) in enumerate(cells):
             self.labels[widget] = QLabel(label)
@@ -148,7 +151,7 @@ class InspectPage(QWidget):
                cfg.data.pad_token, cfg.model.template, cfg.data.system_message)
         d = cfg.data
         view_key = (cfg.model.template, d.loss, d.max_length, d.truncation_side, d.padding, d.pad_to_multiple_of,
-                    d.padding_side, cfg.train.batch_size, cfg.train.objective)
+                    d.padding_side, cfg.train.batch_size, cfg.train.objective, d.reasoning_history)
         if key != self._sources_key:
             self._sources_key, self._view_key = key, view_key
             self.sources = None
@@ -160,7 +163,7 @@ class InspectPage(QWidget):
 
     def _show_settings(self, cfg) -> None:
         values = {self.template: cfg.model.template, self.loss: cfg.data.loss, self.trunc_side: cfg.data.truncation_side,
-                  self.system_message: cfg.data.system_message,
+                  self.system_message: cfg.data.system_message, self.reasoning: cfg.data.reasoning_history,
                   self.padding: cfg.data.padding, self.pad_side: cfg.data.padding_side,
                   self.max_length: cfg.data.max_length, self.multiple: cfg.data.pad_to_multiple_of,
                   self.batch_size: cfg.train.batch_size}

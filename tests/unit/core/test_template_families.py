@@ -319,3 +319,22 @@ def test_qwen3_keeps_earlier_reasoning_and_trains_every_turn_as_trl_does(llama_d
                                     return_dict=True, return_assistant_tokens_mask=True)
     assert enc.input_ids == theirs["input_ids"]
     assert enc.labels == [t if m else -100 for t, m in zip(theirs["input_ids"], theirs["assistant_masks"])]
+
+
+def test_qwen3_with_earlier_reasoning_dropped_trains_only_the_final_answer(llama_dir, tmp_path):
+    """data.reasoning_history: drop renders the model's own template, as the model sees its history."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    folder = family_folder(llama_dir, tmp_path, "qwen3")
+    tok, hf = load_tokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+    messages = CONVERSATIONS[6]
+    keep, drop = (Encoder(tok, EncodeOptions(reasoning_history=h)) for h in ("keep", "drop"))
+    assert (keep.template.history, drop.template.history) == ("keep", "drop")
+    assert any("earlier reasoning kept" in n for n in keep.notes) and any("dropped" in n for n in drop.notes)
+    enc = drop.encode(example(messages))
+    assert enc.input_ids == hf.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    assert "17 * 3 = 51" not in tok.decode(enc.input_ids)  # the earlier answer as the model sees it: no reasoning
+    assert trained_pieces(tok, enc) == ["<think>\n51 + 9 = 60\n</think>\n\n60<|im_end|>\n"]
+    llama3 = Encoder(load_tokenizer(llama_dir), EncodeOptions(template="llama3", reasoning_history="drop"))
+    assert llama3.template.history is None  # a template that keeps its history has no such choice
