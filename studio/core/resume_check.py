@@ -8,7 +8,7 @@ between stop and resume, Studio compares the two:
 * **refused**: anything else that differs. The resume does not start; the message lists every
   difference (setting, checkpoint's value, value now) and says how to go on.
 * **applied and announced**: settings that only say how the run is watched and kept
-  (``name``, ``eval.*``, ``output.*``, logging, device, precision, gradient checkpointing,
+  (``eval.*``, ``output.*``, logging, device, precision, gradient checkpointing,
   ``distributed.*``), and, for SFT, the length of the run (``train.max_steps``, ``train.epochs``):
   the learning rate then continues from its value at the checkpoint and follows the schedule's
   shape over the steps that now remain (no jump; warmup is not repeated).
@@ -25,7 +25,7 @@ from studio.core.checkpoints import resolve_resume
 from studio.core.errors import RunError, StudioError
 
 #: Settings that change how a run is watched, logged or kept, not what it computes from the checkpoint.
-FREE = ("name", "eval.", "output.", "distributed.", "train.logging_steps", "train.device", "train.precision",
+FREE = ("eval.", "output.", "distributed.", "train.logging_steps", "train.device", "train.precision",
         "train.gradient_checkpointing", "data.max_skipped")
 #: The run's length: SFT continues the schedule over the new length; other objectives refuse it.
 LENGTH = ("train.max_steps", "train.epochs")
@@ -62,7 +62,7 @@ def compare(checkpoint_cfg: configmod.RunConfig, cfg: configmod.RunConfig) -> Re
     old, new = _flat(configmod.to_dict(checkpoint_cfg)), _flat(configmod.to_dict(cfg))
     check = ResumeCheck()
     for path in sorted(set(old) | set(new)):
-        if old.get(path) == new.get(path):
+        if old.get(path) == new.get(path) or path == "name":  # a branch is renamed; nothing to announce
             continue
         change = (path, old.get(path), new.get(path))
         free = path.startswith(FREE) or (path in LENGTH and cfg.train.objective == "sft")
