@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,7 +117,12 @@ def test_about_shows_version_libraries_folders_and_docs_without_importing_torch(
     for library in ("PySide6", "torch", "transformers", "peft", "trl"):
         assert f"<td>{library}</td>" in text
     assert str(runs_root()) in text and "worker.log" in text and "README.md" in text
-    assert "torch" not in sys.modules
+    # Other tests of this session import torch; a fresh interpreter shows what About itself imports.
+    probe = ("import sys; from studio.gui.about import about_html; about_html(); "
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
 
 
 def test_check_installation_says_plainly_when_the_self_test_is_missing(window, qtbot, monkeypatch):
