@@ -126,8 +126,15 @@ def peak_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_baseline(work: Path, args, meta: dict) -> dict:
-    """Plain TRL SFTTrainer; returns per-step times, tokens and losses."""
+def run_baseline(work: Path, args, meta: dict, tuned: bool = False) -> dict:
+    """TRL's SFTTrainer, with its defaults or ``tuned``; returns per-step times, tokens and losses.
+
+    ``tuned`` is TRL as someone who knows it would set it up on this machine: bf16, packing with
+    the best-fit-decreasing strategy (padding-free: the packs are flattened into one row whose
+    position ids restart per sequence), no gradient checkpointing; same LoRA, same rows file.
+    One pack of at most ``max_length`` tokens per step (``--tuned-packs``) holds about as many
+    rows as Studio's step of ``batch`` rows, so both steps do about the same work.
+    """
     import torch
     from datasets import load_dataset
     from peft import LoraConfig, get_peft_model
@@ -141,11 +148,13 @@ def run_baseline(work: Path, args, meta: dict) -> dict:
     model = get_peft_model(model.to(meta["device"]), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
     n_steps = args.warmup + args.steps
-    config = SFTConfig(output_dir=str(work / "trl-out"), per_device_train_batch_size=args.batch,
-                       max_length=meta["max_length"], assistant_only_loss=True, max_steps=n_steps,
-                       learning_rate=LEARNING_RATE, logging_steps=1, save_strategy="no", report_to=[],
-                       train_sampling_strategy="sequential", use_cpu=not cuda, seed=0, disable_tqdm=True,
-                       dataloader_num_workers=0, **({} if cuda else {"bf16": False}))
+    settings = ({"bf16": True, "packing": True, "packing_strategy": "bfd", "padding_free": True,
+                 "gradient_checkpointing": False, "per_device_train_batch_size": args.tuned_packs} if tuned else
+                {"per_device_train_batch_size": args.batch, **({} if cuda else {"bf16": False})})
+    config = SFTConfig(output_dir=str(work / "trl-out"), max_length=meta["max_length"], assistant_only_loss=True,
+                       max_steps=n_steps, learning_rate=LEARNING_RATE, logging_steps=1, save_strategy="no",
+                       report_to=[], train_sampling_strategy="sequential", use_cpu=not cuda, seed=0,
+                       disable_tqdm=True, dataloader_num_workers=0, **settings)
     data = load_dataset("json", data_files=str(work / "train.jsonl"), split="train")
     times, cpu_times, losses = [], [], []
 
@@ -166,7 +175,9 @@ def run_baseline(work: Path, args, meta: dict) -> dict:
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tok, callbacks=[Clock()])
     ds = trainer.train_dataset
     lengths = [len(x) for x in ds["input_ids"]]
-    loss_tokens = [sum(1 for v in x[1:] if v != -100) for x in ds["labels"]]
+    # Loss tokens per row (defaults) or per pack (tuned: a pack's first-token shift is not counted).
+    loss_tokens = ([sum(1 for v in x[1:] if v != -100) for x in ds["labels"]] if "labels" in ds.column_names else
+                   [sum(x[1:]) for x in ds["assistant_masks"]])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
@@ -257,11 +268,14 @@ def child(args) -> None:
     """Run one implementation and print ``RESULT {json}`` as the last line."""
     work = Path(args.workdir)
     meta = json.loads((work / "meta.json").read_text())
-    if args.child == "baseline":
-        out = run_baseline(work, args, meta)
+    if args.child == "peak":
+        print("RESULT " + json.dumps(matmul_peak()), flush=True)
+        return
+    if args.child in ("baseline", "tuned"):
+        out = run_baseline(work, args, meta, tuned=args.child == "tuned")
     else:
         out = run_studio(work, args, meta, args.child)
-    n = args.batch
+    n = args.tuned_packs if args.child == "tuned" else args.batch
     out["step_tokens"] = [sum(out["lengths"][s * n:(s + 1) * n]) for s in range(len(out["times"]))]
     out["peak_mib"] = peak_mib(meta["device"])
     print("RESULT " + json.dumps(out), flush=True)
@@ -272,7 +286,8 @@ def child(args) -> None:
 
 def run_child(impl: str, args, work: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", impl, "--workdir", str(work), "--batch", str(args.batch),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--model-size", args.model_size]
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--model-size", args.model_size,
+           "--tuned-packs", str(args.tuned_packs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -301,28 +316,119 @@ def model_flops_per_token(args) -> float:
     return 6 * params + 12 * layers * h * s["max_length"] / 2
 
 
-def summary(agg: dict, base: str = "baseline", studio: str = "studio") -> dict:
-    b, s = agg[base], agg[studio]
-    return dict(studio_tokens_per_s=round(s["tokens_per_s"], 1), baseline_tokens_per_s=round(b["tokens_per_s"], 1),
-                speedup=round(s["tokens_per_s"] / b["tokens_per_s"], 2), studio_peak_mib=round(s["peak_mib"]),
-                baseline_peak_mib=round(b["peak_mib"]), memory_ratio=round(s["peak_mib"] / b["peak_mib"], 3),
-                studio_final_loss=round(s["final_loss"], 4), baseline_final_loss=round(b["final_loss"], 4))
+def lora_flops(args, lengths: list[int], loss_tokens: list[int], rank: int = 16) -> dict:
+    """Matmul FLOP of LoRA training with a frozen base over whole rows (written out in docs/performance.md).
+
+    Per input token: the body's frozen weights P run forward (2P) and backward for the
+    activations only (2P, no weight gradient); LoRA's r-rank pairs on every linear layer run
+    forward (2 P_lora) and backward for activations and weights (4 P_lora). Attention per layer
+    and sequence of n tokens: 4 d n(n+1)/2 forward (scores and weighted values, causal half),
+    twice that backward. Per loss-carrying token: the 128,256 x hidden head forward (2 V h) and
+    its hidden-state gradient (2 V h; the tied head is frozen). Returns totals and per token.
+    """
+    s = SHAPES[args.model_size]
+    h, layers, inter = s["hidden_size"], s["num_hidden_layers"], s["intermediate_size"]
+    d, kv = s["num_attention_heads"] * 64, s["num_key_value_heads"] * 64
+    shapes = [(h, d), (h, kv), (h, kv), (d, h), (h, inter), (h, inter), (inter, h)]
+    body = layers * sum(a * b for a, b in shapes)
+    lora = layers * sum(rank * (a + b) for a, b in shapes)
+    tokens, loss = sum(lengths), sum(loss_tokens)
+    attention = layers * 12 * d * sum(n * (n + 1) / 2 for n in lengths)
+    head = 4 * 128256 * h * loss
+    total = (4 * body + 6 * lora) * tokens + attention + head
+    return dict(total=total, per_token=total / tokens, body_per_token=4 * body, lora_per_token=6 * lora,
+                attention_per_token=attention / tokens, head_per_loss_token=4 * 128256 * h, tokens=tokens,
+                loss_tokens=loss)
 
 
-def report(agg: dict, first: dict, args) -> None:
-    base = agg["baseline"]
-    same = [first["baseline"]["lengths"] == first[k]["lengths"] and
-            first["baseline"]["loss_tokens"] == first[k]["loss_tokens"] for k in agg if k != "baseline"]
-    print(f"same input tokens and loss tokens per row as TRL: {'yes' if all(same) else 'NO'}")
-    peak_tflops = args.peak_tflops
+def matmul_peak(seconds: float = 2.0, n: int = 1024) -> dict:
+    """This machine's measured matmul rate for bf16 and fp32: the best of repeated n x n products,
+    with torch's threads as the training run sets them (one per physical core).
+
+    Both the wall-clock rate (GFLOP/s) and the rate per CPU-second of this process are kept: on
+    a shared machine the first falls with the load, the second much less (the MFU is reported
+    against each, the training run's tokens/s and tokens per CPU-second respectively).
+    """
+    import torch
+
+    from studio.worker.recipes.sft import set_cpu_threads
+
+    class _Acc:
+        device, num_processes = torch.device("cpu"), 1
+
+    set_cpu_threads(_Acc())
+    out = {"threads": torch.get_num_threads(), "n": n}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b  # warm-up: the first product picks and builds the kernel
+        wall = cpu = float("inf")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            a @ b
+            wall = min(wall, time.perf_counter() - started)
+            cpu = min(cpu, time.process_time() - cpu_started)
+        out[name] = 2 * n**3 / wall / 1e9
+        out[name + "_per_cpu_s"] = 2 * n**3 / max(cpu, 1e-6) / 1e9
+    return out
+
+
+def summary(agg: dict, peak: dict | None = None, flops: dict | None = None) -> dict:
+    """The last JSON line: Studio against each baseline that ran, and its MFU against the measured peak."""
+    s = agg["studio"]
+    out = dict(studio_tokens_per_s=round(s["tokens_per_s"], 1), studio_peak_mib=round(s["peak_mib"]),
+               studio_final_loss=round(s["final_loss"], 4))
+    if "baseline" in agg:
+        b = agg["baseline"]
+        out.update(baseline_tokens_per_s=round(b["tokens_per_s"], 1), speedup=round(s["tokens_per_s"] / b["tokens_per_s"], 2),
+                   baseline_peak_mib=round(b["peak_mib"]), memory_ratio=round(s["peak_mib"] / b["peak_mib"], 3),
+                   baseline_final_loss=round(b["final_loss"], 4))
+    if "tuned" in agg:
+        t = agg["tuned"]
+        out.update(tuned_tokens_per_s=round(t["tokens_per_s"], 1), speedup_vs_tuned=round(s["tokens_per_s"] / t["tokens_per_s"], 2),
+                   tuned_peak_mib=round(t["peak_mib"]), memory_ratio_vs_tuned=round(s["peak_mib"] / t["peak_mib"], 3),
+                   tuned_final_loss=round(t["final_loss"], 4))
+    if peak and flops:
+        out.update(peak_bf16_gflops=round(peak["bf16"], 1), peak_fp32_gflops=round(peak["fp32"], 1),
+                   flop_per_token=round(flops["per_token"]),
+                   studio_mfu_bf16=round(s["tokens_per_s"] * flops["per_token"] / (peak["bf16"] * 1e9), 4),
+                   studio_mfu_bf16_cpu_time=round(s["tokens_per_cpu_s"] * flops["per_token"]
+                                                  / (peak["bf16_per_cpu_s"] * 1e9), 4))
+    return out
+
+
+def report(agg: dict, first: dict, args, peak: dict | None = None, flops: dict | None = None) -> None:
+    if "baseline" in first:
+        same = [first["baseline"]["lengths"] == first[k]["lengths"] and
+                first["baseline"]["loss_tokens"] == first[k]["loss_tokens"]
+                for k in agg if k not in ("baseline", "tuned")]
+        print(f"same input tokens and loss tokens per row as TRL: {'yes' if all(same) else 'NO'}")
+    if "tuned" in first:
+        packed, rows = sum(first["tuned"]["lengths"]), sum(first["studio"]["lengths"])
+        print(f"tuned TRL packed the rows file into {len(first['tuned']['lengths'])} packs of {packed} tokens "
+              f"(the file's rows: {rows} tokens): {'same tokens' if packed == rows else 'DIFFERENT'}")
+    base = agg["baseline" if "baseline" in agg else "tuned"]
+    peak_tflops = args.peak_tflops or (peak["bf16"] / 1000 if peak else None)
+    per_token = flops["per_token"] if flops else (model_flops_per_token(args) if peak_tflops else None)
+    if peak:
+        print(f"measured matmul peak ({peak['threads']} threads, {peak['n']}^3, best of 2 s): bf16 {peak['bf16']:.0f} "
+              f"GFLOP/s ({peak['bf16_per_cpu_s']:.0f} per CPU-s), fp32 {peak['fp32']:.0f} GFLOP/s "
+              f"({peak['fp32_per_cpu_s']:.0f} per CPU-s)")
+    if flops:
+        print(f"FLOP per trained token: {flops['per_token'] / 1e6:.1f} M (body {flops['body_per_token'] / 1e6:.1f} M, "
+              f"LoRA {flops['lora_per_token'] / 1e6:.2f} M, attention {flops['attention_per_token'] / 1e6:.2f} M, "
+              f"head {flops['head_per_loss_token'] / 1e6:.1f} M per loss token x {flops['loss_tokens']} / "
+              f"{flops['tokens']} tokens)")
     print(f"{'implementation':<14} {'tokens/s':>10} {'x base':>7} {'tok/CPU-s':>10} {'x base':>7} {'peak MiB':>9} "
-          f"{'x base':>7} {'final loss':>10}" + ("   MFU" if peak_tflops else ""))
+          f"{'x base':>7} {'final loss':>10}" + ("   MFU" if peak_tflops else "") + (" MFU-CPU" if peak else ""))
     for name, a in agg.items():
         line = (f"{name:<14} {a['tokens_per_s']:>10.1f} {a['tokens_per_s'] / base['tokens_per_s']:>7.2f} "
                 f"{a['tokens_per_cpu_s']:>10.1f} {a['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:>7.2f} "
                 f"{a['peak_mib']:>9.0f} {a['peak_mib'] / base['peak_mib']:>7.3f} {a['final_loss']:>10.4f}")
         if peak_tflops:
-            line += f" {100 * a['tokens_per_s'] * model_flops_per_token(args) / (peak_tflops * 1e12):>5.1f}%"
+            line += f" {100 * a['tokens_per_s'] * per_token / (peak_tflops * 1e12):>5.1f}%"
+        if peak:  # against the probe's rate per CPU-second: less moved by other processes
+            line += f" {100 * a['tokens_per_cpu_s'] * per_token / (peak['bf16_per_cpu_s'] * 1e9):>6.1f}%"
         print(line)
     for name, a in agg.items():
         print(f"losses {name}: " + " ".join(f"{x:.4f}" for x in a["losses"]))
@@ -334,6 +440,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds (fresh processes each)")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--baseline", choices=("both", "defaults", "tuned"), default="both",
+                   help="TRL with its defaults, TRL tuned (bf16, bfd packing padding-free, no gradient "
+                        "checkpointing), or both")
+    p.add_argument("--tuned-packs", type=int, default=1, help="packs per step of the tuned baseline")
     p.add_argument("--ablation", action="store_true", help="also packing alone, chunked loss alone, bf16 alone")
     p.add_argument("--model-size", choices=sorted(SHAPES), default="small")
     p.add_argument("--liger", action="store_true", help="also Studio with Liger's fused loss (CUDA, if installed)")
@@ -355,23 +465,34 @@ def main(argv=None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="studio-speed-"))
     started = time.perf_counter()
     prepare(work, args)
-    impls = ["baseline", "studio"] + (["studio-liger"] if args.liger else [])
+    impls = {"both": ["baseline", "tuned"], "defaults": ["baseline"], "tuned": ["tuned"]}[args.baseline]
+    impls += ["studio"] + (["studio-liger"] if args.liger else [])
     impls += ["none", "packing", "chunked", "bf16"] if args.ablation else []
+    cpu = args.model_size == "small"
     runs: dict[str, list] = {k: [] for k in impls}
+    peaks = []
     for r in range(args.rounds):
+        if cpu:  # the machine's matmul peak, measured among the runs it is compared with
+            peaks.append(run_child("peak", args, work))
+            print(f"round {r + 1} matmul peak: bf16 {peaks[-1]['bf16']:.0f}, fp32 {peaks[-1]['fp32']:.0f} GFLOP/s",
+                  flush=True)
         for impl in impls if r % 2 == 0 else impls[::-1]:
             runs[impl].append(run_child(impl, args, work))
             last = runs[impl][-1]
             print(f"round {r + 1} {impl}: {sum(last['step_tokens'][args.warmup:]) / sum(last['times'][args.warmup:]):.1f}"
                   f" tokens/s, peak {last['peak_mib']:.0f} MiB, loss {last['losses'][-1]:.4f}", flush=True)
     agg = {k: aggregate(v, args.warmup) for k, v in runs.items()}
+    peak = {k: max(p[k] for p in peaks) for k in peaks[0]} if peaks else None
+    first = runs["studio"][0]
+    timed = slice(args.warmup * args.batch, (args.warmup + args.steps) * args.batch)
+    flops = lora_flops(args, first["lengths"][timed], first["loss_tokens"][timed]) if cpu else None
     print(f"workload: {args.model_size}, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up, "
-          f"{args.rounds} rounds, {sum(runs['baseline'][0]['step_tokens'])} input tokens per round; "
+          f"{args.rounds} rounds, {sum(first['step_tokens'])} input tokens per round; "
           f"studio precision {runs['studio'][0].get('precision')}, threads {runs['studio'][0].get('threads')}, "
           f"Liger used by studio-liger: {runs.get('studio-liger', [{}])[0].get('liger', 'not run')}; "
           f"{time.perf_counter() - started:.0f} s in all")
-    report(agg, {k: v[0] for k, v in runs.items()}, args)
-    print(json.dumps(summary(agg)))
+    report(agg, {k: v[0] for k, v in runs.items()}, args, peak, flops)
+    print(json.dumps(summary(agg, peak, flops)))
     return 0
 
 

@@ -30,6 +30,36 @@ def _rss_from_proc() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
+def release_freed_memory() -> None:
+    """Give the memory that glibc's ``malloc`` keeps after ``free`` back to the system (``malloc_trim``).
+
+    A training step frees tensors of sizes that change from step to step (each batch has its
+    own width); glibc keeps the freed blocks in its heaps and arenas for reuse, and with ever
+    new sizes the holes pile up: a CPU run of the demo preset grew by ~5 MiB of resident memory
+    a step with nothing alive in them (the live tensors stayed at 6 MiB). ``malloc_trim(0)``
+    returns every free page of every arena; called after each step it bounds the growth, at
+    the cost of faulting in the next step's buffers again (a few milliseconds). A no-op where
+    the C library is not glibc.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        try:
+            import ctypes
+
+            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]
+
+
 def perplexity(loss: float) -> float:
     """exp(loss), capped so a diverged run still reports a finite number."""
     if loss != loss:

@@ -28,7 +28,7 @@ from studio.worker.batches import (batch_units, epoch_batches, eval_batches, spl
                                    unit_index)
 from studio.worker.loss import IGNORE, chunked_causal_lm_loss
 from studio.worker.methods import PROMPT_METHODS, count_parameters, output_head
-from studio.worker.metrics import memory_mib, perplexity
+from studio.worker.metrics import memory_mib, perplexity, release_freed_memory
 
 log = logging.getLogger("studio.worker")
 
@@ -280,6 +280,7 @@ class SFTRecipe:
             while st.batch_index < len(batches) and st.step < self.max_steps:
                 micro = batches[st.batch_index:st.batch_index + self.cfg.train.grad_accum]
                 self.optimizer_step(micro, len(batches))
+                release_freed_memory()
                 if st.step < self.max_steps:
                     self._periodic()
                 if self._stop_early:
