@@ -1,6 +1,6 @@
 """GGUF export figures on the demo model: logit error per quantization and llama.cpp generation parity.
 
-Trains a short LoRA run on the demo model (or takes ``--run RUN_DIR``), exports it as GGUF in each
+Trains the demo run (the demo preset's LoRA on the demo model) (or takes ``--run RUN_DIR``), exports it as GGUF in each
 quantization Studio writes, and prints per type: file size, the check's relative logit error
 against the merged model (and its tolerance), top-1 agreement, the check's verdict and the export
 time. Where llama-cpp-python is importable it then generates greedily from the f16 export with
@@ -26,12 +26,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def train_demo_run(folder: Path, steps: int) -> Path:
-    from worker_runs import DEMO_MODEL, make_run_dir, train_in_process
+    """The window's demo run (resources/presets/demo.yaml: LoRA rank 16 on the demo model), ``steps`` long."""
+    from worker_runs import train_in_process
 
-    run = make_run_dir(folder, DEMO_MODEL, {"train.max_steps": steps, "train.batch_size": 4, "data.eval_fraction": 0.1,
-                                            "eval.every_steps": steps, "eval.sample_prompts": [],
-                                            "data.max_length": 256, "train.learning_rate": 2e-3,
-                                            "method.rank": 8, "method.alpha": 16}, rows=200)
+    from studio.core import config as configmod
+
+    cfg = configmod.load(ROOT / "resources" / "presets" / "demo.yaml")
+    cfg.model.path = str(ROOT / cfg.model.path)
+    cfg.data.train = str(ROOT / cfg.data.train)
+    cfg.train.max_steps = steps
+    cfg.eval.sample_prompts = []
+    cfg.output.report_to = []
+    run = folder / "demo-run"
+    run.mkdir()
+    configmod.save(cfg, run / "config.yaml")
     status = train_in_process(run)
     if status != "completed":
         raise SystemExit(f"the demo run ended {status}")
@@ -70,6 +78,7 @@ def llama_cpp_parity(run: Path, gguf: str, prompts: int, max_new_tokens: int) ->
         got = llama_cpp_tokens(Path(gguf), ids, max_new_tokens)
         out.append({"prompt_tokens": len(ids), "same": ref == got, "reference": ref, "llama_cpp": got,
                     "ref_stops": bool(ref) and ref[-1] == stop, "llama_stops": bool(got) and got[-1] == stop,
+                    "last": ctx.tokenizer.id_to_token(got[-1]) if got else None,
                     "answer": ctx.tokenizer.decode(got, skip_special_tokens=True)[:60]})
     return out
 
@@ -77,7 +86,7 @@ def llama_cpp_parity(run: Path, gguf: str, prompts: int, max_new_tokens: int) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="an existing run folder (default: train a demo LoRA run)")
-    parser.add_argument("--steps", type=int, default=30, help="steps of the demo run it trains")
+    parser.add_argument("--steps", type=int, default=30, help="steps of the demo run it trains (the preset's 30)")
     parser.add_argument("--quants", nargs="+", default=["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"])
     parser.add_argument("--prompts", type=int, default=6)
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -103,7 +112,7 @@ def main() -> int:
         results = llama_cpp_parity(run, f16["gguf"], args.prompts, args.max_new_tokens)
         for i, r in enumerate(results):
             print(f"  prompt {i}: {r['prompt_tokens']} tokens -> {len(r['llama_cpp'])} generated, identical={r['same']}, "
-                  f"llama.cpp stopped at eot={r['llama_stops']} (merged model: {r['ref_stops']}) {r['answer']!r}")
+                  f"last token {r['last']}, stopped at eot={r['llama_stops']} (merged model: {r['ref_stops']}) {r['answer']!r}")
         same = sum(r["same"] for r in results)
         stops = sum(r["llama_stops"] for r in results)
         print(f"  {same}/{len(results)} prompts give identical greedy tokens; {stops}/{len(results)} stop at <|eot_id|>")
