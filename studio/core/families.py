@@ -87,6 +87,17 @@ def rewrites_history(template) -> bool:
     return "r1" in alone and not whole.startswith(alone)
 
 
+def renders_like_original(template, messages: list[dict]) -> bool:
+    """Whether ``template``'s training variant writes ``messages`` as its own text does."""
+    from studio.core.errors import TemplateError
+    from studio.core.templates import render
+
+    try:
+        return render(template.source, messages, False, template.specials) == template.render(messages)
+    except TemplateError:
+        return False
+
+
 def has_generation_markers(source: str) -> bool:
     """Whether a template marks its trained text with ``{% generation %}`` (TRL's test)."""
     import re

@@ -338,3 +338,24 @@ def test_qwen3_with_earlier_reasoning_dropped_trains_only_the_final_answer(llama
     assert trained_pieces(tok, enc) == ["<think>\n51 + 9 = 60\n</think>\n\n60<|im_end|>\n"]
     llama3 = Encoder(load_tokenizer(llama_dir), EncodeOptions(template="llama3", reasoning_history="drop"))
     assert llama3.template.history is None  # a template that keeps its history has no such choice
+
+
+def test_completion_loss_on_glm_keeps_the_variant_and_trains_the_end_token_trl_leaves_out(llama_dir, tmp_path):
+    """A pinned, stated difference: TRL's completion-only loss renders GLM's own template, whose answer ends
+    on plain text; Studio keeps the training variant, so the answer ends with a trained <|user|>."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    folder = family_folder(llama_dir, tmp_path, "glm4moe")
+    tok, hf = load_tokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+    prompt, completion = chat((U, "Capital of Peru?")), chat((A, "Lima."))
+    encoder = Encoder(tok, EncodeOptions(loss="completion"))
+    assert any("Studio keeps the variant" in n for n in encoder.notes)
+    mine = encoder.encode(Example(1, [Message(m["role"], m["content"]) for m in prompt + completion], completion_start=1))
+    # TRL (>= 0.24): the prompt with the generation prompt, then prompt + completion; the completion is trained
+    prompt_ids = hf.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    ids = hf.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+    user = tok.token_to_id("<|user|>")
+    assert mine.input_ids == ids + [user]
+    assert mine.labels == [-100] * len(prompt_ids) + ids[len(prompt_ids):] + [user]
+    assert not any("Studio keeps" in n for n in Encoder(tok, EncodeOptions(loss="assistant")).notes)
