@@ -262,9 +262,10 @@ def compile_template(source: str):
     """A compiled template (cached by source).
 
     A template is a program, so it runs in Jinja's immutable sandbox (as in transformers), except
-    the built-in templates, whose source is Studio's own: they run without the sandbox, whose
-    check of every attribute access and call is a third of the time of a render. The output is
-    the same (the sandbox only refuses unsafe operations, which these templates do not use).
+    the built-in templates and TRL's training variants, whose text comes with Studio or TRL: they
+    run without the sandbox, whose check of every attribute access and call is a third of the time
+    of a render. The output is the same (the sandbox only refuses unsafe operations, which these
+    templates do not use).
 
     Raises:
         TemplateError: the source is not valid Jinja.

@@ -80,11 +80,8 @@ def test_assistant_only_loss_matches_trl(hf, llama, tmp_path):
 
 @pytest.mark.parametrize("family", ["gemma", "phi3"])
 def test_assistant_loss_matches_trl_training_templates_of_other_families(hf, llama_dir, tmp_path, family):
-    """Our prefix-rendered spans equal the {% generation %} masks of TRL's training variant of each template.
-
-    (Qwen 2.5's training variant also trains the newline after ``<|im_start|>assistant``, which
-    belongs to the generation prompt; Studio, like TRL's prompt/completion path, leaves it out.)
-    """
+    """Core encoding equals the {% generation %} masks of TRL's training variant of each template
+    (every family: test_template_families.py)."""
     import shutil
     from pathlib import Path as P
 
