@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from studio.core.errors import ConfigError, TemplateError
 from studio.core.padding import PadChoice, PadOptions, choose_pad_token, collate, pack_groups
+from studio.core.families import training_notes
 from studio.core.layout import Layout, Layouter
 from studio.core.templates import ResolvedTemplate, resolve_template
 
@@ -146,7 +147,7 @@ class Encoder:
         self.layouter = Layouter(self.template, self.options.loss)
         self.bos_id = tokenizer.bos_id
         self.warnings = list(self.template.warnings) + self._bos_warnings() + self._stop_warnings()
-        self.notes = list(self.template.notes) + self._system_notes() + self._variant_notes()
+        self.notes = list(self.template.notes) + training_notes(self.template, self.options)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -308,32 +309,6 @@ class Encoder:
 
     def _refusal(self) -> str:
         return f"the chat template ({self.template.name}) does not accept a system message"
-
-    def _variant_notes(self) -> list[str]:
-        """Where Studio deliberately differs from TRL: loss on all tokens or on the completion.
-
-        TRL renders the model's own template for those (its variant only serves assistant-only
-        loss); Studio keeps the variant, so the end-of-turn token is trained whatever the loss.
-        """
-        from studio.core.families import REASONING_PROBE, renders_like_original
-
-        template = self.template
-        if self.options.loss not in ("all", "completion") or not template.training:
-            return []
-        if renders_like_original(template, REASONING_PROBE):
-            return []
-        return [f"with data.loss {self.options.loss}, TRL renders the model's own {template.family} template, which "
-                "differs from its training variant (a trailing end-of-turn token, or earlier reasoning); Studio keeps "
-                "the variant so the model still learns to stop, so these tokens differ from TRL's"]
-
-    def _system_notes(self) -> list[str]:
-        if not self.template.refuses_system:
-            return []
-        if self.options.system_message == "skip":
-            return ["this template refuses system messages: rows that have one are skipped and listed as bad rows "
-                    "(data.system_message: skip)"]
-        return ["this template refuses system messages: a row's system message is written at the start of its first "
-                "user turn, followed by a blank line (data.system_message: merge)"]
 
     # -- tokens -----------------------------------------------------------------------------------
 

@@ -131,3 +131,22 @@ def merge_system(example):
     if start is not None:
         start -= sum(1 for m in messages[:start] if m.role == "system") - (first is None)
     return replace(example, messages=rest, completion_start=start)
+
+
+def training_notes(template, options) -> list[str]:
+    """How rows are trained with ``template`` and the encode ``options``, as the Inspect page states it:
+    a refused system message, and where Studio deliberately differs from TRL."""
+    notes = []
+    if template.refuses_system:
+        notes.append("this template refuses system messages: rows that have one are skipped and listed as bad rows "
+                     "(data.system_message: skip)" if options.system_message == "skip" else
+                     "this template refuses system messages: a row's system message is written at the start of its "
+                     "first user turn, followed by a blank line (data.system_message: merge)")
+    # TRL renders the model's own template for these losses (its variant only serves assistant-only
+    # loss); Studio keeps the variant, so the end-of-turn token is trained whatever the loss.
+    if options.loss in ("all", "completion") and template.training and not renders_like_original(template,
+                                                                                                  REASONING_PROBE):
+        notes.append(f"with data.loss {options.loss}, TRL renders the model's own {template.family} template, which "
+                     "differs from its training variant (a trailing end-of-turn token, or earlier reasoning); Studio "
+                     "keeps the variant so the model still learns to stop, so these tokens differ from TRL's")
+    return notes
