@@ -254,6 +254,7 @@ class MetricPlot(pg.PlotWidget):
             # A loss of 0.45 reads as 0.45, not as "450" under an axis label saying "(x0.001)".
             self.getAxis(side).enableAutoSIPrefix(False)
         self._legend = None
+        self._unlisted: dict[str, bool] = {}  # legend curves in order -> not yet listed
         self.series: dict[str, SeriesBuffer] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._dirty: set[str] = set()
@@ -342,7 +343,7 @@ class MetricPlot(pg.PlotWidget):
         curve = self.plot([], [], pen=pen, name=None if self.LEGEND_IN_TITLE_ROW else name, symbol=symbol,
                           symbolSize=6, symbolBrush=color, symbolPen=None, connect="finite")
         if legend and self.LEGEND_IN_TITLE_ROW:
-            self._legend.addItem(curve, LEGEND_LABELS.get(name, name))
+            self._unlisted[name] = True  # listed once it has points: no legend for a curve never drawn
         if symbol:
             self._symbols[name] = symbol
         self.series[name] = series if series is not None else SeriesBuffer()
@@ -399,6 +400,11 @@ class MetricPlot(pg.PlotWidget):
             # time (4-5 ms for a thousand) and merge into a line anyway.
             curve.setSymbol(self._symbols[name] if len(xs) <= MAX_SYMBOLS else None)
         curve.setData(xs, ys, connect="finite")
+        if self._unlisted.get(name) and len(xs):
+            self._unlisted[name] = False
+            self._legend.clear()  # relisted in the order the curves were declared
+            for listed in (n for n, waiting in self._unlisted.items() if not waiting):
+                self._legend.addItem(self._curves[listed], LEGEND_LABELS.get(listed, listed))
 
     def _redraw_for_view(self) -> None:
         """After a zoom, pan or resize: redraw the curves whose points in view changed."""
@@ -412,6 +418,7 @@ class MetricPlot(pg.PlotWidget):
             self.removeItem(curve)
         if self._legend is not None:
             self._legend.clear()
+        self._unlisted.clear()
         self.series.clear()
         self._curves.clear()
         self._symbols.clear()

@@ -108,7 +108,7 @@ def _close_when_shown(found: list, name: str) -> None:
     QTimer.singleShot(50, look)
 
 
-def test_about_shows_version_libraries_folders_and_docs_without_importing_torch(window, qtbot):
+def test_about_shows_version_libraries_folders_and_docs(window, qtbot):
     found: list[str] = []
     _close_when_shown(found, "aboutDialog")
     window.actions_by_name["aboutAction"].trigger()

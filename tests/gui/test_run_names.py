@@ -20,7 +20,7 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSi
 
 def _train_once(qtbot, window) -> RunProcess:
     train = window.show_page("Train")
-    qtbot.waitUntil(train.train_button.isEnabled, timeout=10_000)
+    qtbot.waitUntil(train.train_button.isEnabled, timeout=60_000)  # after the Method page's preflight
     qtbot.mouseClick(train.train_button, Qt.LeftButton)
     proc = train.view.proc
     assert proc is not None, train.view.banner.text

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 from studio.core import config as configmod
 from studio.core.runs import Registry, runs_root
 from studio.gui import tasks
-from studio.gui.app import build_window
+from studio.gui.app import application, build_window
 from studio.gui.screenshots import SIZES, clipped_buttons, save_pages
 from studio.gui.widgets.token_view import ROLE_COLOURS
 
@@ -33,6 +33,7 @@ def window(qtbot):
     registry = Registry()
     registry.update(registry.add(run_dir, None, "demo-lora"), status="completed", started=time.time() - 60,
                     ended=time.time())
+    app = application()  # Studio's style sheet, as `studio` has it: padding decides what fits
     w = build_window()
     qtbot.addWidget(w)
     w.show()
@@ -43,6 +44,7 @@ def window(qtbot):
     qtbot.waitUntil(lambda: runs.view.status_label.text() == "Completed", timeout=20_000)
     yield w
     tasks.wait_idle(30)
+    app.setStyleSheet("")  # other tests run with Qt's own style
 
 
 def test_every_page_at_both_sizes_keeps_its_button_text_whole(window, qtbot, tmp_path):

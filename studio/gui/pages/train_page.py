@@ -58,7 +58,7 @@ class TrainPage(QWidget):
         self.stop_button = button("Stop", "stopButton", "Stop training",
                                   "Save a checkpoint and stop; the run can be resumed later.")
         self.checkpoint_combo = named(QComboBox(), "checkpointCombo", "Checkpoint to resume from")
-        self.checkpoint_combo.setMinimumWidth(200)
+        self.checkpoint_combo.setMinimumWidth(150)  # at 1024 px wide, 200 cut the Resume button's text
         self.checkpoint_combo.setPlaceholderText("No checkpoint yet")
         self._chosen_checkpoint: str | None = None  # picked by the person (activated), kept while listed
         self.checkpoint_combo.activated.connect(
@@ -88,7 +88,7 @@ class TrainPage(QWidget):
         bar.addSpacing(12)
         bar.addWidget(QLabel("Processes:"))
         bar.addWidget(self.processes_spin)
-        bar.addSpacing(24)
+        bar.addSpacing(12)
         bar.addWidget(QLabel("Checkpoint:"))
         bar.addWidget(self.checkpoint_combo)
         bar.addWidget(self.resume_button)
