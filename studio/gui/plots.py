@@ -332,15 +332,17 @@ class MetricPlot(pg.PlotWidget):
         super().leaveEvent(event)
 
     def add_curve(self, name: str, color: str, width: float = 1.5, series: SeriesBuffer | None = None,
-                  dashed: bool = False, symbol: str | None = None, legend: bool = True) -> None:
+                  dashed: bool = False, symbol: str | None = None, legend: bool | str = True) -> None:
         """Declare a curve; ``series`` lets a curve smooth its input (e.g. :class:`EmaSeries`).
 
-        ``legend=False`` for a plot's only curve: its title already names it.
+        ``legend=False`` for a plot's only curve: its title already names it; a string is the
+        curve's words in the legend (the curve's name otherwise).
         """
         if legend and self._legend is None:
             self._legend = self._make_legend()
         pen = pg.mkPen(color, width=width, style=_dash(dashed))
-        curve = self.plot([], [], pen=pen, name=None if self.LEGEND_IN_TITLE_ROW else name, symbol=symbol,
+        listed = (legend if isinstance(legend, str) else name) if legend and not self.LEGEND_IN_TITLE_ROW else None
+        curve = self.plot([], [], pen=pen, name=listed, symbol=symbol,
                           symbolSize=6, symbolBrush=color, symbolPen=None, connect="finite")
         if legend and self.LEGEND_IN_TITLE_ROW:
             self._unlisted[name] = True  # listed once it has points: no legend for a curve never drawn
@@ -354,7 +356,12 @@ class MetricPlot(pg.PlotWidget):
 
     def _make_legend(self) -> pg.LegendItem:
         if not self.LEGEND_IN_TITLE_ROW:
-            return self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
+            # Below the plot, in its layout (two entries a line): inside, long run names hid the curves.
+            legend = pg.LegendItem(colCount=2, horSpacing=12)
+            legend.layout.setContentsMargins(0, 0, 0, 0)
+            self.plotItem.layout.addItem(legend, 4, 1)
+            self.plotItem.legend = legend  # plot(name=...) lists each run's curves in it
+            return legend
         self.plotItem.titleLabel.setAttr("justify", "left")
         self.plotItem.setTitle(self.plotItem.titleLabel.text)  # re-laid out on the left
         self.plotItem.layout.setRowFixedHeight(0, LEGEND_ROW_PX)
@@ -628,15 +635,16 @@ class MetricsPanel(QWidget):
 class OverlayPlot(MetricPlot):
     """Loss curves of several runs on one plot, one colour per run (train solid, eval dashed)."""
 
-    LEGEND_IN_TITLE_ROW = False  # a line per run does not fit the title row
+    LEGEND_IN_TITLE_ROW = False  # run names do not fit the title row: the legend goes below
 
     def set_runs(self, runs: list[tuple[str, list[dict]]]) -> None:
         """Replace the curves with those of ``runs`` = [(label, events)]."""
         self.remove_curves()
         for i, (label, events) in enumerate(runs):
             color = PALETTE[i % len(PALETTE)]
-            self.add_curve(f"{label} train", color, width=1.5, series=EmaSeries())
-            self.add_curve(f"{label} eval", color, width=2, dashed=True, symbol="o")
+            # One legend entry a run, in its colour: the title says which line is which.
+            self.add_curve(f"{label} train", color, width=1.5, series=EmaSeries(), legend=label)
+            self.add_curve(f"{label} eval", color, width=2, dashed=True, symbol="o", legend=False)
             for event in events:
                 if event.get("type") == "step":
                     self.append(f"{label} train", event.get("step", 0), event.get("loss"))
