@@ -70,12 +70,16 @@ class StudioState(QObject):
         self._preflight = (copy.deepcopy(cfg), report)
         self.preflight_changed.emit()
 
+    def preflight_known(self) -> bool:
+        """Whether a preflight report for exactly the current config has arrived."""
+        return self._preflight is not None and self._preflight[0] == self._config
+
     def preflight_errors(self) -> list[dict]:
         """Preflight's errors (lints with severity ``error``) for the current config.
 
         Empty while no report for exactly this config has arrived: a report about other settings
         says nothing about these.
         """
-        if self._preflight is None or self._preflight[0] != self._config:
+        if not self.preflight_known():
             return []
         return [lint for lint in self._preflight[1].get("lints", []) if lint.get("severity") == "error"]

@@ -252,3 +252,4 @@ def test_reopened_window_shows_the_live_run_on_the_train_page_then_sees_it_kille
     finally:  # never leave a worker training (nor a close dialog waiting) behind a failed check
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
+        qtbot.waitUntil(lambda: not proc.is_alive(), timeout=30_000)

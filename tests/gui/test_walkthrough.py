@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import time
 from pathlib import Path
 
@@ -23,13 +24,25 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSi
 
 @pytest.fixture
 def window(qtbot):
-    w = build_window()
-    qtbot.addWidget(w)
+    w = build_window()  # closed here, not by qtbot (which closes before fixtures end)
     w.resize(1024, 700)
     w.show()
     tasks.wait_idle(60)
     yield w
     tasks.wait_idle(30)
+    kill_live_runs(w)  # a check that failed must not leave a run training, or a close dialog waiting
+    w.close()
+    w.deleteLater()
+
+
+def kill_live_runs(window) -> None:
+    """Kill the runs the window follows and wait until they are gone."""
+    live = window.runs_controller.live_runs()
+    for proc in live:
+        os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(proc.is_alive() for proc in live) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wheel(widget, notches: int = 3) -> None:
@@ -309,3 +322,15 @@ def test_the_method_page_states_the_share_as_the_train_page_does_and_no_gpu_coun
     train = window.show_page("Train")
     labels = [label.text() for label in train.findChildren(QLabel)]
     assert "Processes:" in labels and "GPUs:" not in labels
+
+
+def test_train_pressed_before_preflight_answers_refuses_data_the_objective_cannot_train(window, qtbot):
+    """DPO on chat rows once failed 11 s into the run and left a failed run behind; now no run is made."""
+    train = window.show_page("Train")
+    window.state.set_field("train", "objective", "dpo")
+    assert not window.state.preflight_known()
+    started = []
+    window.runs_controller.run_started.connect(started.append)
+    qtbot.mouseClick(train.train_button, Qt.LeftButton)
+    assert started == [] and window.runs_controller.registry.list() == []
+    assert train.view.banner.isVisible() and "preference" in train.view.banner.text

@@ -124,6 +124,8 @@ class TrainPage(QWidget):
                                         "Change them on the Model, Data or Method page.")
             return None
         try:
+            if not self.state.preflight_known():  # pressed before preflight answered for these settings
+                _check_before_a_run_folder(self.state.config)
             proc = self.controller.start_run(self.state.config, processes=self.processes_spin.value(),
                                              cpu=cpu_processes(self.state.config))
         except StudioError as exc:
@@ -193,3 +195,15 @@ class TrainPage(QWidget):
         self.resume_button.setEnabled(not live and has_checkpoint)
         self.checkpoint_combo.setEnabled(not live and has_checkpoint)
 
+
+
+def _check_before_a_run_folder(cfg) -> None:
+    """What ``studio train`` checks before it makes a run folder: the objective against the data, the
+    device against this machine. Raises StudioError naming the problem."""
+    from studio.core.data_fit import check_config
+    from studio.core.machine import device_problem, this_machine
+
+    check_config(cfg)
+    problem = device_problem(cfg.train.device, this_machine())
+    if problem:
+        raise StudioError(*problem)
