@@ -76,8 +76,18 @@ def _last_json(text: str) -> dict | None:
 
 
 def _tail(text: str) -> str:
+    """The line that says what went wrong: Studio's ``error:`` line, else the last line."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no output"
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def check_studio() -> Check:
+    """Which Studio this is and where it runs from (the installed environment, or a checkout)."""
+    import studio
+
+    return Check("Studio", True, f"Studio {studio.__version__} in {Path(studio.__file__).parent}, "
+                                 f"Python {sys.version.split()[0]} at {sys.executable}")
 
 
 def check_torch(expect_gpu: bool, gpu_seen: str) -> list[Check]:
@@ -131,7 +141,7 @@ def run_self_test(on_check: Callable[[Check], None] | None = None) -> Report:
     """Run every check in turn; ``on_check`` hears each result as it comes."""
     choice = accelerator.choose_torch(accelerator.probe())
     report = Report()
-    steps = [lambda: check_torch(choice.expects_gpu, choice.gpu), lambda: [check_qt()], lambda: [check_training()]]
+    steps = [lambda: [check_studio()], lambda: check_torch(choice.expects_gpu, choice.gpu), lambda: [check_qt()], lambda: [check_training()]]
     for step in steps:
         for check in step():
             report.checks.append(check)

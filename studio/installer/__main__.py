@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-self-test", action="store_true", help="skip the final self-test")
     parser.add_argument("--no-shortcuts", action="store_true", help="no menu entry, no ~/.local/bin/studio")
     args = parser.parse_args(argv)
+    # setup.sh put the wheel on PYTHONPATH for this process only; the installed Studio, its
+    # self-test and every other child must import the environment's own copy.
+    os.environ.pop("PYTHONPATH", None)
     layout = Layout(args.prefix.expanduser().absolute())
     opts = steps.Options(layout, (args.payload or layout.app).absolute(), rebuild=args.action == "repair",
                          self_test=not args.no_self_test, shortcuts=not args.no_shortcuts)

@@ -135,17 +135,13 @@ def test_linux_installer_end_to_end(built, machine):
     desktop = (machine["home"] / ".local/share/applications/studio.desktop").read_text()
     assert f'Exec="{launcher}"' in desktop
 
-    # 2. The self-test passes offscreen, from the installed environment.
-    rc, out = run_until([str(launcher), "--self-test"], env, None)
-    assert rc == 0 and "installed correctly" in out, out
-
-    # 3. Running the installer again on a current install changes nothing.
+    # 2. Running the installer again on a current install changes nothing.
     before = snapshot(prefix)
     rc, out = run_until(install, env, None)
     assert rc == 0 and "nothing to do" in out, out
     assert snapshot(prefix) == before
 
-    # 3b. A torch of another build in the environment (it satisfies torch>=2.4) is replaced.
+    # 3. A torch of another build in the environment (it satisfies torch>=2.4) is replaced.
     fake = fake_torch_wheel(machine["home"].parent, "2.13.0")
     subprocess.run([str(prefix / "app/uv"), "pip", "install", "--quiet", "--no-deps", "--python",
                     str(prefix / "env/bin/python"), str(fake)], check=True, env={**env, "UV_CACHE_DIR": str(prefix / "cache")})
@@ -154,14 +150,17 @@ def test_linux_installer_end_to_end(built, machine):
     assert rc == 0 and "nothing to do" not in out, out
     assert env_python(prefix, "import torch; print(torch.__version__)", env) == "2.13.0+cpu"
 
-    # 4. An older install is updated in place; the person's runs stay.
+    # 4. An older install is updated in place; the person's runs stay. The installer ends with
+    #    the self-test, which passes offscreen on the installed environment's own Studio.
     runs = machine["home"] / ".local/share/studio/runs/my-run"
     runs.mkdir(parents=True)
     (runs / "config.yaml").write_text("name: mine\n")
     old = state(prefix)
     (prefix / "state.json").write_text(json.dumps({**old, "version": "0.0.1"}))
-    rc, out = run_until([*install, "--no-self-test"], env, None)
+    rc, out = run_until(install, env, None)
     assert rc == 0 and state(prefix)["version"] == VERSION and runs.exists(), out
+    assert "Studio is installed correctly and can train" in out and state(prefix)["self_test"] == "passed", out
+    assert f"Studio {VERSION} in {prefix / 'env'}" in out, out  # not the wheel the installer ran from
 
     # 5. A repair killed while installing packages: the next start repairs again.
     rc, out = run_until([str(prefix / "app/setup.sh"), "repair", "--prefix", str(prefix), "--no-self-test"],
