@@ -108,7 +108,8 @@ def prepare(work: Path, args) -> None:
         model = LlamaForCausalLM(config)
     dtype = torch.bfloat16 if args.model_size == "1b" else torch.float32
     model.to(dtype).save_pretrained(model_dir)
-    rows = make_rows(args.batch * (args.warmup + args.steps), max_length)
+    # One pack holds about ``batch`` rows: the tuned baseline's packs per step need that many more.
+    rows = make_rows(args.batch * (args.warmup + args.steps) * max(1, args.tuned_packs), max_length)
     with open(work / "train.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
     (work / "meta.json").write_text(json.dumps({"max_length": max_length, "device": device}))
