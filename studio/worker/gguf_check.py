@@ -182,8 +182,12 @@ def check_template(template, go_template: str | None, conversations: list, bos_t
 
 
 def run_check(ctx, gguf_path: Path, model, quant: str, interleave: bool, modelfile_text: str | None,
-              samples: int = 8, logit_rows: int = 3, say: Callable[[str], None] | None = None) -> dict:
-    """Every part of the check on one exported file; returns the report (``passed`` is all parts passing)."""
+              samples: int = 8, logit_rows: int = 3, say: Callable[[str], None] | None = None,
+              generate: bool = True) -> dict:
+    """Every part of the check on one exported file; returns the report (``passed`` is all parts passing).
+
+    ``generate=False`` leaves out the llama.cpp generation part even where llama.cpp is installed.
+    """
     from studio.core.ollama import modelfile_template
     from studio.worker.gguf_generate import check_generation
     from studio.worker.gguf_special import expected_metadata, stop_token_text
@@ -204,7 +208,7 @@ def run_check(ctx, gguf_path: Path, model, quant: str, interleave: bool, modelfi
     checks["logits"] = check_logits(gguf_path, model, interleave, rows, quant)
     bos = ctx.tokenizer.bos_token if meta.get("tokenizer.ggml.add_bos_token") and ctx.tokenizer.bos_token else ""
     checks["template"] = check_template(ctx.template, modelfile_template(modelfile_text or ""), conversations, bos)
-    generation = check_generation(ctx, gguf_path, model, quant, conversations, say)
+    generation = check_generation(ctx, gguf_path, model, quant, conversations, say) if generate else None
     if generation is not None:
         checks["generation"] = generation
     passed = all(c["passed"] for c in checks.values())

@@ -108,7 +108,7 @@ def _broken_copy(f16_export, tmp_path, edit):
 def _check(lora_run, path, modelfile_text=None):
     ctx, merged = _merged(lora_run)
     text = modelfile_text if modelfile_text is not None else (path.parent / "Modelfile").read_text()
-    return gguf_check.run_check(ctx, path, merged, "f16", True, text)
+    return gguf_check.run_check(ctx, path, merged, "f16", True, text, generate=False)
 
 
 def test_a_wrong_eos_id_fails_the_check(f16_export, lora_run, tmp_path):
