@@ -153,3 +153,22 @@ def test_a_rebuilt_run_still_training_is_followed_by_its_lock(tmp_path, studio_h
     assert (rec.status, rec.pid, rec.step) == ("running", 999999999, 2)
     reg.refresh_status()
     assert reg.find(folder).status == "failed", "its worker is gone: settled as any other run"
+
+
+def test_a_resumed_run_keeps_its_first_start_and_time_trained_when_read_back_from_its_folder(tmp_path):
+    import json
+
+    from studio.core import config as configmod
+    from studio.core.run_index import row_from_folder
+    from studio.core.runs import RunRecord
+
+    configmod.save(configmod.RunConfig(name="resumed"), tmp_path / "config.yaml")
+    events = [{"type": "started", "time": 100.0, "max_steps": 30}, {"type": "finished", "time": 122.0,
+                                                                     "status": "stopped"},
+              {"type": "started", "time": 130.0, "max_steps": 30, "start_step": 15},
+              {"type": "finished", "time": 149.0, "status": "completed"}]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"v": 1, **e}) + "\n" for e in events))
+    fields, _ = row_from_folder(tmp_path)
+    assert (fields["first_started"], fields["started"], fields["trained_s"]) == (100.0, 130.0, 22.0)
+    rec = RunRecord(id="x", name="resumed", run_dir=str(tmp_path), **{k: v for k, v in fields.items() if k != "name"})
+    assert rec.duration_s() == 41.0
