@@ -4,6 +4,7 @@
 
     studio train CONFIG.yaml [--run-dir DIR] [section.field=value ...]
     studio train --resume RUN_DIR [--from CHECKPOINT]
+    studio train CONFIG.yaml --init-from CHECKPOINT      # a new run from a checkpoint's weights
     studio train CONFIG.yaml --dry-run
     studio train CONFIG.yaml --print-launch-command --nodes N --gpus-per-node M
 
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed run")
     parser.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT",
                         help="with --resume: the checkpoint folder (default: the latest)")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start a new run from this checkpoint's trainable weights (a checkpoint folder, or a run "
+                             "folder for its latest) with a fresh optimizer, schedule and data order: for settings a "
+                             "resume cannot continue with; kept in config.yaml as model.init_from")
     parser.add_argument("--dry-run", action="store_true", help="print the preflight report (memory, lints) and exit")
     parser.add_argument("--print-launch-command", action="store_true",
                         help="print the accelerate launch command for several GPUs/nodes and exit")
@@ -65,11 +70,20 @@ def _accept_late_overrides(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
+        if args.init_from:
+            raise StudioError("--init-from starts a new run and --resume continues one; give only one",
+                              "to train with changed settings from a checkpoint's weights: studio train CONFIG "
+                              "--init-from CHECKPOINT")
         return _resume(args)
     if not args.config:
         raise StudioError("no config file given", "pass one, e.g. studio train resources/presets/demo.yaml")
     cfg = configmod.load(args.config, args.overrides, check_files=True)
     resolve_config_paths(cfg)  # the worker runs in its run folder: paths must be absolute
+    if args.init_from:
+        cfg.model.init_from = args.init_from
+    from studio.core.resume_check import check_init
+
+    check_init(cfg)  # before a run folder exists: a checkpoint whose weights cannot fit is refused here
     if args.dry_run:
         return _dry_run(cfg)
     from studio.core.data_fit import check_config
@@ -79,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_launch_command:
         return _print_launch(cfg, run_dir, args.nodes, args.gpus_per_node)
     print(f"run folder: {run_dir}", file=sys.stderr)
+    if cfg.model.init_from:
+        print(f"trainable weights start from {cfg.model.init_from}; optimizer, schedule and data order start fresh",
+              file=sys.stderr)
     return run_worker(run_dir, raw=args.json)
 
 

@@ -44,6 +44,9 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 @dataclass
 class ModelConfig:
     path: str = _f("resources/demo-model", "Model folder, a model in the Hugging Face cache, or a hub id.")
+    init_from: str = _f("", "Checkpoint folder (or run folder: its latest checkpoint) whose trainable weights this new "
+                        "run starts from; its optimizer, schedule and data order start fresh. Empty starts from "
+                        "the model's own weights.")
     trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only for models you trust.")
     template: str = _f("auto", "Chat template: 'auto' uses the model's own; or a built-in one by name (for a model "
                        "folder without a template).", choices=TEMPLATES)

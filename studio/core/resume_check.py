@@ -12,10 +12,16 @@ between stop and resume, Studio compares the two:
   ``distributed.*``), and, for SFT, the length of the run (``train.max_steps``, ``train.epochs``):
   the learning rate then continues from its value at the checkpoint and follows the schedule's
   shape over the steps that now remain (no jump; warmup is not repeated).
+
+To train with refused settings, a **new run** starts from the checkpoint's weights
+(``studio train CONFIG --init-from CHECKPOINT``, ``model.init_from``): only the trainable
+weights are taken; the optimizer, schedule and data order start fresh, so only the settings
+that decide the weights' shapes must match (:func:`check_init`).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,13 +94,78 @@ def check_resume(run_dir: str | Path, checkpoint: str | Path | None = None) -> R
     check = compare(saved, cfg) if saved else ResumeCheck()
     if check.refused:
         lines = "\n".join(f"  - {p}: {old!r} in the checkpoint, {new!r} now" for p, old, new in check.refused)
+        shapes = shape_differences(saved, cfg)
+        config = shlex.quote(str(run_dir / "config.yaml"))
+        branch = (f"the weights' shapes differ ({', '.join(p for p, _, _ in shapes)}), so a new run starts from the "
+                  f"model's own weights: studio train {config}" if shapes else
+                  "to train with the new settings, start a new run from this checkpoint's weights (its optimizer, "
+                  f"schedule and data order start fresh): studio train {config} --init-from "
+                  f"{shlex.quote(str(folder))}")
         raise RunError(f"{run_dir / 'config.yaml'} differs from the config of checkpoint {folder.name} "
                        f"in settings a resume cannot continue with:\n{lines}",
-                       "to continue this run, set them back in config.yaml; to train with the new settings, start a "
-                       "new run (its optimizer, schedule and data order start fresh). A checkpoint's weights fit only "
-                       "its model and method, and its optimizer state, schedule and data position only its data, "
-                       "batch and optimizer settings")
+                       "to continue this run, set them back in config.yaml (a checkpoint's optimizer state, schedule "
+                       f"and data position fit only its data, batch and optimizer settings); {branch}")
     return check
+
+
+#: Settings that decide the shapes and names of the trainable weights (the method's own ones
+#: only count for that method).
+SHAPES = {"model.path": None, "method.name": None, "method.rank": ("lora", "dora", "qlora"),
+          "method.target_modules": ("lora", "dora", "qlora"),
+          "method.num_virtual_tokens": ("prefix", "prompt", "ptuning"), "method.freeze_trainable_layers": ("freeze",)}
+#: Objectives whose model is not the causal LM a checkpoint's weights belong to.
+NO_INIT = {"reward": "a reward model trains a new score head on a sequence classifier"}
+
+
+def shape_differences(checkpoint_cfg: configmod.RunConfig, cfg: configmod.RunConfig) -> list[tuple[str, Any, Any]]:
+    """(setting, checkpoint's value, value now) of the settings that decide the trainable weights' shapes."""
+    old, new = _flat(configmod.to_dict(checkpoint_cfg)), _flat(configmod.to_dict(cfg))
+    return [(path, old.get(path), new.get(path)) for path, methods in SHAPES.items()
+            if old.get(path) != new.get(path) and (methods is None or cfg.method.name in methods)]
+
+
+def init_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder ``--init-from`` names: a checkpoint folder, or a run folder (its latest).
+
+    Raises:
+        RunError: naming the path, when it holds no checkpoint with trainable weights.
+    """
+    path = Path(path).expanduser().resolve()
+    if path.is_dir() and (path / "config.yaml").is_file() and not (path / "trainable.safetensors").exists():
+        path = resolve_resume(path, "latest")  # a run folder: its newest complete checkpoint
+    if not (path / "trainable.safetensors").is_file() or not (path / "config.yaml").is_file():
+        raise RunError(f"model.init_from: {path} is not a checkpoint (it needs trainable.safetensors and "
+                       "config.yaml)", "give a folder under a run's checkpoints/ (e.g. RUN/checkpoints/step-000010), "
+                       "or the run folder to take its latest checkpoint")
+    return path
+
+
+def check_init(cfg: configmod.RunConfig) -> None:
+    """Check that ``cfg.model.init_from`` names a checkpoint whose weights fit ``cfg``; make it absolute.
+
+    The model itself is compared tensor by tensor when the worker loads the weights (another
+    copy of the same model may live in another folder).
+
+    Raises:
+        RunError: the objective cannot start from a checkpoint, or a method setting differs.
+    """
+    if not cfg.model.init_from:
+        return
+    if cfg.train.objective in NO_INIT:
+        raise RunError(f"model.init_from cannot be used with train.objective={cfg.train.objective}: "
+                       f"{NO_INIT[cfg.train.objective]}", "start it without --init-from (model.init_from)")
+    folder = init_checkpoint(cfg.model.init_from)
+    cfg.model.init_from = str(folder)
+    saved = configmod.load(folder / "config.yaml")
+    differ = [d for d in shape_differences(saved, cfg) if d[0] != "model.path"]
+    if differ:
+        raise RunError(f"the weights of checkpoint {folder} do not fit this run: {shape_text(differ)}",
+                       "a new run starts from a checkpoint's weights only with the same method and shapes: set "
+                       "these as in the checkpoint, or start without --init-from (model.init_from)")
+
+
+def shape_text(differences: list[tuple[str, Any, Any]]) -> str:
+    return "; ".join(f"{p} is {old!r} in the checkpoint and {new!r} now" for p, old, new in differences)
 
 
 def _flat(data: dict, prefix: str = "") -> dict[str, Any]:

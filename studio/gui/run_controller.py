@@ -17,7 +17,7 @@ from studio.core import config as configmod
 from studio.core import runs
 from studio.core.run_index import segment_start
 from studio.core.models import resolve_config_paths
-from studio.core.resume_check import check_resume
+from studio.core.resume_check import check_init, check_resume, compare
 from studio.gui.pages.method_support import changed_fields
 from studio.gui.runner import RunOutcome, RunProcess
 from studio.gui.standby import StandbyWorker, standby_wanted
@@ -96,11 +96,30 @@ class RunsController(QObject):
         return self._launch(run_dir, ["-m", "studio.worker", str(run_dir), *resume])
 
     def branch(self, run_dir: str | Path, checkpoint: str, cfg: configmod.RunConfig | None = None) -> RunProcess:
-        """A new run (``cfg``, default the old run's config) that starts from another run's checkpoint."""
+        """A new run (``cfg``, default the old run's config) that starts from another run's checkpoint.
+
+        With the checkpoint's settings it continues the checkpoint (optimizer, schedule, data
+        position). With settings a checkpoint cannot continue with (data, batch, learning rate...)
+        it starts from the checkpoint's weights only (``model.init_from``: fresh optimizer,
+        schedule and data order), as ``studio train CONFIG --init-from CHECKPOINT`` does.
+
+        Raises:
+            RunError: the checkpoint's weights do not fit ``cfg`` (another method or rank); no
+                folder is made.
+        """
         cfg = cfg or configmod.load(Path(run_dir) / "config.yaml")
         cfg.name = f"{cfg.name or Path(run_dir).name}-branch"
+        checkpoint = str(Path(checkpoint).resolve())
+        saved = Path(checkpoint) / "config.yaml"
+        if saved.is_file() and compare(configmod.load(saved), resolve_config_paths(cfg)).refused:
+            from studio.core.launch import launched_with
+
+            cfg.model.init_from = checkpoint
+            check_init(cfg)
+            processes, cpu = launched_with(run_dir)
+            return self.start_run(cfg, processes=processes, cpu=cpu)
         new_dir = self._new_folder(cfg, None)
-        return self.resume(new_dir, str(Path(checkpoint).resolve()), launched_from=run_dir)
+        return self.resume(new_dir, checkpoint, launched_from=run_dir)
 
     def _new_folder(self, cfg: configmod.RunConfig, run_dir: str | Path | None) -> Path:
         cfg.name = distinct_name(cfg, self._named_runs())

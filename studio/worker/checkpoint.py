@@ -347,6 +347,46 @@ def load_weights(folder: str | Path, model) -> None:
             params[name].copy_(tensor.to(params[name].device))
 
 
+def start_from(ctx, model):
+    """A new run with ``model.init_from``: its trainable weights start from that checkpoint's.
+
+    Only the weights are taken (the optimizer, schedule and data order start fresh); a resumed
+    run takes its own checkpoint instead. Returns ``model``.
+
+    Raises:
+        RunError: the checkpoint's weights do not fit ``model`` (another model or method
+            shape), naming the settings that differ.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from studio.core import config as configmod
+    from studio.core.resume_check import init_checkpoint, shape_differences, shape_text
+
+    if not ctx.cfg.model.init_from or ctx.resume_from:
+        return model
+    folder = init_checkpoint(ctx.cfg.model.init_from)
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    wrong = [f"{n} {tuple(weights[n].shape)} in the checkpoint, {tuple(params[n].shape)} here"
+             for n in weights if n in params and weights[n].shape != params[n].shape]
+    wrong += [f"{n} only in the checkpoint" for n in weights if n not in params]
+    wrong += [f"{n} only in this run" for n in params if n not in weights]
+    if wrong:
+        settings = shape_differences(configmod.load(folder / "config.yaml"), ctx.cfg)
+        named = (f"settings that differ: {shape_text(settings)}" if settings else
+                 "the model has other layers or sizes (model.path)")
+        raise RunError(f"the weights of checkpoint {folder} do not fit this run ({named}); {len(wrong)} tensor(s) "
+                       f"differ, e.g. {wrong[0]}",
+                       "start from a checkpoint of the same model and method shape, or without --init-from "
+                       "(model.init_from)")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(params[name].device))
+    ctx.events.log(f"trainable weights start from checkpoint {folder} (optimizer, schedule and data order fresh)")
+    return model
+
+
 def rng_state() -> dict[str, Any]:
     """Every random state that influences training (dropout, shuffling helpers)."""
     import numpy as np

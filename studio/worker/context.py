@@ -169,9 +169,10 @@ class RunContext:
 
     def load_model(self):
         """The base model on this run's device and precision with the fine-tuning method applied."""
+        from studio.worker.checkpoint import start_from
         from studio.worker.methods import load_model
 
-        return load_model(self.cfg, self.model_path, self.device, self.precision)
+        return start_from(self, load_model(self.cfg, self.model_path, self.device, self.precision))
 
     # -- events every recipe sends ------------------------------------------------------
 

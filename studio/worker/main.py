@@ -29,7 +29,7 @@ from pathlib import Path
 from studio.core import config as configmod
 from studio.core.checkpoints import resolve_resume
 from studio.core.errors import RunError, StudioError
-from studio.core.resume_check import check_resume
+from studio.core.resume_check import check_init, check_resume
 from studio.core.run_index import segment_start
 from studio.core.run_lock import RunLock
 from studio.core.runs import Registry, process_age_s
@@ -227,6 +227,8 @@ def _train(run_dir: Path, resume: str | None, events: Events) -> tuple[str, str 
     cfg = None
     try:
         cfg = configmod.load(run_dir / "config.yaml")
+        if resume is None:
+            check_init(cfg)  # a new run from a checkpoint's weights: does it fit?
         _preload(cfg.train.objective)
         ctx = RunContext(cfg, run_dir, events, resolve_resume(run_dir, resume))
         ctx.startup = STARTUP

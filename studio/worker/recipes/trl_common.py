@@ -170,10 +170,11 @@ def runtime(ctx) -> tuple[str, str]:
 
 def load_model(ctx):
     """The base model with the run's method applied, on the run's device and precision."""
+    from studio.worker.checkpoint import start_from
     from studio.worker.methods import load_model as load
 
     device, precision = runtime(ctx)
-    return keep_4bit_layout(load(ctx.cfg, ctx.model_path, device, precision), device)
+    return keep_4bit_layout(start_from(ctx, load(ctx.cfg, ctx.model_path, device, precision)), device)
 
 
 def keep_4bit_layout(model, device: str):
