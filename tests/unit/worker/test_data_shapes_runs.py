@@ -17,6 +17,7 @@ from studio.core.errors import DataError
 ROOT = Path(__file__).resolve().parents[3]
 DATASETS = ROOT / "resources" / "datasets"
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
+pytestmark = pytest.mark.slow  # each run loads a model and trains a few steps (10-40 s on 2 busy cores)
 
 
 @pytest.fixture(autouse=True)
