@@ -82,6 +82,9 @@ def test_two_processes_resume_exactly_with_dropout(tmp_path):
     whole = make_run_dir(tmp_path / "whole", model, settings, rows=30)
     _launch(whole)
     resumed = make_run_dir(tmp_path / "resumed", model, settings, rows=30)
+    cfg = config_mod.load(resumed / "config.yaml")  # the very data file of the run it continues
+    cfg.data.train = config_mod.load(whole / "config.yaml").data.train
+    config_mod.save(cfg, resumed / "config.yaml")
     _launch(resumed, "--resume", str(whole / "checkpoints" / "step-000002"))
     expected, got = step_losses(read_events(whole)), step_losses(read_events(resumed))
     assert sorted(got) == [3, 4]
