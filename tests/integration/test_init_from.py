@@ -4,6 +4,7 @@ refused resume advises works, and weights of another shape are refused naming th
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import shlex
 
 import pytest
@@ -90,3 +91,31 @@ def test_weights_of_another_model_are_refused_by_the_worker_naming_the_model(sto
     message = caught.value.message
     assert "do not fit this run" in message and f"model.path is {str(stopped_run.parent / 'model')!r}" in message
     assert "in the checkpoint" in message and "here" in message, "the first tensor that differs, both shapes"
+
+
+@pytest.mark.slow
+def test_a_dpo_run_starts_from_an_sft_checkpoints_weights(stopped_run, tmp_path):
+    """TRL objectives take the checkpoint's adapter before their trainer starts, so DPO's frozen
+    reference copy is the SFT model too (its first loss is ln 2 either way). With a learning rate
+    of 0 the adapter DPO writes is the one it started from."""
+    import math
+
+    from worker_runs import DATASETS, start_worker
+
+    ckpt = latest_checkpoint(stopped_run / "checkpoints")
+    sft = load_file(str(ckpt / "adapter" / "adapter_model.safetensors"))
+    for name, init in (("fresh", ""), ("from-sft", str(stopped_run))):
+        (tmp_path / name).mkdir()
+        run_dir = make_run_dir(tmp_path / name, Path(configmod.load(stopped_run / "config.yaml").model.path), {
+            "data.train": str(DATASETS / "travel_prefs.jsonl"), "data.padding": "longest", "data.max_length": 128,
+            "train.objective": "dpo", "train.max_steps": 1, "train.batch_size": 2, "train.learning_rate": 0.0,
+            "eval.every_steps": 0, "eval.sample_prompts": [], "output.save_every_steps": 100,
+            "model.init_from": init})
+        assert start_worker(run_dir).wait(timeout=600) == 0, (run_dir / "worker.log").read_text()[-2000:]
+        events = read_events(run_dir)
+        assert events[-1]["status"] == "completed"
+        assert math.isclose(next(e["loss"] for e in events if e["type"] == "step"), math.log(2), rel_tol=1e-5)
+        final = load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+        assert sorted(final) == sorted(sft)
+        same = all(final[k].equal(sft[k]) for k in sft)
+        assert same == bool(init), f"{name}: the adapter DPO trained {'is' if same else 'is not'} the SFT checkpoint's"
