@@ -308,7 +308,7 @@ def read_yaml(path: Path) -> dict:
         raise refuse(f"{path} is a folder; give a config file such as resources/presets/demo.yaml")
     try:
         text = path.read_bytes().decode("utf-8-sig")
-        data = yaml.load(text, Loader=_NoAliasLoader)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader that also refuses aliases
     except FileNotFoundError:
         raise refuse(f"{path} does not exist") from None
     except UnicodeDecodeError as exc:
