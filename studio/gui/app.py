@@ -23,7 +23,7 @@ from studio.core.config import RunConfig
 from studio.core.errors import StudioError
 from studio.core.models import resolve_config_paths, resource_path
 from studio.core.runs import process_age_s
-from studio.gui import tasks
+from studio.gui import collector, tasks
 
 log = logging.getLogger("studio.gui")
 
@@ -51,6 +51,7 @@ def application() -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Studio")
     app.setOrganizationName("Studio")
+    collector.start(app)  # garbage is collected on this thread only, never in a pool thread
     style = resource_path(STYLE)
     if style.exists():
         icons = resource_path("resources/icons").resolve().as_posix()
