@@ -212,21 +212,30 @@ def _normalise(table: RawTable, read_row: data_rows.RowFn, cols: dict[str, str])
     extra_keys += [(c, c) for c in table.columns if c not in mapped]
     examples, bad = [], list(table.bad_rows)
     for row, rec in table.records:
-        try:
-            reason = data_rows.unencodable(rec)
-            if reason:
-                raise data_rows.RowProblem(reason)
-            parts = read_row(rec, cols)
-        except data_rows.RowProblem as problem:
-            bad.append(BadRow(row, problem.reason, rec))
-            continue
-        except RecursionError:
-            bad.append(BadRow(row, TOO_DEEP, rec))
-            continue
-        extra = {name: v for name, c in extra_keys if isinstance(v := rec.get(c), _EXTRA_TYPES)}
-        examples.append(Example(row=row, extra=extra, **parts))
+        done = normalise_record(row, rec, read_row, cols, extra_keys)
+        (examples if isinstance(done, Example) else bad).append(done)
     bad.sort(key=lambda b: b.row)
     return examples, bad
+
+
+def normalise_record(row: int, rec: dict, read_row: data_rows.RowFn, cols: dict[str, str],
+                     extra_keys: list[tuple[str, str]] = ()) -> Example | BadRow:
+    """One record through ``read_row``: its example, or a bad row with the reason.
+
+    Args:
+        extra_keys: (name in ``Example.extra``, column) of the scalar columns to keep.
+    """
+    try:
+        reason = data_rows.unencodable(rec)
+        if reason:
+            raise data_rows.RowProblem(reason)
+        parts = read_row(rec, cols)
+    except data_rows.RowProblem as problem:
+        return BadRow(row, problem.reason, rec)
+    except RecursionError:
+        return BadRow(row, TOO_DEEP, rec)
+    extra = {name: v for name, c in extra_keys if isinstance(v := rec.get(c), _EXTRA_TYPES)}
+    return Example(row=row, extra=extra, **parts)
 
 
 def _no_usable_rows(path: Path, total: int, bad: list[BadRow]) -> DataError:
@@ -328,15 +337,20 @@ def split(examples: list[Example], eval_fraction: float, seed: int) -> tuple[lis
     """
     if not 0 <= eval_fraction < 1:
         raise DataError(f"eval fraction {eval_fraction} is outside 0..1", "set data.eval_fraction to e.g. 0.1")
-    count = len(examples)
+    held = set(held_out(len(examples), eval_fraction, seed))
+    train = [e for i, e in enumerate(examples) if i not in held]
+    return train, [e for i, e in enumerate(examples) if i in held]
+
+
+def held_out(count: int, eval_fraction: float, seed: int) -> list[int]:
+    """The indices :func:`split` holds out of ``count`` rows (for rows read as a stream, where
+    only their count is known beforehand)."""
     n_eval = round(count * eval_fraction)
     if eval_fraction > 0 and count >= 2:
         n_eval = min(max(n_eval, 1), count - 1)
     elif count < 2:
         n_eval = 0
-    held = set(random.Random(seed).sample(range(count), n_eval))
-    train = [e for i, e in enumerate(examples) if i not in held]
-    return train, [e for i, e in enumerate(examples) if i in held]
+    return random.Random(seed).sample(range(count), n_eval)
 
 
 @dataclass

@@ -50,8 +50,7 @@ def objective_problems(objective: str, examples: list, setting: str = "data.trai
     what = describe(examples)
     code = "objective_data"
     if "text" in kinds and objective != "sft":
-        return [Problem(code, f"train.objective={objective} needs conversations, but {setting} holds {what}: raw "
-                        "text has no prompt or answer", "continued pre-training on raw text uses train.objective=sft")]
+        return [text_objective_problem(objective, what, setting)]
     if objective in PAIR_OBJECTIVES and "preference" not in kinds:
         hint = ("these rows are unpaired answers marked good or bad: set train.objective=kto" if labelled else
                 "pick a file of preference pairs (prompt, chosen, rejected), or set train.objective=sft")
@@ -76,6 +75,12 @@ def objective_problems(objective: str, examples: list, setting: str = "data.trai
                         f"desirable rows and skips the {len(dropped)} undesirable ones",
                         "set train.objective=kto to learn from both", "warning")]
     return []
+
+
+def text_objective_problem(objective: str, what: str, setting: str = "data.train") -> Problem:
+    """Raw text (``what``: e.g. "30 text documents") under an objective other than SFT."""
+    return Problem("objective_data", f"train.objective={objective} needs conversations, but {setting} holds {what}: "
+                   "raw text has no prompt or answer", "continued pre-training on raw text uses train.objective=sft")
 
 
 def sft_rows(examples: list) -> tuple[list, list[int]]:
@@ -104,7 +109,14 @@ def check_config(cfg) -> None:
     from studio.core.data import load_examples
     from studio.core.errors import DataError
     from studio.core.models import resource_path
+    from studio.core.text_stream import open_text
 
+    source = open_text(resource_path(cfg.data.train), cfg.data.format, cfg.data.columns or None, cfg.data.text_split)
+    if source is not None:  # raw text: not read here (it may be larger than memory); only SFT trains on it
+        if cfg.train.objective != "sft":
+            problem = text_objective_problem(cfg.train.objective, "raw text documents")
+            raise DataError(problem.message, problem.hint)
+        return
     data = load_examples(str(resource_path(cfg.data.train)), format=cfg.data.format,
                          columns=cfg.data.columns or None, text_split=cfg.data.text_split)
     for problem in objective_problems(cfg.train.objective, data.examples):

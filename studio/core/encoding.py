@@ -212,11 +212,9 @@ class Encoder:
     def encode_blocks(self, examples):
         """Text rows as continued pre-training blocks of ``max_length`` tokens
         (:func:`studio.core.pretrain.pack_blocks`)."""
-        from studio.core.pretrain import pack_blocks
+        from studio.core.pretrain import block_size, pack_blocks
 
-        if not self.options.max_length:
-            raise ConfigError([("data.max_length", "raw text is cut into blocks of data.max_length tokens; set it")])
-        return pack_blocks(self.tokenizer, examples, self.options.max_length)
+        return pack_blocks(self.tokenizer, examples, block_size(self.options.max_length))
 
     def _finish_all(self, layouts: list[Layout], tokens: list) -> list[Encoded]:
         return [self._finish(lay, ids, offsets) for lay, (ids, offsets) in zip(layouts, tokens)]

@@ -310,11 +310,17 @@ def report(cfg: RunConfig, max_rows: int = 2000, device: str | None = None) -> P
                           estimate=None)
     shape = _guard(out, "model", lambda: read_model_shape(_model_folder(cfg)))
     tokenizer = _guard(out, "tokenizer", lambda: _load_tokenizer(cfg))
-    examples = _guard(out, "data", lambda: _data_lints(cfg, out))
-    if examples and examples[0].kind != "text":  # raw text is measured whole: its blocks span documents
-        examples = examples[:max_rows]
-    rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, examples, out)) if tokenizer and examples else None
-    out.rows_checked = len(examples) if rows else 0  # rows of the file: a preference pair encodes two sequences
+    source = _guard(out, "data", lambda: _text_source(cfg))
+    if source is not None:  # raw text read as a stream: every block counted, the first max_rows kept
+        rows = _guard(out, "data", lambda: _text_rows(cfg, tokenizer, source, out, max_rows)) if tokenizer else None
+        out.rows_checked = source.usable if rows else 0
+    else:
+        examples = _guard(out, "data", lambda: _data_lints(cfg, out))
+        if examples and examples[0].kind != "text":  # raw text is measured whole: its blocks span documents
+            examples = examples[:max_rows]
+        rows = _guard(out, "data", lambda: _encode_rows(cfg, tokenizer, examples, out)) \
+            if tokenizer and examples else None
+        out.rows_checked = len(examples) if rows else 0  # rows of the file: a preference pair encodes two sequences
     if shape:
         out.estimate = objective_estimate(shape, cfg, seq_len=_batch_seq_len(cfg, rows), device=device)
     out.lints += _device_lints(cfg)
@@ -361,6 +367,38 @@ def _load_tokenizer(cfg: RunConfig):
     from studio.core.tokenizer import load_tokenizer
 
     return load_tokenizer(str(_model_folder(cfg)))
+
+
+def _text_source(cfg: RunConfig):
+    from studio.core.models import resource_path
+    from studio.core.text_stream import open_text
+
+    return open_text(resource_path(cfg.data.train), cfg.data.format, cfg.data.columns or None, cfg.data.text_split)
+
+
+def _text_rows(cfg: RunConfig, tokenizer: Any, source, out: PreflightReport, max_rows: int) -> list:
+    """Raw text read as a stream: documents, tokens and blocks counted in one pass, the first
+    ``max_rows`` blocks returned for the lints; the same problems as a file loaded whole."""
+    from studio.core import data_fit
+    from studio.core.pretrain import block_size
+    from studio.core.text_stream import split_blocks
+
+    if cfg.train.objective != "sft":
+        problem = data_fit.text_objective_problem(cfg.train.objective, f"{source.count()} text documents")
+        out.data = f"{source.path.name}: {source.total_rows} rows, {source.usable} text documents"
+        out.lints.append(Lint(*problem))
+        return []
+    blocks = split_blocks(source, tokenizer, block_size(cfg.data.max_length), limit=max_rows)[0]
+    out.data = f"{source.path.name}: {source.total_rows} rows, {source.usable} text documents" + \
+        (f", {source.bad_count} bad" if source.bad_count else "") + f"; continued pre-training: {blocks.summary()}"
+    problems = [data_fit.skipped_problem(source.bad_count, source.total_rows, cfg.data.max_skipped)]
+    if source.bad_count and not cfg.data.skip_bad_rows:
+        first = source.bad_rows[0]
+        problems.append(data_fit.Problem("bad_rows", f"{source.bad_count} bad row(s) in {source.path.name}, e.g. "
+                                         f"row {first.row}: {first.reason}",
+                                         "fix those rows, or set data.skip_bad_rows=true to train without them"))
+    out.lints += [Lint(*p) for p in problems if p]
+    return list(blocks.blocks)
 
 
 def _data_lints(cfg: RunConfig, out: PreflightReport) -> list:

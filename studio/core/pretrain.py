@@ -9,14 +9,20 @@ where a document ends. The documents are concatenated and cut into blocks of exa
 document spans several blocks instead of being cut, and nothing is dropped but the final
 remainder shorter than a block, which is reported.
 
-Documents are consumed as an iterable in chunks, so a generator reading a large file line by
-line never holds the whole text at once; only the blocks (token ids) are kept.
+Documents are consumed as an iterable in chunks (:class:`BlockWriter`), so a generator reading a
+large file (:mod:`studio.core.text_stream`) never holds the whole text at once, and the blocks
+go to a :class:`BlockStore`: in memory for the preview, in files on disk for a training run, read
+back block by block.
 """
 
 from __future__ import annotations
 
+import mmap
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Iterable
 
 #: End-of-document tokens of common vocabularies, most specific first (an instruct model's EOS is
@@ -24,6 +30,15 @@ from typing import Iterable
 END_OF_TEXT = ("<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<|end|>")
 #: Documents tokenized per batch.
 CHUNK = 256
+
+
+def block_size(max_length: int | None) -> int:
+    """``data.max_length``, the tokens of every block; a ConfigError when it is not set."""
+    if not max_length:
+        from studio.core.errors import ConfigError
+
+        raise ConfigError([("data.max_length", "raw text is cut into blocks of data.max_length tokens; set it")])
+    return max_length
 
 
 def document_end(tokenizer) -> tuple[str | None, int | None]:
@@ -62,67 +77,166 @@ def _roles(tokenizer, ids: list[int]) -> list[str]:
             for k, t in enumerate(ids)]
 
 
+class BlockStore:
+    """Blocks of token ids, in memory or in files on disk, read back one block at a time.
+
+    Token ids are kept as unsigned 32-bit integers; in a folder they are the raw file
+    ``blocks.u32`` (``size`` ids per block) beside ``starts.i64`` and ``rows.i64`` (each
+    document's position in the token stream and its source row). Reading maps the files, so a
+    corpus larger than memory trains block by block. ``limit`` keeps only the first blocks
+    (preflight counts the rest without keeping them).
+
+    Indexing gives :class:`~studio.core.encoding.Encoded` blocks (a slice gives a list).
+    """
+
+    def __init__(self, tokenizer, size: int, folder: Path | None = None, limit: int | None = None) -> None:
+        self.size, self.limit, self.folder = size, limit, folder
+        self._end, self._bos = document_end(tokenizer)[1], tokenizer.bos_id if tokenizer.adds_bos_by_default else None
+        self._count = 0
+        self._ids, self._starts, self._rows = array("I"), array("q"), array("q")
+        self._files: list = []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._files = [(folder / name).open("wb") for name in FILES]
+
+    def append(self, block: list[int], starts: list[tuple[int, int]]) -> None:
+        """Add one block and the (position in the block, row) of each document starting in it."""
+        if self.limit is not None and self._count >= self.limit:
+            return
+        at = self._count * self.size
+        parts = (array("I", block), array("q", [at + pos for pos, _ in starts]), array("q", [r for _, r in starts]))
+        if self._files:
+            for handle, part in zip(self._files, parts):
+                part.tofile(handle)
+        else:
+            for kept, part in zip((self._ids, self._starts, self._rows), parts):
+                kept.extend(part)
+        self._count += 1
+
+    def close(self) -> None:
+        """Finish writing; the files are then read through memory maps."""
+        for handle in self._files:
+            handle.close()
+        self._files = []
+        if self.folder is not None and self._count:
+            maps = [_map(self.folder / name) for name in FILES]
+            self._ids, self._starts, self._rows = [memoryview(m).cast(code) if m is not None else array(code)
+                                                   for m, code in zip(maps, "Iqq")]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        from studio.core.encoding import Encoded
+
+        at = k * self.size
+        block = list(self._ids[at:at + self.size])
+        first, stop = bisect_left(self._starts, at), bisect_left(self._starts, at + self.size)
+        inside = [(self._starts[i] - at, self._rows[i]) for i in range(first, stop)]
+        roles = ["bos" if t == self._bos else "eos" if t == self._end else "text" for t in block]
+        return Encoded(k + 1, block, list(block), roles, original_length=self.size, documents=inside)
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
+#: The files of a :class:`BlockStore` folder.
+FILES = ("blocks.u32", "starts.i64", "rows.i64")
+
+
+def _map(path: Path):
+    """A read-only memory map of a file (``None`` for an empty one, which cannot be mapped)."""
+    if not path.stat().st_size:
+        return None
+    with path.open("rb") as handle:
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 @dataclass
 class Blocks:
     """Documents cut into blocks.
 
     Attributes:
-        blocks: :class:`~studio.core.encoding.Encoded` rows of exactly ``size`` tokens; each
-            block's ``row`` is its 1-based number and ``documents`` lists (token position, source
-            row) of every document that starts in it.
+        blocks: the :class:`BlockStore` of blocks of exactly ``size`` tokens (a sequence of
+            :class:`~studio.core.encoding.Encoded`); each block's ``row`` is its 1-based number and
+            ``documents`` lists (token position, source row) of every document that starts in it.
         size: tokens per block (``data.max_length``).
         documents: documents read.
         tokens: tokens of all documents, end-of-text tokens included.
         remainder: tokens after the last full block, not trained on.
         end_token: the token written after every document.
+        count: blocks cut (``len(blocks)`` unless the store kept only the first ones).
     """
 
-    blocks: list = field(default_factory=list)
+    blocks: BlockStore | list = field(default_factory=list)
     size: int = 0
     documents: int = 0
     tokens: int = 0
     remainder: int = 0
     end_token: str | None = None
+    count: int = 0
 
     def summary(self) -> str:
-        return (f"{self.documents} documents, {self.tokens} tokens, {len(self.blocks)} blocks of {self.size} tokens "
+        return (f"{self.documents} documents, {self.tokens} tokens, {self.count} blocks of {self.size} tokens "
                 f"(each document ends with {self.end_token}); the last {self.remainder} tokens do not fill a block "
                 "and are not trained on")
 
 
-def pack_blocks(tokenizer, examples: Iterable, size: int) -> Blocks:
+class BlockWriter:
+    """Cuts documents into blocks as they come: only the tokens of the block being filled (and
+    of the chunk of documents being tokenized) are held; full blocks go to a :class:`BlockStore`.
+
+    Call :meth:`add` with text rows in order, then :meth:`finish`.
+    """
+
+    def __init__(self, tokenizer, size: int, folder: Path | None = None, limit: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.out = Blocks(BlockStore(tokenizer, size, folder, limit), size=size, end_token=document_end(tokenizer)[0])
+        self._ids: list[int] = []
+        self._starts: list[tuple[int, int]] = []  # (position in ``_ids``, source row) of each document
+
+    def add(self, examples: list) -> None:
+        """Tokenize a chunk of text rows and store every block they fill."""
+        out, size = self.out, self.out.size
+        for ex, doc in zip(examples, document_ids(self.tokenizer, [ex.text for ex in examples])):
+            self._starts.append((len(self._ids), ex.row))
+            self._ids += doc
+            out.documents += 1
+            out.tokens += len(doc)
+        at = 0
+        while len(self._ids) - at >= size:
+            out.blocks.append(self._ids[at:at + size], [(pos - at, row) for pos, row in self._starts
+                                                         if at <= pos < at + size])
+            out.count += 1
+            at += size
+        self._ids, self._starts = self._ids[at:], [(pos - at, row) for pos, row in self._starts if pos >= at]
+
+    def finish(self) -> Blocks:
+        self.out.remainder = len(self._ids)
+        self.out.blocks.close()
+        return self.out
+
+
+def pack_blocks(tokenizer, examples: Iterable, size: int, folder: Path | None = None,
+                limit: int | None = None) -> Blocks:
     """Concatenate text rows (each ``[BOS] + text + [end of text]``) and cut the stream into blocks.
 
     Args:
         tokenizer: the core tokenizer.
-        examples: text :class:`~studio.core.conversation.Example` rows, in order (any iterable).
+        examples: text :class:`~studio.core.conversation.Example` rows, in order (any iterable:
+            a generator reading a file keeps memory bounded).
         size: tokens per block.
+        folder: where the blocks are written (:class:`BlockStore`); ``None`` keeps them in memory.
+        limit: keep only the first ``limit`` blocks (the others are counted).
     """
-    from studio.core.encoding import Encoded
-
-    out = Blocks(size=size, end_token=document_end(tokenizer)[0])
-    ids: list[int] = []
-    starts: list[tuple[int, int]] = []  # (position in ``ids``, source row) of each document
+    writer = BlockWriter(tokenizer, size, folder, limit)
     rows = iter(examples)
     while chunk := list(islice(rows, CHUNK)):
-        for ex, doc in zip(chunk, document_ids(tokenizer, [ex.text for ex in chunk])):
-            starts.append((len(ids), ex.row))
-            ids += doc
-            out.documents += 1
-            out.tokens += len(doc)
-        at = 0
-        while len(ids) - at >= size:
-            block = ids[at:at + size]
-            inside = [(pos - at, row) for pos, row in starts if at <= pos < at + size]
-            out.blocks.append(Encoded(len(out.blocks) + 1, block, list(block), _block_roles(tokenizer, block),
-                                      original_length=size, documents=inside))
-            at += size
-        ids, starts = ids[at:], [(pos - at, row) for pos, row in starts if pos >= at]
-    out.remainder = len(ids)
-    return out
-
-
-def _block_roles(tokenizer, block: list[int]) -> list[str]:
-    _, end = document_end(tokenizer)
-    bos = tokenizer.bos_id if tokenizer.adds_bos_by_default else None
-    return ["bos" if t == bos else "eos" if t == end else "text" for t in block]
+        writer.add(chunk)
+    return writer.finish()

@@ -74,6 +74,7 @@ class RunContext:
         self.final_dir = self.run_dir / "final"
         self._hf_tokenizer = None
         self._file_rows: dict[str, tuple[int, int]] = {}  # setting -> (bad rows, rows in the file)
+        self._text_sources: dict = {}  # setting -> TextSource or None
         #: start-up phase end times (see ``studio.worker.main.STARTUP``), sent with ``started``
         self.startup: dict = {}
 
@@ -257,6 +258,26 @@ class RunContext:
             raise DataError(f"{setting}: {path} holds no usable rows", report.summary())
         return report.examples
 
+    def text_source(self, setting: str = "data.train"):
+        """``setting``'s file as a :class:`~studio.core.text_stream.TextSource` when it is raw text read
+        as a stream (continued pre-training on a corpus that need not fit in memory), else ``None``."""
+        if setting not in self._text_sources:
+            from studio.core.text_stream import open_text
+
+            path = getattr(self.cfg.data, setting.split(".")[1])
+            resolved = resolve_path(path) if path else None
+            fmt = self.cfg.data.format if setting != "data.general_eval" else "auto"
+            self._text_sources[setting] = open_text(resolved, fmt, self.cfg.data.columns or None,
+                                                    self.cfg.data.text_split) if resolved else None
+        return self._text_sources[setting]
+
+    def check_text_rows(self, source, setting: str) -> None:
+        """After a pass over a :class:`~studio.core.text_stream.TextSource`: its bad rows reported or refused
+        as those of a file loaded whole are (``data.skip_bad_rows``, ``data.max_skipped``)."""
+        self._report_bad_rows(source.report(), setting, source.bad_count)
+        if not source.usable:
+            raise DataError(f"{setting}: {source.path} holds no usable rows", source.report().summary())
+
     def check_skipped(self, setting: str = "data.train", skipped: int = 0) -> None:
         """Refuse to train when the bad rows of ``setting``'s file plus ``skipped`` more rows (left without
         a loss token, undesirable under SFT...) exceed ``data.max_skipped`` of the file's rows, so a
@@ -272,17 +293,19 @@ class RunContext:
         if problem:
             raise DataError(problem.message, problem.hint)
 
-    def _report_bad_rows(self, report, setting: str) -> None:
+    def _report_bad_rows(self, report, setting: str, count: int | None = None) -> None:
+        """``count``: bad rows in all, when ``report`` keeps only the first ones (a file read as a stream)."""
         bad = report.bad_rows
-        self._file_rows[setting] = (len(bad), report.total_rows)
-        if not bad:
+        count = len(bad) if count is None else count
+        self._file_rows[setting] = (count, report.total_rows)
+        if not count:
             return
         listed = "; ".join(f"row {b.row}: {b.reason}" for b in bad[:20])
-        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        more = f" (and {count - 20} more)" if count > 20 else ""
         if not self.cfg.data.skip_bad_rows:
-            raise DataError(f"{setting}: {len(bad)} bad row(s) in {report.path}: {listed}{more}",
+            raise DataError(f"{setting}: {count} bad row(s) in {report.path}: {listed}{more}",
                             "fix those rows, or set data.skip_bad_rows=true to train without them")
-        self.events.warning("bad_rows", f"{setting}: skipped {len(bad)} bad row(s) in {report.path}: {listed}{more}",
+        self.events.warning("bad_rows", f"{setting}: skipped {count} bad row(s) in {report.path}: {listed}{more}",
                             rows=[b.row for b in bad])
         if setting == "data.train":
             self.check_skipped(setting)

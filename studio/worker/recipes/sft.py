@@ -40,8 +40,11 @@ LOSS_CHUNK = None
 def run(ctx) -> str:
     """Train ``ctx.cfg`` with supervised fine-tuning; returns ``"completed"`` or ``"stopped"``."""
     recipe = SFTRecipe(ctx)
-    recipe.setup()
-    return recipe.train()
+    try:
+        recipe.setup()
+        return recipe.train()
+    finally:
+        recipe.remove_blocks()
 
 
 class hidden_states_only:
@@ -126,6 +129,16 @@ def fused_adamw_ok(groups: list[dict], device) -> bool:
         p.dtype in (torch.float32, torch.bfloat16, torch.float16) and p.device.type == device.type for p in params)
 
 
+#: Rows the start-of-run lints look at (raw text can hold millions of blocks, all alike).
+LINT_ROWS = 2000
+
+
+def row_lengths(rows) -> list[int]:
+    """Tokens of each encoded row (blocks of raw text all have the block size: none is read)."""
+    size = getattr(rows, "size", None)
+    return [size] * len(rows) if size else [len(r.input_ids) for r in rows]
+
+
 def loss_token_count(tensors: dict) -> int:
     return int((tensors["labels"][:, 1:] != IGNORE).sum())
 
@@ -148,11 +161,14 @@ class SFTRecipe:
         self.acc = ctx.accelerator
         set_cpu_threads(self.acc)
         set_seed(cfg.train.seed)
-        self.train_rows = self._encode(ctx.train_examples, "training")
-        self.eval_rows = self._encode(ctx.eval_examples, "evaluation") if ctx.eval_examples else []
+        if ctx.text_source("data.train") is not None:
+            self.train_rows, self.eval_rows = self._text_blocks()
+        else:
+            self.train_rows = self._encode(ctx.train_examples, "training")
+            self.eval_rows = self._encode(ctx.eval_examples, "evaluation") if ctx.eval_examples else []
         self.general_rows = self._encode_general(ctx.general_examples)
-        ctx.emit_lints(self.train_rows)
-        self.lengths = [len(r.input_ids) for r in self.train_rows]
+        ctx.emit_lints(self.train_rows[:LINT_ROWS])
+        self.lengths = row_lengths(self.train_rows)
         ctx.mark("data_done")
         self.unit_of = unit_index(batch_units(self.lengths, cfg))
         n_batches = len(epoch_batches(self.lengths, cfg, 0, self.acc.process_index, self.acc.num_processes))
@@ -242,15 +258,55 @@ class SFTRecipe:
         return kept
 
     def _blocks(self, examples: list, what: str) -> list:
-        """Raw text: documents joined with end-of-text tokens and cut into data.max_length blocks."""
+        """Raw text loaded whole (a file that is not read as a stream): documents joined with
+        end-of-text tokens and cut into data.max_length blocks."""
+        return self._block_rows(self.ctx.encoder().encode_blocks(examples), what)
+
+    def _block_rows(self, blocks, what: str):
         from studio.core.errors import DataError
 
-        blocks = self.ctx.encoder().encode_blocks(examples)
         self.ctx.events.log(f"continued pre-training ({what}): {blocks.summary()}")
-        if not blocks.blocks and what == "training":
+        if not blocks.count and what == "training":
             raise DataError(f"the {blocks.documents} documents hold {blocks.tokens} tokens, fewer than one block of "
                             f"data.max_length={blocks.size}", "lower data.max_length, or add text")
         return blocks.blocks
+
+    def _text_blocks(self) -> tuple:
+        """Raw text read as a stream (:mod:`studio.core.text_stream`): blocks written to the run folder's
+        ``blocks/`` and read back one at a time, so a corpus larger than memory trains."""
+        import shutil
+
+        from studio.core.pretrain import block_size
+        from studio.core.text_stream import split_blocks
+
+        ctx, data = self.ctx, self.cfg.data
+        folder = self._blocks_folder()
+        shutil.rmtree(folder, ignore_errors=True)
+        ctx.events.log(f"raw text read as a stream; its blocks are written to {folder} (removed when the run ends)")
+        size = block_size(data.max_length)
+        source = ctx.text_source("data.train")
+        train, held = split_blocks(source, ctx.tokenizer, size, 0 if data.eval else data.eval_fraction, data.seed,
+                                   folder)
+        ctx.check_text_rows(source, "data.train")
+        eval_source = ctx.text_source("data.eval") if data.eval else None
+        if eval_source is not None:
+            held = split_blocks(eval_source, ctx.tokenizer, size, folder=folder / "eval-file")[0]
+            ctx.check_text_rows(eval_source, "data.eval")
+        elif data.eval:
+            return self._block_rows(train, "training"), self._blocks(ctx.eval_examples, "evaluation")
+        return self._block_rows(train, "training"), self._block_rows(held, "evaluation") if held else []
+
+    def _blocks_folder(self):
+        return self.ctx.run_dir / "blocks" / str(self.acc.process_index)
+
+    def remove_blocks(self) -> None:
+        """Delete the raw-text blocks of this process (a resumed run writes them again)."""
+        import shutil
+
+        if hasattr(self, "acc"):
+            shutil.rmtree(self._blocks_folder(), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self._blocks_folder().parent.rmdir()  # the last process to finish removes blocks/
 
     def _encode_general(self, examples: list) -> list:
         """General text is scored on every token (it is not a conversation to answer)."""
@@ -418,7 +474,7 @@ class SFTRecipe:
         """Token-weighted mean loss over encoded rows (sharded over processes)."""
         self.model.eval()
         total, tokens = torch.zeros((), device=self.acc.device), 0
-        lengths = [len(r.input_ids) for r in rows]
+        lengths = row_lengths(rows)
         unit_of = unit_index(batch_units(lengths, self.cfg))
         mine = eval_batches(lengths, self.cfg, self.acc.process_index, self.acc.num_processes)
         with torch.no_grad():
@@ -470,6 +526,8 @@ class SFTRecipe:
         self._signals()
 
     def _task_metrics(self) -> dict:
+        if self.ctx.text_source("data.train") is not None:
+            return {}  # raw text has no tasks to answer
         examples = [e for e in self.ctx.eval_examples if e.extra.get("task") and e.extra.get("reference")]
         if not (self.cfg.eval.task_metrics and examples and self._generates_here):
             return {}

@@ -123,14 +123,20 @@ def test_continued_pretraining_on_a_txt_file_trains_in_blocks(tiny_model, tmp_pa
     docs = [json.loads(line)["text"] for line in (DATASETS / "general_text.jsonl").read_text().splitlines()[:30]]
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(docs) + "\n", encoding="utf-8")
-    status, events, ctx = run(tiny_model, tmp_path, "sft", text, steps=3, data__max_length=64)
+    status, events, ctx = run(tiny_model, tmp_path, "sft", text, steps=3, data__max_length=64,
+                              data__eval_fraction=0.2)
     assert status == "completed"
     started = next(e for e in events if e["type"] == "started")
-    blocks = ctx.encoder().encode_blocks(ctx.train_examples)
+    blocks = ctx.encoder().encode_blocks(ctx.train_examples)  # the file loaded whole, split as before
+    held = ctx.encoder().encode_blocks(ctx.eval_examples)
     assert started["train_rows"] == len(blocks.blocks) and started["train_tokens"] == 64 * len(blocks.blocks)
-    assert blocks.documents == 30 and blocks.remainder < 64
-    log = next(e for e in events if e["type"] == "log" and "continued pre-training" in e["text"])
-    assert "30 documents" in log["text"] and "<|end_of_text|>" in log["text"]
+    assert started["eval_rows"] == len(held.blocks) > 0
+    assert blocks.documents == 24 and blocks.remainder < 64
+    logs = [e["text"] for e in events if e["type"] == "log"]
+    log = next(text for text in logs if "continued pre-training (training)" in text)
+    assert "24 documents" in log and "<|end_of_text|>" in log
+    assert any("read as a stream" in text for text in logs) and not (ctx.run_dir / "blocks").exists()
+    assert any(e["type"] == "eval" for e in events)
     assert len(set(losses(events))) > 1
     assert all(e["loss_tokens"] == 4 * 63 for e in events if e["type"] == "step")  # every token but each first
 
