@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.config import RunConfig
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, TemplateError
 from studio.core.memory import MemoryEstimate, estimate_memory, objective_estimate, trainable_params  # noqa: F401
 from studio.core.modelshape import ModelShape, read_model_shape
 
@@ -442,13 +442,17 @@ def _encode_rows(cfg: RunConfig, tokenizer: Any, examples: list, out: PreflightR
     plain = [ex for ex in examples if ex.kind != "preference"]
     refused: list = []
     rows = encoder.encode_many(plain, refused) if plain else []
+    for ex in examples:
+        if ex.kind == "preference":
+            try:
+                pair = encoder.encode_pair(ex)
+            except TemplateError as exc:  # skipped by the run, as a chat row is
+                refused.append(exc)
+                continue
+            rows += [pair.chosen, pair.rejected]
     if refused and out is not None:
         out.lints.append(Lint("template_rows", f"{len(refused)} row(s) cannot be rendered by the chat template and "
                               f"will be skipped, e.g. {refused[0].message}", refused[0].hint))
-    for ex in examples:
-        if ex.kind == "preference":
-            pair = encoder.encode_pair(ex)
-            rows += [pair.chosen, pair.rejected]
     return rows
 
 

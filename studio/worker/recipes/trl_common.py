@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from studio.core.config import dump_yaml
-from studio.core.errors import DataError, RunError
+from studio.core.errors import DataError, RunError, TemplateError
 from studio.worker import checkpoint as ckpt
 from studio.worker.hf_callback import EventsCallback
 
@@ -60,29 +60,48 @@ def preference_ids(ctx, examples: list, setting: str = "data.train") -> list[dic
     Raises:
         DataError: the data holds no preference pairs.
     """
-    encoder = ctx.encoder()
     rows, empty = [], []
-    for example in require_pairs(examples, setting):
-        pair = encoder.encode_pair(example)
+    pairs, refused = encoded_pairs(ctx, ctx.encoder(), require_pairs(examples, setting), setting)
+    for pair in pairs:
         ids, cut = pair.chosen.input_ids, pair.prompt_len
         row = {"prompt_ids": ids[:cut], "chosen_ids": ids[cut:], "rejected_ids": pair.rejected.input_ids[cut:]}
         if row["chosen_ids"] and row["rejected_ids"]:
             rows.append(row)
         else:
             empty.append(pair.row)
-    return _kept(ctx, rows, empty, setting, "pair")
+    return _kept(ctx, rows, empty, setting, "pair", refused)
 
 
-def _kept(ctx, rows: list[dict], empty: list[int], setting: str, what: str) -> list[dict]:
-    """``rows``, after warning about the ``empty`` ones (no answer token left) and refusing when too few remain."""
+def encoded_pairs(ctx, encoder, examples: list, setting: str) -> tuple[list, int]:
+    """Each row through ``encoder.encode_pair``: (the pairs, how many rows were skipped). A row the chat
+    template cannot render (Llama 3.1 takes one tool call per turn, for instance) is skipped with the
+    reason (warning ``template_rows``) instead of stopping the run; the caller counts it against
+    ``data.max_skipped``."""
+    pairs, refused = [], []
+    for example in examples:
+        try:
+            pairs.append(encoder.encode_pair(example))
+        except TemplateError as exc:
+            refused.append(exc)
+    if refused:
+        ctx.events.warning("template_rows", f"{len(refused)} {setting} row(s) cannot be rendered by the chat template "
+                           "and are skipped: " + "; ".join(e.message for e in refused[:10]), hint=refused[0].hint)
+    return pairs, len(refused)
+
+
+def _kept(ctx, rows: list[dict], empty: list[int], setting: str, what: str, refused: int = 0) -> list[dict]:
+    """``rows``, after warning about the ``empty`` ones (no answer token left) and refusing when too few
+    remain (``refused``: rows already skipped because the template cannot render them)."""
     if empty:
         ctx.events.warning("no_loss_tokens", f"{len(empty)} {setting} {what}(s) keep no answer token after truncation "
                            f"to data.max_length and are skipped: rows {empty[:20]}", rows=empty)
     if setting == "data.train":
         if not rows:
-            raise DataError(f"no {what} keeps an answer token within data.max_length={ctx.cfg.data.max_length}",
-                            "raise data.max_length, or shorten the prompts")
-        ctx.check_skipped(setting, len(empty))
+            raise DataError(f"no {what} keeps an answer token within data.max_length={ctx.cfg.data.max_length}"
+                            + (f" that the chat template can render ({refused} cannot be)" if refused else ""),
+                            "raise data.max_length, or shorten the prompts" + (
+                                "; or pick a chat template (model.template) that renders these rows" if refused else ""))
+        ctx.check_skipped(setting, len(empty) + refused)
     return rows
 
 
@@ -101,17 +120,18 @@ def labelled_ids(ctx, examples: list, setting: str = "data.train") -> list[dict]
     if unlabelled:
         raise DataError(f"{setting}: {len(unlabelled)} row(s) have no desirability label (rows {unlabelled[:20]})",
                         "give every row a label (true/false, 1/0, good/bad), or drop those rows")
-    encoder = ctx.encoder()
     rows, empty = [], []
-    for ex in examples:
-        prompt, answer = ex.prompt_and_answer()
-        pair = encoder.encode_pair(Example(ex.row, prompt, chosen=answer, rejected=answer, tools=ex.tools))
+    as_pairs = [Example(ex.row, prompt, chosen=answer, rejected=answer, tools=ex.tools)
+                for ex in examples for prompt, answer in [ex.prompt_and_answer()]]
+    pairs, refused = encoded_pairs(ctx, ctx.encoder(), as_pairs, setting)
+    label = {ex.row: bool(ex.label) for ex in examples}
+    for pair in pairs:
         ids, cut = pair.chosen.input_ids, pair.prompt_len
         if ids[cut:]:
-            rows.append({"prompt_ids": ids[:cut], "completion_ids": ids[cut:], "label": bool(ex.label)})
+            rows.append({"prompt_ids": ids[:cut], "completion_ids": ids[cut:], "label": label[pair.row]})
         else:
-            empty.append(ex.row)
-    return _kept(ctx, rows, empty, setting, "labelled row")
+            empty.append(pair.row)
+    return _kept(ctx, rows, empty, setting, "labelled row", refused)
 
 
 def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]:
@@ -126,8 +146,8 @@ def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]
     limit = ctx.cfg.data.max_length
     encoder = ctx.encoder(max_length=None)
     rows, long = [], []
-    for example in require_pairs(examples, setting):
-        pair = encoder.encode_pair(example)
+    pairs, refused = encoded_pairs(ctx, encoder, require_pairs(examples, setting), setting)
+    for pair in pairs:
         if limit and max(len(pair.chosen.input_ids), len(pair.rejected.input_ids)) > limit:
             long.append(pair.row)
         else:
@@ -138,6 +158,8 @@ def scored_pairs(ctx, examples: list, setting: str = "data.train") -> list[dict]
                            hint="raise data.max_length to train on them")
     if examples and not rows and setting == "data.train":
         raise DataError(f"no preference pair fits within data.max_length={limit}", "raise data.max_length")
+    if refused and setting == "data.train":
+        ctx.check_skipped(setting, refused)
     return rows
 
 

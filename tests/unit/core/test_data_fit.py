@@ -90,3 +90,13 @@ def test_rows_the_template_cannot_render_are_a_preflight_warning_naming_the_row(
     lint = next(x for x in rep.lints if x.code == "template_rows")
     assert lint.severity == "warning" and "row 4: the chat template cannot render" in lint.message
     assert rep.rows_checked == 4  # rows of the file checked; row 4 is the one refused
+
+
+@pytest.mark.parametrize("objective, name", [("dpo", "prefs_parallel_calls.jsonl"), ("kto", "kto_parallel_calls.jsonl")])
+def test_preference_rows_the_template_cannot_render_are_a_preflight_warning_not_an_error(objective, name):
+    cfg = _cfg(objective, FIXTURES / name, max_length=1024)
+    cfg.model.template = "llama3.1"
+    rep = report(cfg, max_rows=50)
+    lint = next(x for x in rep.lints if x.code == "template_rows")
+    assert lint.severity == "warning" and "row 4: the chat template cannot render" in lint.message
+    assert not [x for x in rep.lints if x.code == "unreadable"]

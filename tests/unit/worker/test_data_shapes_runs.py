@@ -165,3 +165,44 @@ def test_rows_the_template_cannot_render_are_skipped_by_row_within_the_threshold
     with pytest.raises(DataError, match=r"1 of 4 rows \(25%\) would be skipped"):
         run(tiny_model, tmp_path / "strict", "sft", FIXTURES / "parallel_calls.jsonl", steps=1,
             model__template="llama3.1", data__max_length=1024)
+
+
+#: The rows of parallel_calls.jsonl as preference pairs and as labelled rows: row 4 calls two tools in one
+#: turn, which Llama 3.1's template cannot render.
+UNRENDERABLE = {"pairs": FIXTURES / "prefs_parallel_calls.jsonl", "labelled": FIXTURES / "kto_parallel_calls.jsonl"}
+
+
+@pytest.mark.parametrize("objective, shape, encode", [("dpo", "pairs", "preference_ids"),
+                                                      ("kto", "labelled", "labelled_ids"),
+                                                      ("reward", "pairs", "scored_pairs")])
+def test_preference_rows_the_template_cannot_render_are_skipped_by_row(tiny_model, tmp_path, objective, shape,
+                                                                       encode):
+    from studio.worker.context import RunContext
+    from studio.worker.events import Events
+    from studio.worker.recipes import trl_common
+
+    def context(**data):
+        cfg = config_mod.from_dict({"model": {"path": str(tiny_model), "template": "llama3.1"},
+                                    "data": {"train": str(UNRENDERABLE[shape]), "max_length": 1024,
+                                             "eval_fraction": 0.0, **data},
+                                    "train": {"objective": objective}})
+        run_dir = tmp_path / f"run-{len(data)}"
+        return RunContext(cfg, run_dir, Events(None, stdout=None))
+
+    ctx = context(max_skipped=0.5)
+    warnings = []
+    ctx.events.subscribe(lambda e: warnings.append(e) if e["type"] == "warning" else None)
+    rows = getattr(trl_common, encode)(ctx, ctx.train_examples)
+    assert len(rows) == 3
+    warning = next(e for e in warnings if e["code"] == "template_rows")
+    assert "1 data.train row(s)" in warning["message"] and "row 4: the chat template cannot render" in warning["message"]
+    strict = context()
+    with pytest.raises(DataError, match=r"1 of 4 rows \(25%\) would be skipped"):
+        getattr(trl_common, encode)(strict, strict.train_examples)
+
+
+def test_a_dpo_run_skips_a_pair_the_template_cannot_render(tiny_model, tmp_path):
+    status, events, _ = run(tiny_model, tmp_path, "dpo", UNRENDERABLE["pairs"], steps=1,
+                            model__template="llama3.1", data__max_length=1024, data__max_skipped=0.5)
+    assert status == "completed"
+    assert any(e["type"] == "warning" and e["code"] == "template_rows" for e in events)
