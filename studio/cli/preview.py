@@ -7,7 +7,9 @@ tokens, which tokens carry loss, the roles, the truncation point and the padding
 ``--rows A:B`` picks rows by a 0-based Python slice of the *usable* rows (bad rows are skipped
 and listed on stderr): ``0:5`` is the first five usable rows, ``10:`` all from the eleventh
 on, ``-3:`` the last three, ``7`` the eighth alone. Preference rows show the chosen and then
-the rejected sequence. ``--padding`` pads the shown sequences as one batch.
+the rejected sequence. ``--padding`` pads the shown sequences as one batch. Raw text with
+``--max-length`` is shown as the blocks the trainer cuts (``--rows`` then slices the blocks), each
+with a marker where a document starts and the positions ``--text-attention`` gives.
 
 ``--json`` prints one JSON object per line per sequence (a preference row gives two lines,
 ``"part": "chosen"`` then ``"rejected"``) with ``row``, ``kind``, ``input_ids``, ``labels``,
@@ -42,7 +44,8 @@ rows show the chosen, then the rejected sequence.
 loss), attention_mask, position_ids, tokens, roles, warnings, truncated,
 original_length, lost_loss_tokens; preference rows add part (chosen/rejected) and
 prompt_len; packs (--padding packing) add rows and seq_lengths, and have no
-attention_mask (null)."""
+attention_mask (null); raw-text blocks add documents ([position, row] of each
+document starting in the block)."""
 
 
 def add_arguments(parser) -> None:
@@ -57,6 +60,9 @@ def add_arguments(parser) -> None:
                         help="with --padding multiple, pad to a multiple of N (default: 8)")
     parser.add_argument("--pad-token", default="", metavar="TOKEN",
                         help="pad token (default: the model's own, else a reserved one)")
+    parser.add_argument("--text-attention", default="block", choices=("block", "document"),
+                        help="raw text with --max-length: shown as blocks; document restarts positions at every "
+                             "document (default: block, as data.text_attention)")
     parser.add_argument("--color", default="auto", choices=("auto", "always", "never"),
                         help="colour the view (default: only when writing to a terminal)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line per sequence")
@@ -65,24 +71,32 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     inputs = load_inputs(args, max_length=args.max_length)
     warn_bad_rows(inputs.report)
-    examples = select_rows(inputs.report.examples, args.rows)
     if args.padding in ("packing", "max_length") and args.max_length is None:
         raise StudioError(f"--padding {args.padding} needs --max-length",
                           "add --max-length N: rows are padded or packed up to N tokens")
-    sequences = _encode_all(inputs.encoder, examples)
-    for seq in sequences:
-        seq["view"].max_length = args.max_length
-    if args.padding == "packing":
-        sequences = _packed(sequences, args.max_length)
-    elif args.padding != "none":
-        _pad(sequences, inputs.tokenizer, args)
+    intro = ""
+    if inputs.report.format == "text" and args.max_length:
+        sequences, intro = _text_blocks(inputs, args)
+        examples = sequences
+    else:
+        if inputs.report.format == "text":
+            print("note: raw text trains in blocks of data.max_length tokens; add --max-length N to see the blocks "
+                  "(shown here: whole documents)", file=sys.stderr)
+        examples = select_rows(inputs.report.examples, args.rows)
+        sequences = _encode_all(inputs.encoder, examples)
+        for seq in sequences:
+            seq["view"].max_length = args.max_length
+        if args.padding == "packing":
+            sequences = _packed(sequences, args.max_length)
+        elif args.padding != "none":
+            _pad(sequences, inputs.tokenizer, args)
     out = sys.stdout
     if args.json:
         for seq in sequences:
             out.write(json.dumps(_record(seq, inputs.tokenizer), ensure_ascii=False) + "\n")
         return 0
     colour = args.color == "always" or (args.color == "auto" and out.isatty() and "NO_COLOR" not in os.environ)
-    out.write(_intro(inputs, len(examples)) + "\n" + token_view.legend(colour) + "\n\n")
+    out.write(_intro(inputs, len(examples)) + intro + "\n" + token_view.legend(colour) + "\n\n")
     for seq in sequences:
         out.write(token_view.render(seq["view"], inputs.tokenizer, colour) + "\n\n")
     return 0
@@ -129,6 +143,35 @@ def _sequence(encoded, kind: str, part: str, prompt_len: int | None = None) -> d
                                encoded.lost_loss_tokens)
     return {"encoded": encoded, "kind": kind, "part": part, "prompt_len": prompt_len,
             "view": view, "position_ids": list(range(n))}
+
+
+def _text_blocks(inputs, args) -> tuple[list[dict], str]:
+    """Raw text as the trainer cuts and collates it: the blocks ``--rows`` picks (a slice of the
+    blocks), a marker where each document starts, positions as ``--text-attention`` sets them."""
+    from studio.core.encoding import IGNORE, PadOptions
+    from studio.core.pretrain import collate_blocks
+
+    blocks = inputs.encoder.encode_blocks(inputs.report.examples)
+    if not blocks.count:
+        raise DataError(f"{inputs.report.path}: {blocks.summary()}", "lower --max-length, or add text")
+    picked = select_rows(blocks.blocks[:], args.rows)
+    strategy = "packing" if args.padding == "packing" else "longest"
+    batch = collate_blocks(picked, PadOptions(strategy=strategy), args.text_attention)
+    out = []
+    for i, block in enumerate(picked):
+        n = len(block.input_ids)
+        # as the trainer's tensors: no loss where a sequence starts (nothing of it comes before)
+        labels = [IGNORE if pos == 0 else label for pos, label in zip(batch["position_ids"][i], batch["labels"][i])]
+        view = token_view.Sequence(f"block {block.row} of {blocks.count}", list(block.input_ids),
+                                   labels, list(block.roles), [1] * n, [], original_length=n,
+                                   starts={pos: f"document {row}" for pos, row in block.documents})
+        out.append({"encoded": block, "kind": "block", "part": "", "prompt_len": None, "view": view,
+                    "position_ids": batch["position_ids"][i], "documents": block.documents,
+                    **({"attention_mask": None} if batch["attention_mask"] is None else {})})
+    note = (f"\ncontinued pre-training: {blocks.summary()}; attention: {args.text_attention} "
+            + ("(positions restart at every document; documents do not attend to each other)"
+               if args.text_attention == "document" else "(every token attends to its whole block)"))
+    return out, note
 
 
 def _pad(sequences: list[dict], tokenizer, args) -> None:
@@ -185,6 +228,8 @@ def _record(seq: dict, tokenizer) -> dict:
     record = {"row": encoded.row, "kind": seq["kind"]}
     if seq["part"]:
         record.update(part=seq["part"], prompt_len=seq["prompt_len"])
+    if seq["kind"] == "block":
+        record.update(documents=[list(d) for d in seq["documents"]])
     if seq["kind"] == "packed":
         # padding-free packing has no attention mask: position_ids restart at each row instead
         record.update(rows=seq["rows"], seq_lengths=seq["seq_lengths"])

@@ -63,6 +63,10 @@ class DataConfig:
     columns: dict = _f({}, "Column mapping that overrides detection, e.g. {messages: dialog} or {label: kto_tag}.")
     text_split: str = _f("line", "How a .txt file is cut into documents: each non-empty line, blank-line-separated "
                                  "paragraphs, or the whole file.", choices=("line", "paragraph", "file"))
+    text_attention: str = _f("block", "Raw text: 'block' lets a block's tokens attend across the documents in it (as "
+                                      "transformers' run_clm); 'document' restarts positions at every document and "
+                                      "masks attention between documents (as Llama 3's pre-training).",
+                             choices=("block", "document"))
     loss: str = _f("assistant", "Which tokens carry loss: every assistant turn, the last one, all tokens, or the completion.",
                    choices=LOSS_OPTIONS)
     max_length: int = _f(1024, "Longest sequence in tokens; longer rows are truncated.", min=8, max=1_048_576)

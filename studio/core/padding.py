@@ -173,6 +173,22 @@ def _pack(rows: list) -> dict:
             "seq_lengths": [[len(r.input_ids) for r in rows]], "rows": [r.row for r in rows]}
 
 
+def stack_packs(packs: list[dict], pad_id: int) -> dict:
+    """Packed rows (each one ``collate(..., packing)`` result) as one batch, padded on the right.
+
+    Each pack is one batch row, so attention costs ``max_length**2`` per pack instead of
+    ``(batch_size * max_length)**2`` for one long row. Padding gets position 0, so every pad
+    token is a sequence of its own to the block-diagonal mask, and label -100.
+    """
+    width = max(len(p["input_ids"][0]) for p in packs)
+    fill = lambda seq, value: list(seq) + [value] * (width - len(seq))  # noqa: E731
+    return {"input_ids": [fill(p["input_ids"][0], pad_id) for p in packs],
+            "labels": [fill(p["labels"][0], IGNORE) for p in packs],
+            "position_ids": [fill(p["position_ids"][0], 0) for p in packs],
+            "attention_mask": None,
+            "seq_lengths": [p["seq_lengths"][0] for p in packs], "rows": [r for p in packs for r in p.get("rows", [])]}
+
+
 def pack_groups(lengths: list[int], max_length: int) -> list[list[int]]:
     """Best-fit-decreasing groups of row indices, each holding at most ``max_length`` tokens.
 

@@ -7,7 +7,9 @@ starts text with one, and followed by the end-of-text token (``<|end_of_text|>``
 where a document ends. The documents are concatenated and cut into blocks of exactly
 ``max_length`` tokens, loss on every token, as transformers' ``run_clm`` groups texts: a long
 document spans several blocks instead of being cut, and nothing is dropped but the final
-remainder shorter than a block, which is reported.
+remainder shorter than a block, which is reported. Within a block, tokens attend across
+documents (``data.text_attention=block``) or only within their own document (``document``:
+:func:`collate_blocks` packs a block from its documents as SFT packs rows).
 
 Documents are consumed as an iterable in chunks (:class:`BlockWriter`), so a generator reading a
 large file (:mod:`studio.core.text_stream`) never holds the whole text at once, and the blocks
@@ -30,6 +32,8 @@ from typing import Iterable
 END_OF_TEXT = ("<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<|end|>")
 #: Documents tokenized per batch.
 CHUNK = 256
+#: ``data.text_attention``: what a token of a block attends to.
+ATTENTION = ("block", "document")
 
 
 def block_size(max_length: int | None) -> int:
@@ -240,3 +244,40 @@ def pack_blocks(tokenizer, examples: Iterable, size: int, folder: Path | None = 
     while chunk := list(islice(rows, CHUNK)):
         writer.add(chunk)
     return writer.finish()
+
+
+def document_pieces(block) -> list:
+    """A block cut where each document starts: the pieces :func:`collate_blocks` packs with ``document``
+    attention (a block that starts inside a document begins with that document's rest)."""
+    from studio.core.encoding import Encoded
+
+    cuts = sorted({0, *(pos for pos, _ in block.documents)}) + [len(block.input_ids)]
+    return [Encoded(block.row, block.input_ids[a:b], block.labels[a:b], block.roles[a:b], original_length=b - a)
+            for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def collate_blocks(blocks: list, options, attention: str = "block") -> dict:
+    """A batch of blocks as the trainer (and the Inspect page) collates it.
+
+    ``block`` attention: every token attends to every earlier token of its block; the blocks are
+    collated as any rows (with ``padding=packing``, each block one batch row). ``document``: each block is packed from its document pieces
+    as SFT packs rows (:func:`~studio.core.padding.collate` with ``packing``, one pack per batch row):
+    position ids restart at every document, no attention mask is passed so transformers separates
+    the documents by their positions, and the first token of each document carries no loss (nothing
+    of its own document comes before it).
+    """
+    from dataclasses import replace
+
+    from studio.core.padding import collate, stack_packs
+
+    if attention not in ATTENTION:
+        from studio.core.errors import ConfigError
+
+        raise ConfigError([("data.text_attention", f"{attention!r} is not one of {', '.join(ATTENTION)}")])
+    if attention == "block" and options.strategy != "packing":
+        return collate(blocks, options)
+    pieces = document_pieces if attention == "document" else (lambda block: [block])
+    packing = replace(options, strategy="packing")  # with padding=packing, a block is a pack of its own
+    batch = stack_packs([collate(pieces(b), packing) for b in blocks], options.pad_id)
+    batch["rows"] = [b.row for b in blocks]
+    return batch

@@ -121,6 +121,25 @@ def test_inspect_shows_raw_text_as_blocks(qtbot):
     assert "document 1 at token 0" in page.row_result.view.note
 
 
+@pytest.mark.parametrize("attention", ["block", "document"])
+def test_inspect_shows_where_positions_restart_with_document_attention(qtbot, attention):
+    state = _state(data__train=str(FIXTURES / "long.txt"), data__text_split="paragraph", data__max_length=64,
+                   data__text_attention=attention)
+    page = _page(qtbot, InspectPage, state)
+    qtbot.waitUntil(lambda: page.row_result is not None and not page._tasks.busy, timeout=60_000)
+    chips = [c for c in page.token_view.tokens if not c.pad]
+    second = next(pos for pos, row in page.row_result.view.encoded.documents if row == 2)
+    assert len(chips) == 64 and 0 < second < 64
+    positions = [c.position_id for c in chips]
+    note = page.row_result.view.note
+    if attention == "document":
+        assert positions == list(range(second)) + list(range(64 - second)) and chips[second].label == -100
+        assert "documents do not attend to each other" in note
+    else:
+        assert positions == list(range(64)) and chips[second].label != -100
+        assert "every token attends to its whole block" in note
+
+
 def test_inspect_shows_a_switched_off_turn_without_loss(qtbot):
     state = _state(data__train=str(FIXTURES / "switches.jsonl"), data__max_skipped=0.5)
     page = _page(qtbot, InspectPage, state)

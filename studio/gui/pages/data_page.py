@@ -28,7 +28,7 @@ from studio.gui.widgets.examples_model import ExamplesTableModel
 from studio.gui.widgets.path_picker import PathPicker
 
 #: data fields edited here that have no control of their own (the Inspect page has the encoding ones)
-MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval", "data.text_split",
+MORE_FIELDS = {"data.pad_token", "data.skip_bad_rows", "data.seed", "data.general_eval", "data.text_split", "data.text_attention",
                "data.max_skipped"}
 DATA_FILTER = "Datasets (*.jsonl *.json *.csv *.tsv *.parquet *.txt);;All files (*)"
 NONE = "(none)"

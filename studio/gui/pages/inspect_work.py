@@ -149,15 +149,18 @@ def encode_row(src: Sources, cfg: RunConfig, index: int, side: str = "chosen") -
 
 def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
     """Raw text: the block in which document ``index`` starts, with where each document begins."""
-    from studio.core.encoding import collate
+    from studio.core.pretrain import collate_blocks
 
     blocks = src.blocks_for(encoder)
     found = blocks.blocks[_block_of(blocks, src.report.examples[index].row)]
-    view = row_view(found, collate([found], pad_options(cfg, src.pad.id)), src.text, src.pad.id,
-                    cfg.data.truncation_side)
+    view = row_view(found, collate_blocks([found], pad_options(cfg, src.pad.id), cfg.data.text_attention), src.text,
+                    src.pad.id, cfg.data.truncation_side)
     starts = ", ".join(f"document {r} at token {pos}" for pos, r in found.documents) or "none (it continues one)"
+    attention = ("positions restart at every document and documents do not attend to each other"
+                 if cfg.data.text_attention == "document" else "every token attends to its whole block")
     view.note = (f"Continued pre-training: block {found.row} of {len(blocks.blocks)}, {blocks.size} tokens, loss on "
-                 f"every token. Documents starting in it: {starts}. {blocks.summary()}.")
+                 f"every token; {attention} (data.text_attention). Documents starting in it: {starts}. "
+                 f"{blocks.summary()}.")
     return RowResult(view, "none (raw text)", list(encoder.warnings))
 
 
@@ -181,8 +184,10 @@ def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
         cut = src.blocks_for(encoder)
         at = _block_of(cut, src.report.examples[index].row)
         blocks = cut.blocks[at:at + cfg.train.batch_size]
-        options = pad_options(cfg, src.pad.id)
-        return batch_view(blocks, collate(blocks, options), src.text, src.pad.id, options.strategy)
+        from studio.core.pretrain import collate_blocks
+
+        batch = collate_blocks(blocks, pad_options(cfg, src.pad.id), cfg.data.text_attention)
+        return batch_view(blocks, batch, src.text, src.pad.id, "blocks")  # one batch row per block
     preference = bool(src.report.examples) and src.report.examples[0].chosen is not None
     examples = src.report.examples[index:index + batch_rows(cfg, preference)]
     encoded = sequences(encoder, examples, cfg.train.objective)

@@ -21,6 +21,7 @@ import time
 import torch
 
 from studio.core.config import dump_yaml
+from studio.core.padding import stack_packs
 from studio.worker import checkpoint as ckpt
 from studio.worker import evaluate as ev
 from studio.worker import sharding
@@ -102,22 +103,6 @@ def to_tensors(batch: dict, device) -> dict:
     return out
 
 
-def stack_packs(packs: list[dict], pad_id: int) -> dict:
-    """Packed rows (each one ``collate(..., packing)`` result) as one batch, padded on the right.
-
-    Each pack is one batch row, so attention costs ``max_length**2`` per pack instead of
-    ``(batch_size * max_length)**2`` for one long row. Padding gets position 0, so every pad
-    token is a sequence of its own to the block-diagonal mask, and label -100.
-    """
-    width = max(len(p["input_ids"][0]) for p in packs)
-    fill = lambda seq, value: list(seq) + [value] * (width - len(seq))  # noqa: E731
-    return {"input_ids": [fill(p["input_ids"][0], pad_id) for p in packs],
-            "labels": [fill(p["labels"][0], IGNORE) for p in packs],
-            "position_ids": [fill(p["position_ids"][0], 0) for p in packs],
-            "attention_mask": None,
-            "seq_lengths": [p["seq_lengths"][0] for p in packs]}
-
-
 def fused_adamw_ok(groups: list[dict], device) -> bool:
     """Whether torch's fused AdamW (one kernel for all parameters) can update these groups.
 
@@ -151,6 +136,7 @@ class SFTRecipe:
         self.cfg = ctx.cfg
         self.state = ckpt.TrainState()
         self._stop_early = False  # set by the overfitting signal when eval.early_stop is on
+        self.raw_text = False  # training rows are blocks of raw text (collated by collate_blocks)
 
     # -- setup --------------------------------------------------------------------------
 
@@ -161,7 +147,8 @@ class SFTRecipe:
         self.acc = ctx.accelerator
         set_cpu_threads(self.acc)
         set_seed(cfg.train.seed)
-        if ctx.text_source("data.train") is not None:
+        self.raw_text = ctx.text_source("data.train") is not None
+        if self.raw_text:
             self.train_rows, self.eval_rows = self._text_blocks()
         else:
             self.train_rows = self._encode(ctx.train_examples, "training")
@@ -229,6 +216,7 @@ class SFTRecipe:
         from studio.core.encoding import rows_without_loss
 
         if examples and all(ex.kind == "text" for ex in examples):
+            self.raw_text = True
             return self._blocks(examples, what)
         examples, undesirable = sft_rows(examples)
         if undesirable:
@@ -447,6 +435,10 @@ class SFTRecipe:
         source = self.train_rows if source is None else source
         options = PadOptions(strategy=data.padding, pad_id=self.pad_id, side=data.padding_side,
                              multiple_of=data.pad_to_multiple_of, max_length=data.max_length)
+        if self.raw_text and source is not self.general_rows:  # general text is whole documents, not blocks
+            from studio.core.pretrain import collate_blocks
+
+            return collate_blocks([source[i] for i in rows], options, data.text_attention)
         if data.padding != "packing":
             return collate([source[i] for i in rows], options)
         packs = split_units(rows, self.unit_of if unit_of is None else unit_of)
@@ -526,7 +518,7 @@ class SFTRecipe:
         self._signals()
 
     def _task_metrics(self) -> dict:
-        if self.ctx.text_source("data.train") is not None:
+        if self.raw_text:
             return {}  # raw text has no tasks to answer
         examples = [e for e in self.ctx.eval_examples if e.extra.get("task") and e.extra.get("reference")]
         if not (self.cfg.eval.task_metrics and examples and self._generates_here):

@@ -256,3 +256,20 @@ def test_columns_map_the_files_own_names(capsys, tmp_path):
     assert code == 0 and json_lines(out)[0]["row"] == 1
     with pytest.raises(SystemExit):  # argparse refuses a mapping without '='
         main(["inspect", "--model", str(DEMO), "--data", str(data), "--columns", "messages"])
+
+
+def test_preview_shows_raw_text_as_the_blocks_the_trainer_cuts(capsys):
+    long_txt = str(ROOT / "tests" / "fixtures" / "data" / "long.txt")
+    args = ("preview", "--model", DEMO, "--data", long_txt, "--text-split", "paragraph", "--max-length", "16")
+    code, out, _ = cli(capsys, *args, "--rows", "0:3", "--color", "never")
+    assert code == 0 and "6 blocks of 16 tokens" in out
+    assert "── block 1 of 6 · 16 tokens · 15 loss tokens" in out and "⟪document 1⟫<|begin_of_text|>" in out
+    assert "⟪document 2⟫" in out and "Lisbon sits" in out and "── block 4" not in out
+    _, whole, err = cli(capsys, "preview", "--model", DEMO, "--data", long_txt, "--text-split", "paragraph",
+                        "--rows", "0:1", "--color", "never")
+    assert "add --max-length N to see the blocks" in err and "row 1 · text" in whole
+    _, text, _ = cli(capsys, *args, "--rows", "2:3", "--json", "--text-attention", "document")
+    (block,) = json_lines(text)
+    (start, row), = block["documents"]
+    assert block["kind"] == "block" and row == 2 and block["attention_mask"] is None
+    assert block["position_ids"] == list(range(start)) + list(range(16 - start)) and block["labels"][start] == -100

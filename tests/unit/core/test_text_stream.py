@@ -104,3 +104,24 @@ def test_a_large_text_file_is_cut_into_blocks_in_bounded_memory(tok, tmp_path):
     assert peak < size / 2, f"peak {peak / 1e6:.2f} MB of Python memory for a {size / 1e6:.1f} MB file"
     last = blocks.blocks[-1]
     assert len(last.input_ids) == 512 and last.row == blocks.count
+
+
+@pytest.mark.parametrize("padding", ["longest", "packing"])
+def test_document_attention_restarts_positions_at_every_document(tok, padding):
+    from studio.core.encoding import IGNORE, PadOptions, collate
+    from studio.core.pretrain import collate_blocks
+
+    docs = load_examples(FIXTURES / "long.txt", text_split="paragraph").examples
+    blocks = pack_blocks(tok, docs, 24).blocks[:]
+    options = PadOptions(strategy=padding, pad_id=0, max_length=24)
+    plain, separate = collate_blocks(blocks, options, "block"), collate_blocks(blocks, options, "document")
+    assert separate["attention_mask"] is None and separate["rows"] == [b.row for b in blocks]
+    for b, block in enumerate(blocks):
+        starts = sorted({0, *(pos for pos, _ in block.documents)})
+        want = [k - max(s for s in starts if s <= k) for k in range(24)]
+        assert separate["position_ids"][b] == want and separate["input_ids"][b] == block.input_ids
+        assert separate["labels"][b] == [IGNORE if k in starts else t for k, t in enumerate(block.input_ids)]
+        assert plain["position_ids"][b] == list(range(24))
+    assert any(len(b.documents) > 1 or (b.documents and b.documents[0][0]) for b in blocks)
+    if padding == "longest":  # block attention collates the blocks as before
+        assert plain == collate(blocks, options)

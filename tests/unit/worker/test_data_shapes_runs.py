@@ -206,3 +206,38 @@ def test_a_dpo_run_skips_a_pair_the_template_cannot_render(tiny_model, tmp_path)
                             model__template="llama3.1", data__max_length=1024, data__max_skipped=0.5)
     assert status == "completed"
     assert any(e["type"] == "warning" and e["code"] == "template_rows" for e in events)
+
+
+@pytest.mark.parametrize("attention", ["block", "document"])
+def test_document_attention_keeps_each_document_to_itself(tiny_model, attention):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from studio.core.encoding import PadOptions
+    from studio.core.pretrain import collate_blocks, pack_blocks
+    from studio.core.tokenizer import load_tokenizer
+    from studio.worker.recipes.sft import to_tensors
+
+    tok = load_tokenizer(str(tiny_model))
+    docs = [Example(1, [], text="Lisbon sits on seven hills."), Example(2, [], text="Porto lies on the Douro.")]
+    size = sum(len(tok.encode(ex.text)) + 2 for ex in docs)  # BOS + text + end of text, each
+    (block,) = pack_blocks(tok, docs, size).blocks[:]
+    second = block.documents[1][0]
+    batch = to_tensors(collate_blocks([block], PadOptions(), attention), "cpu")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32).eval()
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"], use_cache=False).logits[0, second:]
+        alone = model(input_ids=torch.tensor([block.input_ids[second:]])).logits[0]
+    assert torch.allclose(packed, alone, atol=1e-5) == (attention == "document")
+
+
+def test_a_run_with_document_attention_trains_no_token_on_another_document(tiny_model, tmp_path):
+    docs = [json.loads(line)["text"] for line in (DATASETS / "general_text.jsonl").read_text().splitlines()[:30]]
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    status, events, _ = run(tiny_model, tmp_path, "sft", text, steps=2, data__max_length=64,
+                            data__text_attention="document")
+    assert status == "completed"
+    # each document's first token is predicted from nothing of its own: fewer loss tokens than 63 a block
+    assert all(e["loss_tokens"] < 4 * 63 for e in events if e["type"] == "step")
