@@ -236,8 +236,43 @@ def test_a_run_with_document_attention_trains_no_token_on_another_document(tiny_
     docs = [json.loads(line)["text"] for line in (DATASETS / "general_text.jsonl").read_text().splitlines()[:30]]
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    held = tmp_path / "held.txt"
+    held.write_text("\n".join(docs[:12]) + "\n", encoding="utf-8")
     status, events, _ = run(tiny_model, tmp_path, "sft", text, steps=2, data__max_length=64,
-                            data__text_attention="document")
+                            data__text_attention="document", data__eval=str(held))
     assert status == "completed"
+    assert any("continued pre-training (evaluation): 12 documents" in e.get("text", "") for e in events)
+    assert any(e["type"] == "eval" for e in events)
     # each document's first token is predicted from nothing of its own: fewer loss tokens than 63 a block
     assert all(e["loss_tokens"] < 4 * 63 for e in events if e["type"] == "step")
+
+
+def test_bad_rows_of_streamed_text_are_reported_or_refused_as_those_of_a_file_loaded_whole(tiny_model, tmp_path):
+    from studio.core.text_stream import split_blocks
+    from studio.worker.context import RunContext
+    from studio.worker.events import Events
+
+    lines = [json.dumps({"text": f"Document number {n} of the corpus."}) for n in range(300)]
+    lines[4] = '{"text": "broken'
+    for n in range(11, 300, 12):
+        lines[n] = json.dumps({"text": n})  # 25 rows, more than the 20 a streamed file keeps with their reasons
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def checked(**data):
+        cfg = config_mod.from_dict({"model": {"path": str(tiny_model)}, "data": {"train": str(path), **data}})
+        ctx = RunContext(cfg, tmp_path / "run", Events(None, stdout=None))
+        warnings = []
+        ctx.events.subscribe(lambda e: warnings.append(e) if e["type"] == "warning" else None)
+        source = ctx.text_source("data.train")
+        split_blocks(source, ctx.tokenizer, 16)
+        ctx.check_text_rows(source, "data.train")
+        return warnings
+
+    (warning,) = checked(max_skipped=0.1)
+    assert warning["code"] == "bad_rows" and warning["rows"][:2] == [5, 12] and len(warning["rows"]) == 20
+    assert "skipped 26 bad row(s)" in warning["message"] and "(and 6 more)" in warning["message"]
+    with pytest.raises(DataError, match=r"26 of 300 rows \(9%\) would be skipped"):
+        checked(max_skipped=0.05)
+    with pytest.raises(DataError, match="26 bad row"):
+        checked(skip_bad_rows=False)
