@@ -292,6 +292,8 @@ class SFTRecipe:
         import shutil
 
         if hasattr(self, "acc"):
+            # Drop the blocks first: their files are memory-mapped, and Windows deletes no mapped file.
+            self.train_rows = self.eval_rows = []
             shutil.rmtree(self._blocks_folder(), ignore_errors=True)
             with contextlib.suppress(OSError):
                 self._blocks_folder().parent.rmdir()  # the last process to finish removes blocks/
