@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from studio.core.direct_templates import direct_layout_for
 from studio.core.errors import TemplateError
 
 Turn = tuple[int, int, int]  # (start, start of the part that trains when the turn does, end)
@@ -65,6 +66,7 @@ class Layouter:
         self.template = template
         self.loss = loss
         self.pieces = template.pieces
+        self.direct = direct_layout_for(template)
 
     def render(self, row: int, messages: list, generation: bool = False, tools: list | None = None) -> str:
         """Render, naming the row in any template error."""
@@ -79,6 +81,12 @@ class Layouter:
         if not messages:
             raise TemplateError(f"row {example.row} has no messages", "remove the row or fix its columns")
         tools = getattr(example, "tools", None)
+        direct = self.direct(messages) if self.direct is not None and not tools else None
+        if direct is not None:  # a template Studio writes without Jinja (see studio.core.direct_templates)
+            text, roles, turns = direct
+            lay = Layout(example.row, text, roles, tools=tools)
+            lay.loss = self._loss_regions(lay, example, messages, turns)
+            return lay
         calls = any(m.tool_calls or m.role == "tool" for m in messages)
         if calls or tools:
             self._check_tool_support(example.row, tools, calls)
@@ -253,9 +261,12 @@ class Layouter:
             return [(0, len(lay.text))]
         if self.loss == "completion":
             return self._completion_region(lay, example, messages)
-        assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
-        default = set(assistant[-1:] if self.loss == "last_assistant" else assistant)
-        trained = [i for i, m in enumerate(messages) if (i in default if m.train is None else m.train)]
+        if self.loss == "assistant":  # the common case, without building the set below
+            trained = [i for i, m in enumerate(messages) if (m.role == "assistant" if m.train is None else m.train)]
+        else:
+            assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
+            default = set(assistant[-1:])
+            trained = [i for i, m in enumerate(messages) if (i in default if m.train is None else m.train)]
         if not trained:
             lay.warnings.append(f"row {lay.row} has no assistant turn that trains, so no token carries loss")
         return [(turns[i][1], turns[i][2]) for i in trained]

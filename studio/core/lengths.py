@@ -26,8 +26,11 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("studio.stats")
+#: called with (rows measured, rows in all)
+Progress = Callable[[int, int], None]
 
 #: bump when the stored shape or the meaning of a length changes
 CACHE_VERSION = 1
@@ -149,13 +152,17 @@ def many_loss_spans(label_lists: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def measure(examples: list, encoder, workers: int | None = None) -> Measured:
+def measure(examples: list, encoder, workers: int | None = None, progress: Progress | None = None,
+            cancelled: Callable[[], bool] | None = None) -> Measured:
     """Encode ``examples`` with ``encoder`` and record every sequence.
 
-    Chat and completion rows go through ``encode_many`` in one batched call (the fast path);
-    a preference row adds its chosen then its rejected sequence.
+    Chat and completion rows, untruncated, are measured here straight from the tokenizer's
+    encodings (:func:`studio.core.measuring.measure_plain`: the ``tokenizers`` batch already runs
+    on every core, and a second process would only add the cost of sending it the rows). Other
+    rows go through ``encode_many`` in one batched call; a preference row adds its chosen then
+    its rejected sequence.
 
-    A large dataset is split into consecutive parts measured at the same time: this process
+    A large dataset of other rows is split into consecutive parts measured at the same time: this process
     measures the first while worker processes (fresh interpreters, see :class:`_Worker`, so
     calling this from a GUI thread is safe) each load the tokenizer from its folder, build the
     same ``Encoder`` and measure another. Only lengths, loss spans and warnings come back, and parts are joined in
@@ -163,19 +170,26 @@ def measure(examples: list, encoder, workers: int | None = None) -> Measured:
     measured again here, so its error is raised as usual.
 
     Args:
-        workers: processes to use, this one included; ``None`` picks by the rows and the CPUs
-            (see :data:`PARALLEL_ROWS`); 1 measures everything here.
+        workers: processes to use for other rows, this one included; ``None`` picks by the rows
+            and the CPUs (see :data:`PARALLEL_ROWS`); 1 measures everything here.
+        progress: called with (rows measured, rows in all) as the work goes on (chat rows only).
+        cancelled: asked between chunks of chat rows; when it returns true,
+            :class:`~studio.core.measuring.Cancelled` is raised.
     """
+    if _plain(examples, encoder):
+        from studio.core.measuring import measure_plain
+
+        return measure_plain(encoder, examples, progress, cancelled)
     workers = _workers(len(examples)) if workers is None else max(1, min(workers, len(examples)))
     origin = _origin(encoder) if workers > 1 else None
     if origin is None:
-        return _measure_here(examples, encoder)
+        return measure_reference(examples, encoder)
     # this process starts at once; a worker first starts Python and unpickles its rows
     size = int(len(examples) / (workers - 1 + HERE_SHARE)) + 1
     first = min(len(examples), int(size * HERE_SHARE))
     parts = [examples[:first]] + [examples[at: at + size] for at in range(first, len(examples), size)]
     if len(parts) == 1:
-        return _measure_here(examples, encoder)
+        return measure_reference(examples, encoder)
     from concurrent.futures import ThreadPoolExecutor
 
     procs: list[_Worker] = []
@@ -187,13 +201,13 @@ def measure(examples: list, encoder, workers: int | None = None) -> Measured:
             log.debug("no measuring worker (%s)", exc)
             for proc in procs:
                 proc.stop()
-            return _measure_here(examples, encoder)
+            return measure_reference(examples, encoder)
         try:
             futures = [threads.submit(proc.result) for proc in procs]
-            entries = [_to_entry(_measure_here(parts[0], encoder))]
+            entries = [_to_entry(measure_reference(parts[0], encoder))]
             for future, part in zip(futures, parts[1:]):
                 entry = future.result()
-                entries.append(entry if entry is not None else _to_entry(_measure_here(part, encoder)))
+                entries.append(entry if entry is not None else _to_entry(measure_reference(part, encoder)))
         finally:
             for proc in procs:
                 proc.stop()
@@ -292,12 +306,18 @@ def _worker_main() -> None:
     encoder = Encoder(load_tokenizer(folder), options)
     if encoder.template.source != source:  # the folder changed since: the parent measures instead
         sys.exit("the tokenizer folder's template changed")
-    pickle.dump(_to_entry(_measure_here(examples, encoder)), answer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(_to_entry(measure_reference(examples, encoder)), answer, protocol=pickle.HIGHEST_PROTOCOL)
     answer.flush()
 
 
-def _measure_here(examples: list, encoder) -> Measured:
-    """:func:`measure` in this process."""
+def _plain(examples: list, encoder) -> bool:
+    """Rows :func:`~studio.core.measuring.measure_plain` measures: chat and completion rows, untruncated."""
+    return encoder.options.max_length is None and all(e.kind in ("chat", "completion") for e in examples)
+
+
+def measure_reference(examples: list, encoder) -> Measured:
+    """:func:`measure` in this process through ``Encoder.encode_many`` and ``encode_pair``: the
+    trainer's own sequences, token by token (also the reference the fast path is tested against)."""
     plain = [e for e in examples if e.kind != "preference"]
     encoded = iter(encoder.encode_many(plain) if plain else [])
     sequences = []
@@ -313,7 +333,8 @@ def _measure_here(examples: list, encoder) -> Measured:
 
 
 def measure_file(path, encoder, format: str = "auto", columns: dict | None = None,
-                 use_cache: bool = True, text_split: str = "line") -> tuple[DataSummary, Measured]:
+                 use_cache: bool = True, text_split: str = "line",
+                 progress: Progress | None = None) -> tuple[DataSummary, Measured]:
     """Load and measure a dataset file, or find both in the cache without loading it.
 
     Args:
@@ -321,6 +342,7 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
         encoder: the ``Encoder`` to measure with (an untruncated copy when it truncates).
         format, columns: as ``load_examples`` takes them.
         use_cache: read and write the cache.
+        progress: as :func:`measure` takes it.
 
     Raises:
         DataError: the file cannot be read or has no usable row (see ``load_examples``).
@@ -335,13 +357,14 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
     if entry is not None and isinstance(entry.get("data"), dict):
         return DataSummary(**entry["data"]), _from_entry(entry)
     report = load_examples(path, format=format, columns=columns, text_split=text_split)
-    measured, summary = measure(report.examples, encoder), DataSummary.of(report)
+    measured, summary = measure(report.examples, encoder, progress=progress), DataSummary.of(report)
     if key:
         store(key, {**_to_entry(measured), "data": asdict(summary)})
     return summary, measured
 
 
-def measure_dataset(report, encoder, columns: dict | None = None, use_cache: bool = True) -> Measured:
+def measure_dataset(report, encoder, columns: dict | None = None, use_cache: bool = True,
+                    progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> Measured:
     """:func:`measure` an already loaded ``DataReport``, through the cache.
 
     Args:
@@ -349,6 +372,10 @@ def measure_dataset(report, encoder, columns: dict | None = None, use_cache: boo
         encoder: the ``Encoder`` to measure with (an untruncated copy when it truncates).
         columns: the column mapping the report was loaded with.
         use_cache: read and write the cache.
+        progress, cancelled: as :func:`measure` takes them (a cache hit reports nothing).
+
+    Raises:
+        Cancelled: ``cancelled()`` returned true (nothing is stored).
     """
     encoder = _untruncated(encoder)
     # raw text: the documents depend on how the file was split, so their count is part of the key
@@ -358,7 +385,7 @@ def measure_dataset(report, encoder, columns: dict | None = None, use_cache: boo
     entry = load(key) if key else None
     if entry is not None:
         return _from_entry(entry)
-    measured = measure(report.examples, encoder)
+    measured = measure(report.examples, encoder, progress=progress, cancelled=cancelled)
     if key:
         store(key, _to_entry(measured))
     return measured

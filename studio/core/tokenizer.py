@@ -152,6 +152,11 @@ class Tokenizer:
         with _BATCH_LOCK:
             return [(e.ids, e.offsets) for e in self._tk.encode_batch(texts, add_special_tokens=False)]
 
+    def encodings(self, texts: list[str]) -> list:
+        """``tokenizers`` encodings of many texts (ids, offsets and lookups between characters and tokens)."""
+        with _BATCH_LOCK:
+            return self._tk.encode_batch(texts, add_special_tokens=False)
+
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``; special tokens are kept unless asked otherwise."""
         return self._tk.decode(list(ids), skip_special_tokens=skip_special_tokens)

@@ -167,7 +167,7 @@ def test_measuring_in_worker_processes_gives_the_very_same_result():
 def test_a_failing_worker_part_is_measured_here(monkeypatch):
     from studio.core.data import load_examples
 
-    examples = load_examples(CHAT).examples * 4
+    examples = load_examples(CHAT).examples * 4 + load_examples(PREFS).examples[:2]  # pairs: not the chat-only path
     monkeypatch.setattr(lengths._Worker, "result", lambda self: None)
     assert lengths._to_entry(lengths.measure(examples, encoder(), workers=2)) == \
         lengths._to_entry(lengths.measure(examples, encoder(), workers=1))
@@ -187,7 +187,7 @@ def test_no_worker_process_means_measuring_here(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("no more processes")
 
-    examples = load_examples(CHAT).examples * 4
+    examples = load_examples(CHAT).examples * 4 + load_examples(PREFS).examples[:2]  # pairs: not the chat-only path
     alone = lengths._to_entry(lengths.measure(examples, encoder(), workers=1))
     monkeypatch.setattr(subprocess, "Popen", refuse)
     assert lengths._to_entry(lengths.measure(examples, encoder(), workers=3)) == alone
