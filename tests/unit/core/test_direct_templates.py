@@ -49,16 +49,18 @@ def same_encoding(fast: Encoder, slow: Encoder, examples: list) -> int:
         if ex.kind == "text":
             continue
         if ex.kind == "preference":
-            a, b = fast.encode_pair(ex), slow.encode_pair(ex)
-            assert (a.prompt_len, a.chosen, a.rejected) == (b.prompt_len, b.chosen, b.rejected), ex.row
-            continue
+            encode = lambda enc: (lambda p: (p.prompt_len, p.chosen, p.rejected))(enc.encode_pair(ex))  # noqa: E731
+        else:
+            encode = lambda enc: enc.layouter.layout(enc.fit(ex))  # noqa: E731
         try:
-            expected = slow.layouter.layout(slow.fit(ex))
-        except StudioError as exc:  # a row Jinja refuses is refused the same way
+            expected = encode(slow)
+        except StudioError as exc:  # a row Jinja refuses (tool calls with llama3) is refused the same way
             with pytest.raises(type(exc)):
-                fast.layouter.layout(fast.fit(ex))
+                encode(fast)
             continue
-        assert fast.layouter.layout(fast.fit(ex)) == expected, ex.row
+        assert encode(fast) == expected, ex.row
+        if ex.kind == "preference":
+            continue
         direct += fast.layouter.direct(ex.messages + (ex.chosen or [])) is not None
     plain = [ex for ex in examples if ex.kind in ("chat", "completion") and not ex.tools
              and not any(m.tool_calls or m.role == "tool" for m in ex.messages)]
