@@ -103,6 +103,9 @@ class DataReport:
         columns: the file's column names, in order of first appearance.
         mapping: Studio field -> the file's column used for it.
         notes: other things worth telling the person (e.g. the split of a saved dataset used).
+        usable: usable rows in all when ``examples`` holds only the first ones (raw text read as a
+            stream, :mod:`studio.core.text_scan`); ``None`` when it holds every one.
+        bad_count: bad rows in all when ``bad_rows`` lists only the first ones; ``None`` otherwise.
     """
 
     path: Path
@@ -113,17 +116,24 @@ class DataReport:
     columns: list[str] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    usable: int | None = None
+    bad_count: int | None = None
 
     @property
     def usable_rows(self) -> int:
         """How many rows became examples."""
-        return len(self.examples)
+        return len(self.examples) if self.usable is None else self.usable
+
+    @property
+    def bad_total(self) -> int:
+        """How many rows are bad."""
+        return len(self.bad_rows) if self.bad_count is None else self.bad_count
 
     def summary(self, max_bad: int = _BAD_ROWS_SHOWN) -> str:
         """A readable report: format, counts, notes and the bad rows (capped)."""
         label = FORMATS[self.format].label if self.format in FORMATS else self.format
         lines = [f"{self.path}: {label} format ({self.format})",
-                 f"  {self.total_rows} rows, {self.usable_rows} usable, {len(self.bad_rows)} bad"]
+                 f"  {self.total_rows} rows, {self.usable_rows} usable, {self.bad_total} bad"]
         renamed = {k: v for k, v in self.mapping.items() if k != v}
         if renamed:
             lines.append("  columns: " + ", ".join(f"{k} <- {v}" for k, v in renamed.items()))
@@ -345,12 +355,21 @@ def split(examples: list[Example], eval_fraction: float, seed: int) -> tuple[lis
 def held_out(count: int, eval_fraction: float, seed: int) -> list[int]:
     """The indices :func:`split` holds out of ``count`` rows (for rows read as a stream, where
     only their count is known beforehand)."""
+    return random.Random(seed).sample(range(count), held_count(count, eval_fraction))
+
+
+def held_count(count: int, eval_fraction: float) -> int:
+    """How many of ``count`` rows :func:`split` holds out for evaluation.
+
+    Raises:
+        DataError: the fraction is outside [0, 1).
+    """
+    if not 0 <= eval_fraction < 1:
+        raise DataError(f"eval fraction {eval_fraction} is outside 0..1", "set data.eval_fraction to e.g. 0.1")
     n_eval = round(count * eval_fraction)
     if eval_fraction > 0 and count >= 2:
-        n_eval = min(max(n_eval, 1), count - 1)
-    elif count < 2:
-        n_eval = 0
-    return random.Random(seed).sample(range(count), n_eval)
+        return min(max(n_eval, 1), count - 1)
+    return 0 if count < 2 else n_eval
 
 
 @dataclass

@@ -139,11 +139,11 @@ def read_txt(path: Path, text_split: str = "line") -> RawTable:
     return table
 
 
-def _documents(path: Path, text_split: str):
-    """(first line number, text) of every document of a .txt file, streamed."""
+def _documents(path: Path, text_split: str, opened: list | None = None):
+    """(first line number, text) of every document of a .txt file, streamed (``opened``: see :func:`_text_lines`)."""
     lines: list[str] = []
     first = 0
-    for lineno, line in _text_lines(path):
+    for lineno, line in _text_lines(path, opened):
         if text_split == "line":
             if line.strip():
                 yield lineno, line.rstrip("\r\n")
@@ -160,10 +160,14 @@ def _documents(path: Path, text_split: str):
         yield first, "".join(lines).rstrip("\r\n")
 
 
-def _text_lines(path: Path):
-    """(line number, line with its ending) of a UTF-8 text file, read as a stream."""
+def _text_lines(path: Path, opened: list | None = None):
+    """(line number, line with its ending) of a UTF-8 text file, read as a stream.
+
+    ``opened``: a list the open binary file is appended to, so a reader can ask how far it is (``tell()``)."""
     try:
         with path.open("rb") as handle:
+            if opened is not None:
+                opened.append(handle)
             if b"\x00" in handle.read(8192):
                 raise DataError(f"{path} is a binary file, not text", f"pick the data file itself: {ACCEPTED}")
             handle.seek(0)

@@ -60,6 +60,7 @@ class TextSource:
     bad_count: int = 0
     bad_rows: list = field(default_factory=list)
     usable: int = 0
+    _opened: list = field(default_factory=list, repr=False)
 
     def examples(self) -> Iterator:
         """Every usable document in file order; the counts are those of this pass when it ends."""
@@ -68,7 +69,8 @@ class TextSource:
 
         self.total_rows = self.bad_count = self.usable = 0
         self.bad_rows = []
-        for row, rec in _records(self.path, self.kind, self.text_split):
+        self._opened = []
+        for row, rec in _records(self.path, self.kind, self.text_split, self._opened):
             self.total_rows += 1
             done = rec if isinstance(rec, BadRow) else normalise_record(row, rec, FORMATS["text"].read_row, self.cols)
             if isinstance(done, Example):
@@ -78,6 +80,15 @@ class TextSource:
             self.bad_count += 1
             if len(self.bad_rows) < BAD_KEPT:
                 self.bad_rows.append(done)
+
+    def progress(self) -> tuple[int, int]:
+        """(bytes read, bytes of the file) in the pass under way: enough for a progress bar."""
+        total = self.path.stat().st_size
+        try:
+            done = self._opened[-1].tell() if self._opened else 0
+        except (ValueError, OSError):  # the pass has ended and closed the file
+            done = total
+        return min(done, total), total
 
     def count(self) -> int:
         """Usable documents, counted in a pass that keeps none of them."""
@@ -114,23 +125,26 @@ def open_text(path: str | Path, format: str | None = "auto", columns: dict | Non
     return TextSource(path, kind, cols, text_split) if fmt == "text" and head else None
 
 
-def _records(path: Path, kind: str, text_split: str = "line") -> Iterator[tuple[int, dict | BadRow]]:
-    """(row number, record or bad row) of a file, read as a stream."""
+def _records(path: Path, kind: str, text_split: str = "line",
+             opened: list | None = None) -> Iterator[tuple[int, dict | BadRow]]:
+    """(row number, record or bad row) of a file, read as a stream; ``opened`` gets an object whose
+    ``tell()`` says how many bytes of the file are behind."""
+    opened = [] if opened is None else opened
     if kind == "txt":
-        for number, (first_line, document) in enumerate(_documents(path, text_split), 1):
+        for number, (first_line, document) in enumerate(_documents(path, text_split, opened), 1):
             yield number, {"text": document, "line": first_line}
     elif kind == "jsonl":
-        yield from _jsonl_records(path)
+        yield from _jsonl_records(path, opened)
     elif kind == "parquet":
-        yield from _parquet_records(path)
+        yield from _parquet_records(path, opened)
     else:
-        yield from _csv_records(path, "\t" if kind == "tsv" else ",")
+        yield from _csv_records(path, "\t" if kind == "tsv" else ",", opened)
 
 
-def _jsonl_records(path: Path):
+def _jsonl_records(path: Path, opened: list):
     """JSON Lines one line at a time; a broken line is a bad row numbered by its line (as
     :func:`studio.core.data_files.read_table` numbers it)."""
-    for lineno, line in _text_lines(path):
+    for lineno, line in _text_lines(path, opened):
         line = line.removesuffix("\n")
         if not line.strip():
             continue
@@ -147,9 +161,10 @@ def _jsonl_records(path: Path):
         yield lineno, table.records[0][1] if table.records else table.bad_rows[0]
 
 
-def _csv_records(path: Path, delimiter: str):
+def _csv_records(path: Path, delimiter: str, opened: list):
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
+            opened.append(handle.buffer)
             reader = csv.DictReader(handle, delimiter=delimiter)
             for index, rec in enumerate(reader, 1):
                 problem = _cell_count_problem(rec, len(reader.fieldnames or ()))
@@ -162,13 +177,27 @@ def _csv_records(path: Path, delimiter: str):
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check that the file is intact") from None
 
 
-def _parquet_records(path: Path):
+class _RowsRead:
+    """How far a Parquet file is read, as a share of its bytes (rows read of all its rows)."""
+
+    def __init__(self, size: int, rows: int) -> None:
+        self.size, self.rows, self.read = size, max(rows, 1), 0
+
+    def tell(self) -> int:
+        return self.size * self.read // self.rows
+
+
+def _parquet_records(path: Path, opened: list):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         index = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        file = pq.ParquetFile(path)
+        where = _RowsRead(path.stat().st_size, file.metadata.num_rows)
+        opened.append(where)
+        for batch in file.iter_batches(batch_size=1024):
+            where.read += batch.num_rows
             for rec in batch.to_pylist():
                 index += 1
                 yield index, rec

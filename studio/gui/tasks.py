@@ -4,7 +4,10 @@ Pages hand slow pure-Python work (reading a dataset, tokenizing rows, describing
 to a :class:`TaskRunner`. The function runs in Qt's global thread pool; its result or
 exception comes back on the GUI thread through a queued signal. Each request has a key:
 a newer request for the same key makes older results stale, so a slow answer to an old
-question never overwrites the answer to the new one.
+question never overwrites the answer to the new one. A function that reports progress is also
+stopped there: once its request is stale (a newer one, :meth:`TaskRunner.discard`, or its page
+closed), its next progress call raises :class:`Cancelled`, so a long pass over a big file does not
+go on reading for nobody.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def _start(job: QRunnable) -> None:
         QThreadPool.globalInstance().start(job)
 
 
+class Cancelled(Exception):
+    """Raised in a background function's progress call when nobody waits for its answer any more."""
+
+
 def pending() -> int:
     """How many background results are still to be delivered, window-wide."""
     return len(_undelivered)
@@ -83,9 +90,10 @@ class _Relay(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, fn: Callable[..., Any], relay: _Relay, with_progress: bool) -> None:
+    def __init__(self, fn: Callable[..., Any], relay: _Relay, with_progress: bool,
+                 wanted: Callable[[], bool] = lambda: True) -> None:
         super().__init__()
-        self._fn, self._relay, self._with_progress = fn, relay, with_progress
+        self._fn, self._relay, self._with_progress, self._wanted = fn, relay, with_progress, wanted
 
     def run(self) -> None:
         try:
@@ -96,6 +104,8 @@ class _Job(QRunnable):
             self._emit(self._relay.done, result)
 
     def _progress(self, done: int, total: int) -> None:
+        if not self._wanted():
+            raise Cancelled("nobody waits for this answer any more")
         self._emit(self._relay.progress, done, total)
 
     @staticmethod
@@ -129,6 +139,8 @@ class TaskRunner(QObject):
                on_progress: Callable[[int, int], None] | None = None) -> None:
         """Run ``fn()`` (or ``fn(progress)`` when ``on_progress`` is given) in the background.
 
+        ``progress(done, total)`` raises :class:`Cancelled` once the request is stale: let it pass.
+
         Args:
             key: what the result answers; only the newest request per key is delivered.
             fn: a callable with no Qt objects in it.
@@ -150,7 +162,7 @@ class TaskRunner(QObject):
         relay.destroyed.connect(lambda *_: _undelivered.discard(token))
         if len(self._relays) == 1:
             self.busy_changed.emit(True)
-        _start(_Job(fn, relay, on_progress is not None))
+        _start(_Job(fn, relay, on_progress is not None, fresh))
 
     def discard(self, key: str) -> None:
         """Drop the answer still coming for ``key`` (the question no longer stands)."""

@@ -1,7 +1,8 @@
 """The Data page: pick the training file, check how it was read, fix the column mapping.
 
-The file is read in a background thread by :func:`studio.core.data.load_examples` (the same
-reader the worker uses). The page shows the detected format, lets the person correct it
+The file is read in a background thread by :func:`studio.gui.pages.data_work.load` (the same
+readers the worker uses; a raw-text corpus is read as a stream, its counts shown with progress and
+its first documents listed, so a file larger than memory never is loaded whole). The page shows the detected format, lets the person correct it
 with a format combo and one combo per field, lists bad rows with their reasons (select one
 to see the raw row), shows the usable rows in a table, and sets how evaluation rows are
 chosen (a held-out fraction or an eval file).
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from studio.core import data as datamod
 from studio.core.data_files import read_table
+from studio.gui.pages import data_work
 from studio.gui.state import StudioState
 from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
@@ -83,7 +85,8 @@ class DataPage(QWidget):
             self.format_combo.setItemData(self.format_combo.count() - 1, shape, Qt.ToolTipRole)
         self.format_combo.currentIndexChanged.connect(self._format_chosen)
         self.detected = named(role_label("", "muted", self), "detectedFormatLabel", "Detected format")
-        self.busy = BusyIndicator("dataBusy", self)
+        self.busy = BusyIndicator("dataBusy", self, stoppable=True)
+        self.busy.stop_requested.connect(self._stop)
         row = QHBoxLayout()
         row.addWidget(QLabel("Training file"))
         row.addWidget(self.picker, 3)
@@ -191,28 +194,42 @@ class DataPage(QWidget):
         if not d.train:
             self.banner.show_warning("No training file chosen.", "Pick a file with Browse…")
             return
-        self._tasks.submit("load", lambda: datamod.load_split(d.train, d.eval or None, d.eval_fraction, d.seed,
-                                                              d.format, dict(d.columns),
-                                                              text_split=d.text_split),
-                           self._loaded, self._failed)
+        self._tasks.submit("load", lambda progress: data_work.load(d, progress), self._loaded, self._failed,
+                           self._progress)
 
-    def _loaded(self, split: datamod.DataSplit) -> None:
+    def _progress(self, done: int, total: int) -> None:
+        share = f" {done / total:.0%}" if total else ""
+        self.busy.progress(done, total, f"Reading the dataset…{share}")
+
+    def _stop(self) -> None:
+        """Stop reading: the pass under way ends at its next chunk, and nothing of it is shown."""
+        self._tasks.discard("load")
+        self._loaded_key = None  # the same settings read again when asked
+        self.report = None
+        self.rows_model.set_examples([])
+        self.summary.setText("Reading stopped: nothing is shown until the file is read again (change a data "
+                             "setting, or pick the file again).")
+
+    def _loaded(self, loaded: data_work.Loaded) -> None:
         self.banner.clear()
         mark_invalid(self.picker.edit, "")
-        report = self.report = split.train_report
+        report = self.report = loaded.report
         self.rows_model.set_examples(report.examples)
-        self.summary.setText(f"{report.total_rows} rows read, {report.usable_rows} usable, "
-                             f"{len(report.bad_rows)} bad" + "".join(f" · {n}" for n in report.notes))
+        self.summary.setText(f"{report.total_rows:,} rows read, {report.usable_rows:,} usable, "
+                             f"{report.bad_total:,} bad" + "".join(f" · {n}" for n in report.notes))
         label = datamod.FORMATS[report.format].label
         self.detected.setText(f"Read as {label} ({datamod.FORMATS[report.format].shape}).")
         self._fill_mapping(report)
         self._fill_bad_rows(report.bad_rows)
-        self.split_label.setText(f"{len(split.train)} rows to train on, {len(split.eval)} to evaluate on"
-                                 + (" (from the eval file)" if split.eval_report else " (held out)"))
-        self.tabs.setTabText(0, f"Rows ({report.usable_rows})")
-        self.tabs.setTabText(1, f"Bad rows ({len(report.bad_rows)})")
+        self.split_label.setText(f"{loaded.train:,} rows to train on, {loaded.eval:,} to evaluate on"
+                                 + (" (from the eval file)" if loaded.eval_file else " (held out)"))
+        shown = len(report.examples)
+        self.tabs.setTabText(0, f"Rows ({report.usable_rows:,}" + (f", first {shown:,} shown)" if shown <
+                                                                     report.usable_rows else ")"))
+        listed = f", first {len(report.bad_rows)} listed" if len(report.bad_rows) < report.bad_total else ""
+        self.tabs.setTabText(1, f"Bad rows ({report.bad_total:,}{listed})")
         if report.bad_rows:
-            self.banner.show_warning(f"{len(report.bad_rows)} row(s) cannot be used and will be skipped.",
+            self.banner.show_warning(f"{report.bad_total:,} row(s) cannot be used and will be skipped.",
                                      "open the Bad rows tab to see each row and why")
 
     def _failed(self, exc: BaseException) -> None:

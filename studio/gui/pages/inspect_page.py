@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QGridLayout, QLabel, QScrollArea, QSpi
                                QWidget)
 
 from studio.core import config as configmod
+from studio.core.errors import StudioError
 from studio.gui.pages import inspect_work as work
 from studio.gui.state import StudioState
 from studio.gui.tasks import TaskRunner
@@ -88,7 +89,8 @@ class InspectPage(QWidget):
         self.system_message = self._combo("systemMessageCombo", "System message", "data", "system_message",
                                           _choices("data", "system_message"))
         self.batch_size = self._spin("batchSizeSpin", "Batch size", "train", "batch_size", 1, 512)
-        self.busy = BusyIndicator("inspectBusy", self)
+        self.busy = BusyIndicator("inspectBusy", self, stoppable=True)
+        self.busy.stop_requested.connect(self._stop)
         # The sequence choice comes last: it is hidden for data without preference pairs.
         cells = [("Row", self.row_spin), ("Template", self.template), ("Loss on", self.loss),
                  ("Max length", self.max_length), ("Cut from", self.trunc_side), ("Padding", self.padding),
@@ -155,7 +157,8 @@ class InspectPage(QWidget):
         if key != self._sources_key:
             self._sources_key, self._view_key = key, view_key
             self.sources = None
-            self._tasks.submit("sources", lambda: work.load_sources(cfg), self._sources_loaded, self._sources_failed)
+            self._tasks.submit("sources", lambda progress: work.load_sources(cfg, progress), self._sources_loaded,
+                               self._sources_failed, self._progress)
         elif self.sources is not None and view_key != self._view_key:
             # Only settings the encoder or collator reads change what this page shows.
             self._view_key = view_key
@@ -192,12 +195,24 @@ class InspectPage(QWidget):
         self.multiple.setEnabled(cfg.data.padding == "multiple" and not trl_batches)
         self.pad_side.setEnabled(cfg.data.padding != "packing" and not trl_batches)
 
+    def _progress(self, done: int, total: int) -> None:
+        share = f" {done / total:.0%}" if total else ""
+        self.busy.progress(done, total, f"Reading and tokenizing the dataset…{share}")
+
+    def _stop(self) -> None:
+        """Stop reading the data: nothing is shown until a setting that reads it again changes."""
+        self._tasks.discard("sources")
+        self._sources_key = None
+        self._sources_failed(StudioError("reading the training data was stopped",
+                                         "change a data or model setting to read it again"))
+
     def _sources_loaded(self, sources: work.Sources) -> None:
         self.sources = sources
         count = len(sources.report.examples)
         self.row_spin.blockSignals(True)
         self.row_spin.setRange(1, max(count, 1))
-        self.row_spin.setSuffix(f" of {count}")
+        whole = sources.report.usable_rows
+        self.row_spin.setSuffix(f" of {count}" if count == whole else f" of the first {count:,} (of {whole:,})")
         self.row_spin.blockSignals(False)
         # Only preference rows have two sequences to choose from.
         pairs = bool(count) and sources.report.examples[0].chosen is not None

@@ -24,29 +24,46 @@ class Sources:
     report: Any
     pad: Any
     blocks: dict = field(default_factory=dict)  # raw text: max_length -> its blocks
+    scan: Any = None  # raw text read as a stream: the :class:`~studio.core.text_scan.TextScan`
 
     @property
     def raw_text(self) -> bool:
         return bool(self.report.examples) and self.report.examples[0].kind == "text"
 
     def blocks_for(self, encoder) -> Any:
-        """Raw text cut into blocks as the trainer cuts it (:mod:`studio.core.pretrain`), once per length."""
+        """Raw text cut into blocks as the trainer cuts it (:mod:`studio.core.pretrain`), once per length.
+        A file read as a stream gives its first blocks and the counts of the whole file."""
+        from studio.core.pretrain import block_size
+
         key = encoder.options.max_length
         if key not in self.blocks:
-            self.blocks[key] = encoder.encode_blocks(self.report.examples)
+            self.blocks[key] = self.scan.blocks(self.tokenizer, block_size(key)) if self.scan is not None \
+                else encoder.encode_blocks(self.report.examples)
         return self.blocks[key]
 
 
-def load_sources(cfg: RunConfig) -> Sources:
-    """Load the tokenizer and the training rows, and choose the pad token, as the worker does."""
+def load_sources(cfg: RunConfig, progress=None) -> Sources:
+    """Load the tokenizer and the training rows, and choose the pad token, as the worker does.
+
+    A raw-text file that can be read as a stream is read once (``progress(done, total)`` with its
+    bytes): every document tokenized and counted, only the first ones kept
+    (:func:`studio.core.text_scan.scan`)."""
     from studio.core.data import load_examples
     from studio.core.encoding import Encoder, choose_pad_token
+    from studio.core.text_scan import scan
+    from studio.core.text_stream import open_text
     from studio.core.tokenizer import load_tokenizer
 
+    d = cfg.data
     tokenizer = load_tokenizer(cfg.model.path)
-    report = load_examples(cfg.data.train, cfg.data.format, dict(cfg.data.columns) or None, cfg.data.text_split)
+    pad = choose_pad_token(tokenizer, d.pad_token)
+    source = open_text(d.train, d.format, dict(d.columns) or None, d.text_split)
+    if source is not None:
+        found = scan(source, tokenizer, progress=progress)
+        return Sources(tokenizer, TokenText(tokenizer), found.report(), pad, scan=found)
+    report = load_examples(d.train, d.format, dict(d.columns) or None, d.text_split)
     Encoder(tokenizer, encode_options(cfg)).screen_report(report)  # rows the template refuses are bad rows
-    return Sources(tokenizer, TokenText(tokenizer), report, choose_pad_token(tokenizer, cfg.data.pad_token))
+    return Sources(tokenizer, TokenText(tokenizer), report, pad)
 
 
 #: Objectives whose batches TRL's collators make: every sequence right-padded to the longest.
@@ -158,7 +175,8 @@ def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
     starts = ", ".join(f"document {r} at token {pos}" for pos, r in found.documents) or "none (it continues one)"
     attention = ("positions restart at every document and documents do not attend to each other"
                  if cfg.data.text_attention == "document" else "every token attends to its whole block")
-    view.note = (f"Continued pre-training: block {found.row} of {len(blocks.blocks)}, {blocks.size} tokens, loss on "
+    shown = f" (the first {len(blocks.blocks)} shown)" if len(blocks.blocks) < blocks.count else ""
+    view.note = (f"Continued pre-training: block {found.row} of {blocks.count:,}{shown}, {blocks.size} tokens, loss on "
                  f"every token; {attention} (data.text_attention). Documents starting in it: {starts}. "
                  f"{blocks.summary()}.")
     return RowResult(view, "none (raw text)", list(encoder.warnings))
@@ -170,6 +188,10 @@ def _block_of(blocks, row: int) -> int:
     if found is None:
         from studio.core.errors import DataError
 
+        if len(blocks.blocks) < blocks.count:
+            raise DataError(f"document {row} starts after the first {len(blocks.blocks)} blocks of {blocks.count:,}, "
+                            "the ones shown (a raw-text file is read as a stream, not kept whole)",
+                            "pick an earlier row; training reads every block")
         raise DataError(f"document {row} lies in the last {blocks.remainder} tokens, which fill no block of "
                         f"data.max_length={blocks.size} and are not trained on", "lower data.max_length")
     return found
@@ -205,6 +227,11 @@ def length_stats(src: Sources, cfg: RunConfig):
     d = cfg.data
     # Measured untruncated: one measurement answers every max_length (and is cached per file).
     options = options_for(cfg, max_length=None)
+    if src.scan is not None:
+        measured = src.scan.measured()  # the kept documents' lengths, as measuring them gives
+        context = stats.context_length(cfg.model.path, src.tokenizer)
+        return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
+                             multiple_of=d.pad_to_multiple_of, side=d.truncation_side, bins=30)
     measured = lengths.measure_dataset(src.report, Encoder(src.tokenizer, options), dict(d.columns) or None)
     context = stats.context_length(cfg.model.path, src.tokenizer)
     return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
