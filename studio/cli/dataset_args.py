@@ -85,6 +85,7 @@ class Inputs:
     report: Any
     encoder: Any
     model_path: Path
+    scan: Any = None  # raw text read as a stream: the :class:`~studio.core.text_scan.TextScan`
 
     @property
     def template(self):
@@ -104,7 +105,9 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
         args: parsed arguments from :func:`add_dataset_arguments`.
         max_length: the encode ``max_length`` (``None`` encodes untruncated).
         load_data: load the data file; otherwise only check that it exists
-            (``report`` is then ``None``).
+            (``report`` is then ``None``). Raw text that can be read as a stream is read once and not
+            kept: ``scan`` holds its counts and first documents, ``report`` those documents
+            (:mod:`studio.core.text_scan`).
 
     Raises:
         ModelError: no tokenizer in the model folder.
@@ -125,6 +128,9 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
     data = data_path(args.data)
     if not load_data:
         return Inputs(tokenizer, None, encoder, Path(model_path))
+    found = scan_text(args, data, tokenizer)
+    if found is not None:
+        return Inputs(tokenizer, found.report(), encoder, Path(model_path), found)
     report = encoder.screen_report(load_examples(data, format=args.format, columns=args.columns,
                                                  text_split=args.text_split))
     if not report.examples:
@@ -132,6 +138,16 @@ def load_inputs(args, max_length: int | None = None, load_data: bool = True) -> 
         raise DataError(f"{report.path}: none of its {report.total_rows} rows is usable",
                         "fix the rows listed above (or pick the right --format) and try again")
     return Inputs(tokenizer, report, encoder, Path(model_path))
+
+
+def scan_text(args, data: Path, tokenizer):
+    """``data`` read once as a stream when it is raw text that can be (counts of the whole file, its
+    first documents kept), else ``None``."""
+    from studio.core.text_scan import scan
+    from studio.core.text_stream import open_text
+
+    source = open_text(data, args.format, args.columns, args.text_split)
+    return scan(source, tokenizer) if source is not None else None
 
 
 def data_path(text: str) -> Path:
@@ -151,8 +167,9 @@ def data_path(text: str) -> Path:
 def bad_row_lines(report, limit: int = BAD_ROWS_SHOWN) -> list[str]:
     """``row N: reason`` for the first ``limit`` bad rows, then a count of the rest."""
     lines = [f"row {bad.row}: {bad.reason}" for bad in report.bad_rows[:limit]]
-    if len(report.bad_rows) > limit:
-        lines.append(f"... and {len(report.bad_rows) - limit} more bad rows")
+    count = getattr(report, "bad_total", len(report.bad_rows))  # a file read as a stream lists only the first
+    if count > min(limit, len(report.bad_rows)):
+        lines.append(f"... and {count - min(limit, len(report.bad_rows))} more bad rows")
     return lines
 
 

@@ -6,14 +6,20 @@ from the same encoding the trainer uses, a length histogram, percentiles, what a
 recommended ``max_length``. Lengths are cached per file content, tokenizer, template and
 options, so a second run on a big file only pays for loading it. ``--json`` prints one JSON
 object instead. Exit status: 0 on success, 2 on unusable input (message and hint on stderr).
+
+Raw text that can be read as a stream (:func:`studio.core.text_stream.open_text`) is read once and
+never held: the report gives its documents, tokens, and with ``--max-length`` the blocks training
+cuts and the remainder, and a histogram of document lengths (blocks are never truncated or padded,
+so the truncation and padding tables do not apply).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 
-from studio.cli.dataset_args import add_dataset_arguments, data_path, load_inputs, positive
+from studio.cli.dataset_args import add_dataset_arguments, data_path, load_inputs, positive, scan_text
 
 BAR_WIDTH = 40
 
@@ -34,6 +40,9 @@ def run(args) -> int:
     from studio.core.lengths import measure_file
 
     inputs = load_inputs(args, load_data=False)
+    found = scan_text(args, data_path(args.data), inputs.tokenizer)
+    if found is not None:
+        return _text_run(args, inputs, found)
     inputs.report, measured = measure_file(data_path(args.data), inputs.encoder, args.format, args.columns,
                                            use_cache=not args.no_cache, text_split=args.text_split)
     result = stats.compute(measured, batch_size=args.batch_size, max_length=args.max_length,
@@ -44,6 +53,38 @@ def run(args) -> int:
     else:
         sys.stdout.write("\n".join(_text_report(inputs, measured, result)) + "\n")
     return 0
+
+
+def _text_run(args, inputs, found) -> int:
+    """The report of raw text read as a stream: counts, blocks at ``--max-length``, document lengths."""
+    from studio.core.text_scan import length_bins, length_percentiles
+
+    report = found.report()
+    blocks = found.blocks(inputs.tokenizer, args.max_length, limit=0) if args.max_length else None
+    bins, points = length_bins(found.lengths, args.bins), length_percentiles(found.lengths)
+    if args.json:
+        text = {"documents": found.documents, "tokens": found.tokens, "end_token": found.end_token,
+                "max_length": args.max_length, "blocks": blocks.count if blocks else None,
+                "remainder": blocks.remainder if blocks else None,
+                "lengths": {"histogram": [asdict(b) for b in bins], "percentiles": points}}
+        print(json.dumps({"data": _data_json(report), "model": str(inputs.model_path), "text": text}))
+        return 0
+    lines = ["Dataset", *("  " + line for line in report.summary().splitlines()),
+             f"Model     {inputs.model_path}   (raw text: no chat template)", "",
+             "Continued pre-training", f"  {blocks.summary()}" if blocks else
+             f"  {found.documents:,} documents, {found.tokens:,} tokens (each document ends with {found.end_token}); "
+             "add --max-length N to see the blocks of N tokens training cuts",
+             "  (blocks are never truncated or padded: the truncation and padding tables do not apply)", "",
+             f"Document lengths in tokens: {found.documents:,} documents"]
+    lines += _bars(bins) + ["  " + "   ".join(f"{k} {v:,}" for k, v in points.items())]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _data_json(report) -> dict:
+    return {"path": str(report.path), "format": report.format, "total_rows": report.total_rows,
+            "usable_rows": report.usable_rows, "bad_row_count": report.bad_total,
+            "bad_rows": [{"row": b.row, "reason": b.reason} for b in report.bad_rows]}
 
 
 def _as_json(inputs, measured, result) -> dict:
@@ -78,12 +119,17 @@ def _validation(inputs, measured) -> list[str]:
 def _lengths(result) -> list[str]:
     per_row = " (chosen and rejected counted apart)" if result.sequences_per_row == 2 else ""
     lines = [f"Token lengths: {result.sequences:,} sequences{per_row}, mean {result.mean:.1f}"]
-    widest = max((b.count for b in result.histogram), default=0) or 1
-    for b in result.histogram:
-        bar = "█" * round(BAR_WIDTH * b.count / widest)
-        cut = "  ✂ cut at max_length" if b.overflow else ""
-        lines.append(f"  {b.lo:>7,}–{b.hi - 1:<7,} │{bar:<{BAR_WIDTH}} {b.count:,}{cut}")
+    lines += _bars(result.histogram, "  ✂ cut at max_length")
     lines.append("  " + "   ".join(f"{k} {v:,}" for k, v in result.percentiles.items()))
+    return lines
+
+
+def _bars(histogram, overflow: str = "") -> list[str]:
+    widest = max((b.count for b in histogram), default=0) or 1
+    lines = []
+    for b in histogram:
+        bar = "█" * round(BAR_WIDTH * b.count / widest)
+        lines.append(f"  {b.lo:>7,}–{b.hi - 1:<7,} │{bar:<{BAR_WIDTH}} {b.count:,}{overflow if b.overflow else ''}")
     return lines
 
 

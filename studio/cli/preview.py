@@ -9,7 +9,9 @@ and listed on stderr): ``0:5`` is the first five usable rows, ``10:`` all from t
 on, ``-3:`` the last three, ``7`` the eighth alone. Preference rows show the chosen and then
 the rejected sequence. ``--padding`` pads the shown sequences as one batch. Raw text with
 ``--max-length`` is shown as the blocks the trainer cuts (``--rows`` then slices the blocks), each
-with a marker where a document starts and the positions ``--text-attention`` gives.
+with a marker where a document starts and the positions ``--text-attention`` gives. Raw text is read
+as a stream (:mod:`studio.core.text_scan`): the counts cover the whole file, and only its first
+documents and blocks are kept to show, so ``--rows`` picks among those.
 
 ``--json`` prints one JSON object per line per sequence (a preference row gives two lines,
 ``"part": "chosen"`` then ``"rejected"``) with ``row``, ``kind``, ``input_ids``, ``labels``,
@@ -82,7 +84,7 @@ def run(args) -> int:
         if inputs.report.format == "text":
             print("note: raw text trains in blocks of data.max_length tokens; add --max-length N to see the blocks "
                   "(shown here: whole documents)", file=sys.stderr)
-        examples = select_rows(inputs.report.examples, args.rows)
+        examples = _select(inputs, inputs.report.examples, args.rows, inputs.report.usable_rows, "documents")
         sequences = _encode_all(inputs.encoder, examples)
         for seq in sequences:
             seq["view"].max_length = args.max_length
@@ -121,6 +123,19 @@ def select_rows(examples: list, spec: str) -> list:
     return picked
 
 
+def _select(inputs, kept: list, spec: str, total: int, what: str) -> list:
+    """:func:`select_rows` of the ``kept`` first of ``total`` items: a raw-text file read as a stream
+    keeps only its first documents and blocks, so a row past them (or counted from the end) is refused."""
+    if len(kept) < total:
+        parts = [p.strip() for p in spec.split(":")]
+        numbers = [int(p) for p in parts if p.lstrip("-").isdigit()]
+        if any(n < 0 or n >= len(kept) for n in numbers) or (len(parts) == 2 and not parts[1]):
+            raise DataError(f"--rows {spec}: {inputs.report.path} is read as a stream, not loaded whole; of its "
+                            f"{total:,} {what} only the first {len(kept):,} are kept to show",
+                            f"pick {what} by 0-based indices below {len(kept):,} (e.g. --rows 0:5)")
+    return select_rows(kept, spec)
+
+
 def _encode_all(encoder, examples: list) -> list[dict]:
     """One dict per sequence, in row order; chat and completion rows encoded in one batch."""
     plain = iter(encoder.encode_many([e for e in examples if e.kind != "preference"]))
@@ -151,10 +166,15 @@ def _text_blocks(inputs, args) -> tuple[list[dict], str]:
     from studio.core.encoding import IGNORE, PadOptions
     from studio.core.pretrain import collate_blocks
 
-    blocks = inputs.encoder.encode_blocks(inputs.report.examples)
+    if inputs.scan is not None:  # read as a stream: the first blocks, the counts of the whole file
+        from studio.core.pretrain import block_size
+
+        blocks = inputs.scan.blocks(inputs.tokenizer, block_size(inputs.options.max_length))
+    else:
+        blocks = inputs.encoder.encode_blocks(inputs.report.examples)
     if not blocks.count:
         raise DataError(f"{inputs.report.path}: {blocks.summary()}", "lower --max-length, or add text")
-    picked = select_rows(blocks.blocks[:], args.rows)
+    picked = _select(inputs, blocks.blocks[:], args.rows, blocks.count, "blocks")
     strategy = "packing" if args.padding == "packing" else "longest"
     batch = collate_blocks(picked, PadOptions(strategy=strategy), args.text_attention)
     out = []

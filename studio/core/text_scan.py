@@ -86,11 +86,13 @@ class TextScan:
         """The first blocks of ``size`` tokens (at most ``limit``, all cut from the kept documents, as
         training cuts them) and the counts of the whole file: documents, tokens, blocks, remainder.
         ``limit``: :data:`BLOCKS_SHOWN` when not given."""
-        from studio.core.pretrain import pack_blocks
+        from studio.core.pretrain import Blocks, pack_blocks
 
         if self.tokens is None:
             raise ValueError("scan the file with a tokenizer to cut blocks")
-        out = pack_blocks(tokenizer, self.examples, size, limit=min(BLOCKS_SHOWN if limit is None else limit, self.kept_tokens // size))
+        limit = min(BLOCKS_SHOWN if limit is None else limit, self.kept_tokens // size)
+        out = pack_blocks(tokenizer, self.examples, size, limit=limit) if limit else \
+            Blocks(size=size, end_token=self.end_token)
         out.documents, out.tokens = self.documents, self.tokens
         out.count, out.remainder = divmod(self.tokens, size)
         return out
@@ -147,3 +149,34 @@ def _check_usable(source) -> None:
         raise DataError(f"{source.path} holds no rows", "add rows, or pick another file")
     if not source.usable:
         raise _no_usable_rows(source.path, source.total_rows, list(source.bad_rows))
+
+
+def length_bins(lengths: Counter, bins: int = 20) -> list:
+    """:func:`studio.core.stats.histogram` of documents counted by length (no list of every document)."""
+    import math
+
+    from studio.core.stats import Bin, nice_width
+
+    if not lengths:
+        return []
+    longest = max(lengths)
+    width = nice_width((longest + 1) / bins)
+    counts = [0] * math.ceil((longest + 1) / width)
+    for n, many in lengths.items():
+        counts[n // width] += many
+    return [Bin(i * width, min((i + 1) * width, longest + 1), c) for i, c in enumerate(counts)]
+
+
+def length_percentiles(lengths: Counter) -> dict[str, int]:
+    """:func:`studio.core.stats.percentiles` (nearest rank) of documents counted by length."""
+    import math
+
+    from studio.core.stats import PERCENTILE_POINTS
+
+    total, ordered = sum(lengths.values()), sorted(lengths.items())
+    out = {}
+    for point in PERCENTILE_POINTS:
+        rank, seen = max(1, math.ceil(point / 100 * total)), 0
+        out[f"p{point}"] = next((n for n, many in ordered if (seen := seen + many) >= rank), 0)
+    out["max"] = ordered[-1][0] if ordered else 0
+    return out
