@@ -13,9 +13,10 @@ preview is what the worker trains on; the controls write the same config fields 
 from __future__ import annotations
 
 import json
+import threading
 
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QLabel, QScrollArea, QSpinBox, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from studio.core import config as configmod
 from studio.core.errors import StudioError
@@ -25,7 +26,7 @@ from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
 from studio.gui.widgets.batch_view import BatchGridWidget
 from studio.gui.widgets.busy import BusyIndicator
-from studio.gui.widgets.common import named, page_layout, role_label
+from studio.gui.widgets.common import button, named, page_layout, role_label
 from studio.gui.widgets.length_histogram import LengthHistogramWidget
 from studio.gui.widgets.token_view import LegendWidget, TokenChipsWidget
 
@@ -51,6 +52,8 @@ class InspectPage(QWidget):
         self.stats = None
         self._sources_key = None
         self._view_key = None
+        self._stats_cancel = threading.Event()  # set: the statistics being measured are no longer wanted
+        self._stats_running = False
         self._tasks = TaskRunner(self)
         layout = page_layout(self, "Inspect", "Exactly what the model is trained on: the chat template, which "
                              "tokens carry loss, padding and truncation. Hover a token for its id and label.")
@@ -137,11 +140,29 @@ class InspectPage(QWidget):
                                  "attended, light: masked) and the position ids. A red line marks where a packed "
                                  "row restarts its positions.", "muted", batch_tab))
         col.addWidget(_scroll(self.batch_view, "batchScroll"), 1)
-        self.lengths = LengthHistogramWidget(self)
         self.tabs.addTab(row_tab, "Row")
         self.tabs.addTab(batch_tab, "Batch")
-        self.tabs.addTab(self.lengths, "Lengths")
+        self.tabs.addTab(self._lengths_tab(), "Lengths")
         return self.tabs
+
+    def _lengths_tab(self) -> QWidget:
+        """The statistics, with the progress of measuring them and a button to stop (or start again)."""
+        tab = QWidget(self)
+        col = QVBoxLayout(tab)
+        row = QHBoxLayout()
+        self.stats_busy = BusyIndicator("statsBusy", tab)
+        self.stats_note = named(role_label("", "muted", tab), "statsNoteLabel", "About the length statistics")
+        self.stats_button = button("Cancel", "statsCancelButton", "Cancel measuring the lengths",
+                                   "Stop measuring every row's length; the other tabs keep working")
+        self.stats_button.clicked.connect(self._stats_button_clicked)
+        self.stats_button.hide()
+        row.addWidget(self.stats_busy, 1)
+        row.addWidget(self.stats_note, 1)
+        row.addWidget(self.stats_button)
+        col.addLayout(row)
+        self.lengths = LengthHistogramWidget(tab)
+        col.addWidget(self.lengths, 1)
+        return tab
 
     # --- state -> view ----------------------------------------------------------------------
 
@@ -157,6 +178,9 @@ class InspectPage(QWidget):
         if key != self._sources_key:
             self._sources_key, self._view_key = key, view_key
             self.sources = None
+            self._stats_cancel.set()  # the rows being measured are no longer the page's
+            self._tasks.discard("stats")
+            self._stats_idle("")
             self._tasks.submit("sources", lambda progress: work.load_sources(cfg, progress), self._sources_loaded,
                                self._sources_failed, self._progress)
         elif self.sources is not None and view_key != self._view_key:
@@ -233,7 +257,34 @@ class InspectPage(QWidget):
         self.refresh_row()
         cfg, src, index = self.state.config, self.sources, self.row_spin.value() - 1
         self._tasks.submit("batch", lambda: work.encode_batch(src, cfg, index), self._batch_done, self._failed)
-        self._tasks.submit("stats", lambda: work.length_stats(src, cfg), self._stats_done, self._failed)
+        self.measure_lengths()
+
+    def measure_lengths(self) -> None:
+        """Measure every row for the Lengths tab, in the background, with progress; an earlier
+        measurement still running is stopped (its answer would be stale)."""
+        if self.sources is None:
+            return
+        self._stats_cancel.set()
+        cancel = self._stats_cancel = threading.Event()
+        self._stats_running = True
+        cfg, src = self.state.config, self.sources
+        self.stats_busy.start("Measuring every row's length…")
+        self.stats_note.setText("")
+        self.stats_button.setText("Cancel")
+        self.stats_button.setAccessibleName("Cancel measuring the lengths")
+        self.stats_button.show()
+        self._tasks.submit("stats", lambda progress: work.length_stats(src, cfg, progress, cancel.is_set),
+                           self._stats_done, self._stats_failed, self._stats_progress)
+
+    def _stats_progress(self, done: int, total: int) -> None:
+        self.stats_busy.progress(done, total, f"Measuring lengths: {done:,} of {total:,} rows")
+
+    def _stats_button_clicked(self) -> None:
+        if not self._stats_running:
+            self.measure_lengths()  # "Measure again" after a cancel
+        else:
+            self._stats_cancel.set()
+            self.stats_button.setEnabled(False)  # until the measuring has stopped
 
     def refresh_row(self) -> None:
         if self.sources is None:
@@ -271,7 +322,30 @@ class InspectPage(QWidget):
 
     def _stats_done(self, stats) -> None:
         self.stats = stats
+        self._stats_idle("")
         self.lengths.set_stats(stats, self.state.config.data.padding)
+
+    def _stats_failed(self, exc: BaseException) -> None:
+        from studio.core.measuring import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self.stats = None
+            self.lengths.clear()
+            self._stats_idle("Measuring was cancelled, so there are no length statistics for these settings.",
+                             "Measure again")
+        else:
+            self._stats_idle("")
+            self._failed(exc)
+
+    def _stats_idle(self, note: str, again: str = "") -> None:
+        self._stats_running = False
+        self.stats_busy.stop()
+        self.stats_note.setText(note)
+        self.stats_button.setEnabled(True)
+        self.stats_button.setVisible(bool(again))
+        if again:
+            self.stats_button.setText(again)
+            self.stats_button.setAccessibleName("Measure the lengths again")
 
     def _failed(self, exc: BaseException) -> None:
         self.banner.show_error(exc)

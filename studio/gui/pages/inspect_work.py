@@ -219,8 +219,13 @@ def encode_batch(src: Sources, cfg: RunConfig, index: int) -> BatchView:
     return batch_view(encoded, collate(encoded, options), src.text, src.pad.id, options.strategy)
 
 
-def length_stats(src: Sources, cfg: RunConfig):
-    """Length histogram, truncation and padding waste per strategy (:mod:`studio.core.stats`)."""
+def length_stats(src: Sources, cfg: RunConfig, progress=None, cancelled=None):
+    """Length histogram, truncation and padding waste per strategy (:mod:`studio.core.stats`).
+
+    Args:
+        progress: called with (rows measured, rows in all) while the rows are measured.
+        cancelled: asked between chunks of rows; true stops with ``studio.core.measuring.Cancelled``.
+    """
     from studio.core import lengths, stats
     from studio.core.encoding import Encoder, options_for
 
@@ -232,7 +237,8 @@ def length_stats(src: Sources, cfg: RunConfig):
         context = stats.context_length(cfg.model.path, src.tokenizer)
         return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
                              multiple_of=d.pad_to_multiple_of, side=d.truncation_side, bins=30)
-    measured = lengths.measure_dataset(src.report, Encoder(src.tokenizer, options), dict(d.columns) or None)
+    measured = lengths.measure_dataset(src.report, Encoder(src.tokenizer, options), dict(d.columns) or None,
+                                       progress=progress, cancelled=cancelled)
     context = stats.context_length(cfg.model.path, src.tokenizer)
     return stats.compute(measured, batch_size=cfg.train.batch_size, max_length=d.max_length, context=context,
                          multiple_of=d.pad_to_multiple_of, side=d.truncation_side, bins=30)

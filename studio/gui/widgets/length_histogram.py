@@ -58,6 +58,14 @@ class LengthHistogramWidget(QWidget):
         self.plot.addItem(self.cut_line)
         self._row.insertWidget(0, self.plot, 3)
 
+    def clear(self) -> None:
+        """Show no statistics (none stand for the current data and settings)."""
+        self.stats = None
+        if self.bars is not None:
+            self.bars.setOpts(x0=[], x1=[], height=[])
+        self.numbers.setText("")
+        self.table.setRowCount(0)
+
     def set_stats(self, stats, strategy: str) -> None:
         """Draw the statistics; the row of the strategy in use is highlighted."""
         self.stats = stats
