@@ -9,6 +9,7 @@ file or setting involved.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,19 @@ class RunContext:
     def train_examples(self) -> list:
         """Usable training rows (after validation and the train/eval split)."""
         return self._split[0]
+
+    def sample_examples(self, count: int) -> list:
+        """Up to ``count`` training rows spread over the data, for the checks of an export. Raw text read
+        as a stream gives its first ``count`` documents: an export never reads the corpus whole."""
+        source = self.text_source("data.train")
+        if source is not None:
+            docs = source.examples()
+            try:
+                return list(itertools.islice(docs, count))
+            finally:
+                docs.close()
+        examples = self.train_examples
+        return examples[::max(1, len(examples) // max(count, 1))][:count]
 
     @property
     def eval_examples(self) -> list:

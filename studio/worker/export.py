@@ -253,7 +253,9 @@ def _write_ollama_files(ctx, out: Path, gguf_name: str) -> dict:
     strip = tok.bos_token if special_ids(ctx).add_bos else None
     go = ollama.ollama_template(ctx.template, strip_bos=strip)
     stops = ollama.stop_tokens(ctx.template, sorted(set(tok.special_tokens) | set(tok.added_tokens)), tok.eos_token)
-    text = ollama.modelfile(gguf_name, go, stops, _shared_system_prompt(ctx.train_examples))
+    # raw text has no system message (and a corpus read as a stream is not read again here)
+    system = None if ctx.text_source("data.train") is not None else _shared_system_prompt(ctx.train_examples)
+    text = ollama.modelfile(gguf_name, go, stops, system)
     path = out / "Modelfile"
     path.write_text(text, encoding="utf-8")
     name = ollama.model_name(ctx.cfg.name or ctx.run_dir.name)

@@ -33,11 +33,19 @@ UNQUANTIZED = ("f32", "f16", "bf16")
 CHECK_FILE = "gguf-check.json"
 
 
+#: Characters of a raw-text document the checks render.
+TEXT_CHARS = 2000
+
+
 def sample_conversations(examples: list, count: int) -> list[list[dict]]:
-    """Up to ``count`` of the run's conversations, spread over the data (a preference row with its chosen answer)."""
+    """Up to ``count`` of the run's conversations, spread over the data (a preference row with its chosen
+    answer; a raw-text document as one user message of its first :data:`TEXT_CHARS` characters)."""
     step = max(1, len(examples) // max(count, 1))
     out = []
     for ex in examples[::step][:count]:
+        if ex.text is not None:
+            out.append([{"role": "user", "content": ex.text[:TEXT_CHARS]}])
+            continue
         msgs = list(ex.messages) + list(ex.chosen or [])
         out.append([{"role": m.role, "content": m.content} for m in msgs])
     return out
@@ -194,7 +202,7 @@ def run_check(ctx, gguf_path: Path, model, quant: str, interleave: bool, modelfi
 
     say = say or (lambda _t: None)
     gguf_path = Path(gguf_path)
-    conversations = sample_conversations(ctx.train_examples, samples)
+    conversations = sample_conversations(ctx.sample_examples(samples), samples)
     texts = [ctx.template.render(c) for c in conversations]
     meta = read_metadata(gguf_path)
     checks = {}
