@@ -179,7 +179,11 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
     examples, bad = _normalise(table, FORMATS[fmt].read_row, cols)
     if not examples:
         raise _no_usable_rows(table.path, table.total_rows, bad)
+    from studio.core.text_stream import big_json_problem
+
     notes = table.notes + near_misses(table, fmt, cols)
+    big = big_json_problem(table.path, fmt)
+    notes += [f"{big[0]}; {big[1]}"] if big else []
     return DataReport(table.path, fmt, examples, bad, table.total_rows, table.columns, cols, notes)
 
 

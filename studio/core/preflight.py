@@ -49,7 +49,8 @@ class Lint:
             exceeds the free memory of the training device), ``device`` (a
             ``train.device`` this machine lacks); about the data:
             ``objective_data`` (the objective cannot train on these rows), ``sft_labels``,
-            ``skipped_rows``, ``bad_rows``; see :mod:`studio.core.data_fit`).
+            ``skipped_rows``, ``bad_rows``, ``big_json`` (raw text in a .json file too large to parse
+            whole comfortably); see :mod:`studio.core.data_fit`).
         message: what is wrong, naming the setting, token or rows.
         hint: what to change.
         severity: ``warning`` or ``error`` (an error means the run cannot start as configured).
@@ -410,6 +411,7 @@ def _data_lints(cfg: RunConfig, out: PreflightReport) -> list:
     from studio.core import data_fit
     from studio.core.data import load_examples
     from studio.core.models import resource_path
+    from studio.core.text_stream import big_json_problem
 
     data = load_examples(str(resource_path(cfg.data.train)), format=cfg.data.format,
                          columns=cfg.data.columns or None, text_split=cfg.data.text_split)
@@ -418,6 +420,9 @@ def _data_lints(cfg: RunConfig, out: PreflightReport) -> list:
     problems = data_fit.objective_problems(cfg.train.objective, data.examples)
     skipped = len(data.bad_rows) + (len(data_fit.sft_rows(data.examples)[1]) if cfg.train.objective == "sft" else 0)
     problems.append(data_fit.skipped_problem(skipped, data.total_rows, cfg.data.max_skipped))
+    big = big_json_problem(data.path, data.format)
+    if big:
+        problems.append(data_fit.Problem("big_json", *big, severity="warning"))
     if data.bad_rows and not cfg.data.skip_bad_rows:
         problems.append(data_fit.Problem("bad_rows", f"{len(data.bad_rows)} bad row(s) in {data.path.name}, e.g. "
                                          f"row {data.bad_rows[0].row}: {data.bad_rows[0].reason}",

@@ -125,6 +125,25 @@ def open_text(path: str | Path, format: str | None = "auto", columns: dict | Non
     return TextSource(path, kind, cols, text_split) if fmt == "text" and head else None
 
 
+#: A raw-text ``.json`` file larger than this draws a warning: it is parsed whole.
+BIG_JSON = 200 * 1024 * 1024
+
+
+def big_json_problem(path: str | Path, format: str) -> tuple[str, str] | None:
+    """(what, what to do) for raw text in a ``.json`` file larger than :data:`BIG_JSON`, which cannot be
+    read as a stream (one JSON document is parsed whole); ``None`` otherwise."""
+    path = Path(path)
+    if format != "text" or path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size <= BIG_JSON:
+        return None
+    return (f"{path} is {size / 2**20:,.0f} MB of JSON holding raw text: a .json file is parsed whole, so reading "
+            "it needs several times its size in memory (in the window, in preflight and in training)",
+            "save the corpus as .txt (one document per line, or blank-line paragraphs with data.text_split="
+            "paragraph) or as JSON Lines (.jsonl, one {\"text\": ...} object per line): Studio reads those as a stream")
+
+
 def _records(path: Path, kind: str, text_split: str = "line",
              opened: list | None = None) -> Iterator[tuple[int, dict | BadRow]]:
     """(row number, record or bad row) of a file, read as a stream; ``opened`` gets an object whose

@@ -100,3 +100,23 @@ def test_preference_rows_the_template_cannot_render_are_a_preflight_warning_not_
     lint = next(x for x in rep.lints if x.code == "template_rows")
     assert lint.severity == "warning" and "row 4: the chat template cannot render" in lint.message
     assert not [x for x in rep.lints if x.code == "unreadable"]
+
+
+def test_a_big_json_file_of_raw_text_is_a_preflight_warning_naming_the_file(tmp_path, monkeypatch):
+    import json
+
+    from studio.core import text_stream
+    from studio.core.data import load_examples
+
+    rows = [{"text": f"Document {n} of a corpus."} for n in range(200)]
+    big, lines = tmp_path / "corpus.json", tmp_path / "corpus.jsonl"
+    big.write_text(json.dumps(rows), encoding="utf-8")
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setattr(text_stream, "BIG_JSON", big.stat().st_size - 1)  # the same code warns past 200 MB
+    (lint,) = [lint for lint in report(_cfg("sft", big), max_rows=1).lints if lint.code == "big_json"]
+    assert lint.severity == "warning" and str(big) in lint.message and "parsed whole" in lint.message
+    assert ".jsonl" in lint.hint and ".txt" in lint.hint
+    assert any("parsed whole" in note for note in load_examples(big).notes)  # the Data page and the commands say it
+    assert "big_json" not in _codes(report(_cfg("sft", lines), max_rows=1))  # JSON Lines is read as a stream
+    monkeypatch.setattr(text_stream, "BIG_JSON", big.stat().st_size)
+    assert "big_json" not in _codes(report(_cfg("sft", big), max_rows=1))
