@@ -10,6 +10,13 @@ vocabulary, real Llama 3.2 tokenizer) on the same generated long-tailed chat row
 * ``studio``: the worker's SFT recipe itself (``SFTRecipe.setup`` and its optimizer step):
   core encoding, padding-free packing (each step's rows packed best-fit into rows of at most
   ``max_length``, one pack per batch row), the chunked loss, bf16 autocast where the CPU has it.
+* ``tuned`` (``--baseline tuned`` or ``both``): TRL as someone who knows it sets it up (bf16,
+  bfd packing, padding-free, no gradient checkpointing), ``--tuned-packs`` packs a step; and
+  ``studio-tuned``: Studio's recipe on the very same packs (the worker's own bfd packing of the
+  rows file, which is TRL's), as many a step, so the speed and memory against the tuned
+  baseline compare steps of the same tokens (``speedup_vs_tuned``, ``memory_ratio_vs_tuned``).
+* ``--variants``: the default path with one of its later changes switched off (the fused loss,
+  the thread tuning), for the ablation table in docs/performance.md.
 
 Every (implementation, round) runs in a fresh subprocess, so each peak RSS is its own, and
 rounds alternate the order (A B, B A, ...) so drift of a shared machine cancels. The last
@@ -48,7 +55,11 @@ SHAPES = {
 #: Studio variants: (padding, chunked loss, bf16). "studio" is the default path, all on.
 VARIANTS = {"studio": ("packing", True, True), "studio-liger": ("packing", True, True),
             "none": ("longest", False, False), "packing": ("packing", False, False),
-            "chunked": ("longest", True, False), "bf16": ("longest", False, True)}
+            "chunked": ("longest", True, False), "bf16": ("longest", False, True),
+            "eager-loss": ("packing", True, True), "fixed-threads": ("packing", True, True),
+            "studio-tuned": ("packing", True, True)}
+#: The default path with one later change switched off (``--variants``), by the environment.
+VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"}}
 LEARNING_RATE = 1e-3
 WORDS = ("the a to of and in is for on with that this you it be are at as your can or from by trip city "
          "train hotel museum river walk food market ticket station morning evening local cheap book early "
@@ -143,6 +154,8 @@ def run_baseline(work: Path, args, meta: dict, tuned: bool = False) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     cuda = meta["device"] == "cuda"
+    if tuned and args.tuned_threads:
+        torch.set_num_threads(args.tuned_threads)
     tok = AutoTokenizer.from_pretrained(work / "model")
     set_seed(0)
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.bfloat16 if cuda else torch.float32)
@@ -196,6 +209,7 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
 
     padding, chunked, bf16 = VARIANTS[variant]
     os.environ["STUDIO_LIGER"] = "1" if variant == "studio-liger" else "0"
+    os.environ.update(VARIANT_ENV.get(variant, {}))
     n_steps = args.warmup + args.steps
     cfg = from_dict({
         "model": {"path": str(work / "model"), "template": "llama3"},
@@ -215,21 +229,32 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
     recipe = (SFTRecipe if chunked else _full_logits_recipe())(ctx)
     recipe.setup()
     steps = [list(range(s * args.batch, (s + 1) * args.batch)) for s in range(n_steps)]
-    if padding == "packing":
+    if variant == "studio-tuned":  # like with like: the tuned baseline's packs (the same bfd), as many a step
+        from studio.worker.batches import batch_units
+
+        packs = batch_units(recipe.lengths, recipe.cfg)  # the packs the worker trains on (recipe.unit_of)
+        steps = [sum(packs[s * args.tuned_packs:(s + 1) * args.tuned_packs], []) for s in range(n_steps)]
+    elif padding == "packing":
         recipe.unit_of = step_packs(steps, recipe.lengths, meta["max_length"])
+        # A micro-batch lists each pack's rows together, as the worker's batches do (split_units
+        # cuts it into packs where the pack changes): in file order a pack would be split in two.
+        steps = [sorted(rows, key=recipe.unit_of.__getitem__) for rows in steps]
     if meta["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, cpu_times = [], []
+    times, cpu_times, threads = [], [], []
     for rows in steps:
         started, cpu = time.perf_counter(), time.process_time()
         recipe.optimizer_step([rows], n_steps)  # exactly the worker's step: collate, loss, backward, update
         torch.cuda.synchronize() if meta["device"] == "cuda" else None
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu)
+        threads.append(torch.get_num_threads())  # the count the step ran on (the worker may change it)
     rows = recipe.train_rows
-    return dict(times=times, cpu_times=cpu_times, losses=losses, lengths=[len(r.input_ids) for r in rows],
+    per_step = dict(step_tokens=[sum(recipe.lengths[i] for i in step) for step in steps],
+                    pack_lengths=[sum(recipe.lengths[i] for i in p) for p in packs]) if variant == "studio-tuned" else {}
+    return dict(times=times, cpu_times=cpu_times, losses=losses, lengths=[len(r.input_ids) for r in rows], **per_step,
                 loss_tokens=[sum(1 for v in r.labels[1:] if v != -100) for r in rows],
-                precision=recipe.ctx.precision, threads=torch.get_num_threads(),
+                precision=recipe.ctx.precision, threads=threads,
                 liger=use_liger(torch.empty(0, device=meta["device"])))
 
 
@@ -277,7 +302,8 @@ def child(args) -> None:
     else:
         out = run_studio(work, args, meta, args.child)
     n = args.tuned_packs if args.child == "tuned" else args.batch
-    out["step_tokens"] = [sum(out["lengths"][s * n:(s + 1) * n]) for s in range(len(out["times"]))]
+    if "step_tokens" not in out:
+        out["step_tokens"] = [sum(out["lengths"][s * n:(s + 1) * n]) for s in range(len(out["times"]))]
     out["peak_mib"] = peak_mib(meta["device"])
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -288,7 +314,7 @@ def child(args) -> None:
 def run_child(impl: str, args, work: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", impl, "--workdir", str(work), "--batch", str(args.batch),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--model-size", args.model_size,
-           "--tuned-packs", str(args.tuned_packs)]
+           "--tuned-packs", str(args.tuned_packs), "--tuned-threads", str(args.tuned_threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -344,7 +370,9 @@ def lora_flops(args, lengths: list[int], loss_tokens: list[int], rank: int = 16)
 
 def matmul_peak(seconds: float = 2.0, n: int = 1024) -> dict:
     """This machine's measured matmul rate for bf16 and fp32: the best of repeated n x n products,
-    with torch's threads as the training run sets them (one per physical core).
+    on every thread count the training run may use (one per physical core, its halves, one), the
+    best count kept: on a loaded machine one thread can beat two (see studio.worker.threads), and
+    a peak taken on the slower count alone would flatter the MFU.
 
     Both the wall-clock rate (GFLOP/s) and the rate per CPU-second of this process are kept: on
     a shared machine the first falls with the load, the second much less (the MFU is reported
@@ -353,24 +381,31 @@ def matmul_peak(seconds: float = 2.0, n: int = 1024) -> dict:
     import torch
 
     from studio.worker.recipes.sft import set_cpu_threads
+    from studio.worker.threads import candidates
 
     class _Acc:
         device, num_processes = torch.device("cpu"), 1
 
     set_cpu_threads(_Acc())
-    out = {"threads": torch.get_num_threads(), "n": n}
+    out = {"threads": [], "n": n}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        a @ b  # warm-up: the first product picks and builds the kernel
-        wall = cpu = float("inf")
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            a @ b
-            wall = min(wall, time.perf_counter() - started)
-            cpu = min(cpu, time.process_time() - cpu_started)
-        out[name] = 2 * n**3 / wall / 1e9
-        out[name + "_per_cpu_s"] = 2 * n**3 / max(cpu, 1e-6) / 1e9
+        best = best_cpu = 0.0
+        for threads in candidates(torch.get_num_threads()):
+            torch.set_num_threads(threads)
+            a @ b  # warm-up: the first product picks and builds the kernel
+            wall = cpu = float("inf")
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                a @ b
+                wall = min(wall, time.perf_counter() - started)
+                cpu = min(cpu, time.process_time() - cpu_started)
+            if 2 * n**3 / wall / 1e9 > best:
+                best, best_threads = 2 * n**3 / wall / 1e9, threads
+            best_cpu = max(best_cpu, 2 * n**3 / max(cpu, 1e-6) / 1e9)
+        out[name], out[name + "_per_cpu_s"] = best, best_cpu
+        out["threads"].append(best_threads)
     return out
 
 
@@ -384,11 +419,12 @@ def summary(agg: dict, peak: dict | None = None, flops: dict | None = None) -> d
         out.update(baseline_tokens_per_s=round(b["tokens_per_s"], 1), speedup=round(s["tokens_per_s"] / b["tokens_per_s"], 2),
                    baseline_peak_mib=round(b["peak_mib"]), memory_ratio=round(s["peak_mib"] / b["peak_mib"], 3),
                    baseline_final_loss=round(b["final_loss"], 4))
-    if "tuned" in agg:
-        t = agg["tuned"]
-        out.update(tuned_tokens_per_s=round(t["tokens_per_s"], 1), speedup_vs_tuned=round(s["tokens_per_s"] / t["tokens_per_s"], 2),
-                   tuned_peak_mib=round(t["peak_mib"]), memory_ratio_vs_tuned=round(s["peak_mib"] / t["peak_mib"], 3),
-                   tuned_final_loss=round(t["final_loss"], 4))
+    if "tuned" in agg:  # against Studio trained on the tuned baseline's own packs, as many a step
+        t, st = agg["tuned"], agg["studio-tuned"]
+        out.update(tuned_tokens_per_s=round(t["tokens_per_s"], 1), speedup_vs_tuned=round(st["tokens_per_s"] / t["tokens_per_s"], 2),
+                   tuned_peak_mib=round(t["peak_mib"]), memory_ratio_vs_tuned=round(st["peak_mib"] / t["peak_mib"], 3),
+                   tuned_final_loss=round(t["final_loss"], 4), studio_tuned_tokens_per_s=round(st["tokens_per_s"], 1),
+                   studio_tuned_peak_mib=round(st["peak_mib"]), studio_tuned_final_loss=round(st["final_loss"], 4))
     if peak and flops:
         out.update(peak_bf16_gflops=round(peak["bf16"], 1), peak_fp32_gflops=round(peak["fp32"], 1),
                    flop_per_token=round(flops["per_token"]),
@@ -406,13 +442,17 @@ def report(agg: dict, first: dict, args, peak: dict | None = None, flops: dict |
         print(f"same input tokens and loss tokens per row as TRL: {'yes' if all(same) else 'NO'}")
     if "tuned" in first:
         packed, rows = sum(first["tuned"]["lengths"]), sum(first["studio"]["lengths"])
+        same = first["tuned"]["lengths"] == first["studio-tuned"]["pack_lengths"]
         print(f"tuned TRL packed the rows file into {len(first['tuned']['lengths'])} packs of {packed} tokens "
-              f"(the file's rows: {rows} tokens): {'same tokens' if packed == rows else 'DIFFERENT'}")
+              f"(the file's rows: {rows} tokens): {'same tokens' if packed == rows else 'DIFFERENT'}; "
+              f"Studio's packs: {'the same, in the same order' if same else 'DIFFERENT'}; both train "
+              f"{args.tuned_packs} pack(s) a step (studio-tuned: speedup_vs_tuned and memory_ratio_vs_tuned)")
     base = agg["baseline" if "baseline" in agg else "tuned"]
     peak_tflops = args.peak_tflops or (peak["bf16"] / 1000 if peak else None)
     per_token = flops["per_token"] if flops else (model_flops_per_token(args) if peak_tflops else None)
     if peak:
-        print(f"measured matmul peak ({peak['threads']} threads, {peak['n']}^3, best of 2 s): bf16 {peak['bf16']:.0f} "
+        print(f"measured matmul peak ({peak['n']}^3, best of 2 s a thread count; best bf16, fp32 on {peak['threads']} "
+              f"threads): bf16 {peak['bf16']:.0f} "
               f"GFLOP/s ({peak['bf16_per_cpu_s']:.0f} per CPU-s), fp32 {peak['fp32']:.0f} GFLOP/s "
               f"({peak['fp32_per_cpu_s']:.0f} per CPU-s)")
     if flops:
@@ -445,7 +485,11 @@ def parse_args(argv=None):
                    help="TRL with its defaults, TRL tuned (bf16, bfd packing padding-free, no gradient "
                         "checkpointing), or both")
     p.add_argument("--tuned-packs", type=int, default=1, help="packs per step of the tuned baseline")
+    p.add_argument("--tuned-threads", type=int, default=0,
+                   help="torch threads of the tuned baseline (default: torch's own, one per core)")
     p.add_argument("--ablation", action="store_true", help="also packing alone, chunked loss alone, bf16 alone")
+    p.add_argument("--variants", default="", help="comma-separated: the default path with one change switched off, "
+                   f"run beside it ({', '.join(VARIANT_ENV)})")
     p.add_argument("--model-size", choices=sorted(SHAPES), default="small")
     p.add_argument("--liger", action="store_true", help="also Studio with Liger's fused loss (CUDA, if installed)")
     p.add_argument("--peak-tflops", type=float, default=None,
@@ -453,6 +497,9 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v and v not in VARIANT_ENV]
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANT_ENV)})")
     if args.peak_tflops is None and args.model_size == "1b":
         args.peak_tflops = 989.0
     return args
@@ -466,9 +513,11 @@ def main(argv=None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="studio-speed-"))
     started = time.perf_counter()
     prepare(work, args)
-    impls = {"both": ["baseline", "tuned"], "defaults": ["baseline"], "tuned": ["tuned"]}[args.baseline]
+    impls = {"both": ["baseline", "tuned", "studio-tuned"], "defaults": ["baseline"],
+             "tuned": ["tuned", "studio-tuned"]}[args.baseline]
     impls += ["studio"] + (["studio-liger"] if args.liger else [])
     impls += ["none", "packing", "chunked", "bf16"] if args.ablation else []
+    impls += [v for v in args.variants.split(",") if v]
     cpu = args.model_size == "small"
     runs: dict[str, list] = {k: [] for k in impls}
     peaks = []
@@ -483,7 +532,9 @@ def main(argv=None) -> int:
             print(f"round {r + 1} {impl}: {sum(last['step_tokens'][args.warmup:]) / sum(last['times'][args.warmup:]):.1f}"
                   f" tokens/s, peak {last['peak_mib']:.0f} MiB, loss {last['losses'][-1]:.4f}", flush=True)
     agg = {k: aggregate(v, args.warmup) for k, v in runs.items()}
-    peak = {k: max(p[k] for p in peaks) for k in peaks[0]} if peaks else None
+    peak = {k: max(p[k] for p in peaks) for k in peaks[0] if k != "threads"} if peaks else None
+    if peak:
+        peak["threads"] = max(peaks, key=lambda p: p["bf16"])["threads"]
     first = runs["studio"][0]
     timed = slice(args.warmup * args.batch, (args.warmup + args.steps) * args.batch)
     flops = lora_flops(args, first["lengths"][timed], first["loss_tokens"][timed]) if cpu else None

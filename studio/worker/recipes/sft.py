@@ -30,6 +30,7 @@ from studio.worker.batches import (batch_units, epoch_batches, eval_batches, spl
 from studio.worker.loss import IGNORE, chunked_causal_lm_loss
 from studio.worker.methods import PROMPT_METHODS, count_parameters, output_head
 from studio.worker.metrics import memory_mib, perplexity, release_freed_memory
+from studio.worker.threads import tuner_for
 
 log = logging.getLogger("studio.worker")
 
@@ -146,6 +147,7 @@ class SFTRecipe:
         ctx, cfg = self.ctx, self.cfg
         self.acc = ctx.accelerator
         set_cpu_threads(self.acc)
+        self.threads = tuner_for(self.acc, ctx.events.log)
         set_seed(cfg.train.seed)
         self.raw_text = ctx.text_source("data.train") is not None
         if self.raw_text:
@@ -345,6 +347,8 @@ class SFTRecipe:
         whose gradients accumulate; ``n_batches`` (batches in the epoch) only places the step in
         its epoch for the event. The unit the benchmark times and the multi-process probe wraps."""
         st, acc = self.state, self.acc
+        if self.threads is not None:
+            self.threads.before_step()
         started = time.perf_counter()
         batches = [to_tensors(self._collate(rows), acc.device) for rows in micro]
         tokens = sum(loss_token_count(b) for b in batches)
@@ -363,6 +367,8 @@ class SFTRecipe:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         input_tokens = sum(len(self.train_rows[i].input_ids) for rows in micro for i in rows)
+        if self.threads is not None:
+            self.threads.after_step(time.perf_counter() - started, input_tokens)
         step_loss, input_tokens = self._reduce(total, input_tokens)
         st.step += 1
         st.batch_index += len(micro)

@@ -6,7 +6,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from studio.worker import loss as loss_module
 from studio.worker.loss import CHUNK_BYTES, auto_chunk_rows, chunked_causal_lm_loss, per_token_losses
+
+
+@pytest.fixture(params=["eager", "fused"])
+def softmax_path(request, monkeypatch):
+    """Each test of the loss runs with the eager softmax passes and with the compiled one (which is
+    otherwise used only for vocabularies of FUSED_MIN_VOCAB tokens and more)."""
+    if request.param == "fused":
+        monkeypatch.setattr(loss_module, "FUSED_MIN_VOCAB", 0)
+        monkeypatch.delenv("STUDIO_FUSED_LOSS", raising=False)
+    else:
+        monkeypatch.setenv("STUDIO_FUSED_LOSS", "0")
+    yield request.param
+    if request.param == "fused":  # it must really have run compiled, not fallen back to eager
+        assert loss_module._FUSED.get("fn") is not None
 
 
 def _reference(hidden, weight, labels, reduction="mean"):
@@ -27,7 +42,7 @@ def _case(seed=0, vocab=50, dim=8):
 
 @pytest.mark.parametrize("chunk", [1, 4, 1000])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_value_and_gradients_match_full_logits(chunk, reduction):
+def test_value_and_gradients_match_full_logits(chunk, reduction, softmax_path):
     hidden, weight, labels = _case()
     ref = _reference(hidden, weight, labels, reduction)
     ref_gh, ref_gw = torch.autograd.grad(ref, (hidden, weight))
@@ -38,7 +53,7 @@ def test_value_and_gradients_match_full_logits(chunk, reduction):
     torch.testing.assert_close(gw, ref_gw)
 
 
-def test_frozen_head_gets_no_gradient_and_hidden_still_does():
+def test_frozen_head_gets_no_gradient_and_hidden_still_does(softmax_path):
     hidden, weight, labels = _case()
     weight.requires_grad_(False)
     loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=5)
@@ -46,7 +61,7 @@ def test_frozen_head_gets_no_gradient_and_hidden_still_does():
     assert weight.grad is None and hidden.grad is not None and hidden.grad.abs().sum() > 0
 
 
-def test_all_ignored_gives_zero_and_no_error():
+def test_all_ignored_gives_zero_and_no_error(softmax_path):
     hidden, weight, labels = _case()
     labels[:] = -100
     loss = chunked_causal_lm_loss(hidden, weight, labels)
@@ -61,7 +76,7 @@ def test_per_token_losses_sum_to_the_loss_without_grad():
     torch.testing.assert_close(per.sum(), _reference(hidden, weight, labels, "sum").detach())
 
 
-def test_bf16_autocast_is_close_to_fp32():
+def test_bf16_autocast_is_close_to_fp32(softmax_path):
     hidden, weight, labels = _case(vocab=300, dim=32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=4)
@@ -69,7 +84,7 @@ def test_bf16_autocast_is_close_to_fp32():
     assert abs(loss.item() - _reference(hidden, weight, labels).item()) < 0.1
 
 
-def test_output_bias_value_and_gradients_match():
+def test_output_bias_value_and_gradients_match(softmax_path):
     hidden, weight, labels = _case(vocab=40)
     bias = torch.randn(40, requires_grad=True)
     logits = (hidden @ weight.t() + bias)[:, :-1]
@@ -82,7 +97,7 @@ def test_output_bias_value_and_gradients_match():
         torch.testing.assert_close(got, want)
 
 
-def test_large_logits_stay_finite_and_exact():
+def test_large_logits_stay_finite_and_exact(softmax_path):
     """Logit gaps of hundreds (a confident model) must not overflow the in-place softmax."""
     hidden, weight, labels = _case(vocab=64, dim=8)
     with torch.no_grad():
@@ -118,7 +133,7 @@ def test_llama3_sized_vocabulary_matches_plain_cross_entropy():
     torch.testing.assert_close(gw, ref_gw)
 
 
-def test_bf16_autocast_gradients_point_the_same_way_as_fp32():
+def test_bf16_autocast_gradients_point_the_same_way_as_fp32(softmax_path):
     hidden, weight, labels = _case(vocab=300, dim=32)
     ref_gh, = torch.autograd.grad(_reference(hidden, weight, labels), (hidden,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -154,3 +169,45 @@ def test_the_loss_sees_few_matrix_shapes_however_many_tokens_carry_loss():
         with seen:
             chunked_causal_lm_loss(hidden, weight, labels).backward()
     assert seen.rows == {32, 64}, seen.rows
+
+
+def test_a_large_vocabulary_takes_the_compiled_softmax_and_matches_the_eager_one(monkeypatch):
+    """From FUSED_MIN_VOCAB up the fused function runs (compiled here: the machines that test have a
+    C++ compiler), and under bf16 autocast gives the eager passes' loss and hidden-state gradient."""
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(1, 70, 32, generator=g, requires_grad=True)
+    weight = torch.randn(loss_module.FUSED_MIN_VOCAB, 32, generator=g) * 0.3
+    labels = torch.randint(0, weight.shape[0], (1, 70), generator=g)
+    labels[0, :10] = -100
+    calls = []
+    real = loss_module.fused_softmax_cross_entropy
+    monkeypatch.setattr(loss_module, "fused_softmax_cross_entropy", lambda: calls.append(1) or real())
+    results = []
+    for fused in ("1", "0"):
+        monkeypatch.setenv("STUDIO_FUSED_LOSS", fused)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=32)
+        results.append((loss, *torch.autograd.grad(loss, (hidden,))))
+    assert calls and loss_module._FUSED.get("fn") is not None
+    (fused_loss, fused_grad), (eager_loss, eager_grad) = results
+    torch.testing.assert_close(fused_loss, eager_loss, rtol=1e-6, atol=1e-5)
+    # The eager path rounds softmax to bf16 before subtracting 1 at the target; the fused one after.
+    torch.testing.assert_close(fused_grad, eager_grad, rtol=0.02, atol=1e-4)
+
+
+def test_without_a_compiler_the_loss_warns_once_and_falls_back_to_eager(monkeypatch, caplog):
+    def broken(logits, targets):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\n(no g++)")
+
+    monkeypatch.setattr(loss_module, "FUSED_MIN_VOCAB", 0)
+    monkeypatch.delenv("STUDIO_FUSED_LOSS", raising=False)
+    monkeypatch.setitem(loss_module._FUSED, "fn", broken)
+    hidden, weight, labels = _case()
+    ref = _reference(hidden, weight, labels)
+    with caplog.at_level("WARNING", logger="studio.worker"):
+        loss = chunked_causal_lm_loss(hidden, weight, labels, chunk_size=4)
+        chunked_causal_lm_loss(hidden, weight, labels, chunk_size=4)
+    torch.testing.assert_close(loss, ref)
+    warnings = [r.getMessage() for r in caplog.records if "fused loss could not be compiled" in r.getMessage()]
+    assert len(warnings) == 1 and "CppCompileError" in warnings[0]
+    assert loss_module._FUSED["fn"] is None
