@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from varied_rows import varied_rows
+from varied_rows import fixture_rows, varied_rows
 
 from studio.core.builtin_templates import LLAMA3
 from studio.core.direct_templates import LLAMA3_TRAINING, direct_layout_for
@@ -16,8 +16,6 @@ from studio.core.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "resources" / "demo-model"
-#: every dataset the project ships or tests with, as far as it loads
-DATASETS = sorted([*(ROOT / "resources" / "datasets").iterdir(), *(ROOT / "tests" / "fixtures" / "data").iterdir()])
 
 
 def pair(tokenizer, **options) -> tuple[Encoder, Encoder]:
@@ -27,19 +25,6 @@ def pair(tokenizer, **options) -> tuple[Encoder, Encoder]:
     slow.layouter.direct = None
     assert fast.layouter.direct is not None
     return fast, slow
-
-
-def fixture_rows() -> list:
-    from studio.core.data import load_examples
-
-    rows = []
-    for path in DATASETS:
-        try:
-            rows += load_examples(path).examples
-        except StudioError:
-            continue  # the fixtures of unreadable files
-    assert len(rows) > 1000
-    return rows
 
 
 def same_encoding(fast: Encoder, slow: Encoder, examples: list) -> int:

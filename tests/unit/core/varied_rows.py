@@ -1,4 +1,4 @@
-"""Seeded chat rows of every kind the encoder meets, for tests that compare two paths row by row.
+"""Rows for tests that compare two encoding paths row by row: seeded varied rows, and every fixture's.
 
 System prompts or none, one to four exchanges, per-turn loss switches, consecutive assistant
 turns, rows without an answer, prompt/completion rows, contents with surrounding whitespace,
@@ -9,8 +9,13 @@ Devanagari, emoji).
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from studio.core.conversation import Example, Message
+
+ROOT = Path(__file__).resolve().parents[3]
+#: every dataset the project ships or tests with
+DATASETS = sorted([*(ROOT / "resources" / "datasets").iterdir(), *(ROOT / "tests" / "fixtures" / "data").iterdir()])
 
 TEXTS = ("Pack light and book early.", "  leading and trailing spaces  ", "two\nlines\n\nand a blank one",
          "東京の電車は時間通りです。", "القطار يغادر في الصباح", "Поезд уходит утром.", "ट्रेन सुबह जाती है।",
@@ -44,3 +49,18 @@ def varied_rows(count: int = 240, seed: int = 3) -> list[Example]:
             completion = len(turns) - 1
         out.append(Example(row, turns, completion_start=completion))
     return out
+
+
+def fixture_rows() -> list[Example]:
+    """The rows of every dataset file in :data:`DATASETS` that loads (the others are fixtures of bad files)."""
+    from studio.core.data import load_examples
+    from studio.core.errors import StudioError
+
+    rows = []
+    for path in DATASETS:
+        try:
+            rows += load_examples(path).examples
+        except StudioError:
+            continue
+    assert len(rows) > 1000
+    return rows
