@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from studio.core import text_scan
 from studio.core.text_stream import open_text, split_blocks
@@ -121,6 +122,11 @@ def test_stop_on_the_data_page_ends_the_pass_under_way(window, qtbot, corpus, mo
     qtbot.waitUntil(lambda: bool(ended), timeout=30_000)
     qtbot.waitUntil(lambda: not data.busy.isVisible(), timeout=30_000)
     assert "Reading stopped" in data.summary.text() and data.rows_model.rowCount() == 0
+    monkeypatch.undo()  # the real reader again
+    assert data.read_again.isVisible()
+    qtbot.mouseClick(data.read_again, Qt.LeftButton)
+    assert tasks.wait_idle(120) and not data.read_again.isVisible()
+    assert data.report is not None and data.report.usable_rows == LINES and not data.busy.isVisible()
 
 
 def test_a_newer_request_cancels_the_pass_it_replaces(qtbot):

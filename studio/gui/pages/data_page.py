@@ -24,7 +24,7 @@ from studio.gui.state import StudioState
 from studio.gui.tasks import TaskRunner
 from studio.gui.widgets.banner import ErrorBanner
 from studio.gui.widgets.busy import BusyIndicator
-from studio.gui.widgets.common import named, page_layout, role_label
+from studio.gui.widgets.common import button, named, page_layout, role_label
 from studio.gui.widgets.config_form import ConfigForm, camel, mark_invalid
 from studio.gui.widgets.examples_model import ExamplesTableModel
 from studio.gui.widgets.path_picker import PathPicker
@@ -87,12 +87,17 @@ class DataPage(QWidget):
         self.detected = named(role_label("", "muted", self), "detectedFormatLabel", "Detected format")
         self.busy = BusyIndicator("dataBusy", self, stoppable=True)
         self.busy.stop_requested.connect(self._stop)
+        self.read_again = button("Read again", "dataReadAgainButton", "Read the training file again",
+                                 "Reading was stopped: read the file again")
+        self.read_again.clicked.connect(self.reload)
+        self.read_again.hide()
         row = QHBoxLayout()
         row.addWidget(QLabel("Training file"))
         row.addWidget(self.picker, 3)
         row.addWidget(QLabel("Format"))
         row.addWidget(self.format_combo, 1)
         row.addWidget(self.busy)
+        row.addWidget(self.read_again)
         return row
 
     def _settings_row(self) -> QHBoxLayout:
@@ -191,6 +196,7 @@ class DataPage(QWidget):
     def reload(self) -> None:
         """Read the configured file again in the background."""
         d = self.state.config.data
+        self.read_again.hide()
         if not d.train:
             self.banner.show_warning("No training file chosen.", "Pick a file with Browse…")
             return
@@ -204,11 +210,10 @@ class DataPage(QWidget):
     def _stop(self) -> None:
         """Stop reading: the pass under way ends at its next chunk, and nothing of it is shown."""
         self._tasks.discard("load")
-        self._loaded_key = None  # the same settings read again when asked
         self.report = None
         self.rows_model.set_examples([])
-        self.summary.setText("Reading stopped: nothing is shown until the file is read again (change a data "
-                             "setting, or pick the file again).")
+        self.summary.setText("Reading stopped: nothing is shown until the file is read again (Read again).")
+        self.read_again.show()
 
     def _loaded(self, loaded: data_work.Loaded) -> None:
         self.banner.clear()

@@ -223,6 +223,11 @@ class InspectPage(QWidget):
         share = f" {done / total:.0%}" if total else ""
         self.busy.progress(done, total, f"Reading and tokenizing the dataset…{share}")
 
+    def _reading_done(self) -> None:
+        """The data is read: other work may keep the bar busy, but Stop has nothing left to stop."""
+        if self._tasks.busy:
+            self.busy.start("Encoding…")
+
     def _stop(self) -> None:
         """Stop reading the data: nothing is shown until a setting that reads it again changes."""
         self._tasks.discard("sources")
@@ -231,6 +236,7 @@ class InspectPage(QWidget):
                                          "change a data or model setting to read it again"))
 
     def _sources_loaded(self, sources: work.Sources) -> None:
+        self._reading_done()
         self.sources = sources
         count = len(sources.report.examples)
         self.row_spin.blockSignals(True)
@@ -351,6 +357,7 @@ class InspectPage(QWidget):
         self.banner.show_error(exc)
 
     def _sources_failed(self, exc: BaseException) -> None:
+        self._reading_done()
         # Never leave the tokens of the previous model or file on screen: they would not be trained.
         self.row_result = self.batch = self.stats = None
         self.token_view.set_tokens([])
