@@ -84,6 +84,10 @@ def test_the_window_reads_a_large_text_file_as_a_stream_in_bounded_memory(window
     assert [b.input_ids for b in blocks.blocks] == [b.input_ids for b in expected.blocks[:8]]
     assert f"block 1 of {expected.count:,} (the first 8 shown)" in inspect.row_info.text()
     assert "of the first" in inspect.row_spin.suffix()
+    qtbot.waitUntil(lambda: inspect.stats is not None, timeout=60_000)
+    kept = len(inspect.sources.report.examples)
+    assert inspect.stats.sequences == kept and f"Lengths of the first {kept:,} of {LINES:,} documents" in \
+        inspect.stats_note.text()
     # Held whole, 40,000 documents are tens of MB of Python objects; streamed, the pages hold a few hundred.
     assert peak < corpus.stat().st_size * 4, f"peak {peak / 1e6:.1f} MB while reading a {corpus.stat().st_size / 1e6:.1f} MB file"
 

@@ -328,7 +328,10 @@ class InspectPage(QWidget):
 
     def _stats_done(self, stats) -> None:
         self.stats = stats
-        self._stats_idle("")
+        scan = self.sources.scan if self.sources is not None else None
+        self._stats_idle("" if scan is None or scan.complete else
+                         f"Lengths of the first {len(scan.examples):,} of {scan.documents:,} documents: the file is read "
+                         "as a stream and only those are kept (the Row tab's block counts cover the whole file).")
         self.lengths.set_stats(stats, self.state.config.data.padding)
 
     def _stats_failed(self, exc: BaseException) -> None:
