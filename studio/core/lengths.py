@@ -311,8 +311,10 @@ def _worker_main() -> None:
 
 
 def _plain(examples: list, encoder) -> bool:
-    """Rows :func:`~studio.core.measuring.measure_plain` measures: chat and completion rows, untruncated."""
-    return encoder.options.max_length is None and all(e.kind in ("chat", "completion") for e in examples)
+    """Rows :func:`~studio.core.measuring.measure_plain` measures: chat and completion rows, untruncated,
+    with a tokenizer that hands out its encodings (the core one)."""
+    return encoder.options.max_length is None and hasattr(encoder.tokenizer, "encodings") \
+        and all(e.kind in ("chat", "completion") for e in examples)
 
 
 def measure_reference(examples: list, encoder) -> Measured:
