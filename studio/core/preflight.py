@@ -389,8 +389,11 @@ def _text_rows(cfg: RunConfig, tokenizer: Any, source, out: PreflightReport, max
         out.data = f"{source.path.name}: {source.total_rows} rows, {source.usable} text documents"
         out.lints.append(Lint(*problem))
         return []
-    blocks = split_blocks(source, tokenizer, block_size(cfg.data.max_length), limit=max_rows)[0]
-    out.data = f"{source.path.name}: {source.total_rows} rows, {source.usable} text documents" + \
+    # the blocks training cuts: from the documents not held out for evaluation
+    blocks, held = split_blocks(source, tokenizer, block_size(cfg.data.max_length),
+                                0 if cfg.data.eval else cfg.data.eval_fraction, cfg.data.seed, limit=max_rows)
+    aside = f" ({held.documents} held out for evaluation)" if held is not None else ""
+    out.data = f"{source.path.name}: {source.total_rows} rows, {source.usable} text documents{aside}" + \
         (f", {source.bad_count} bad" if source.bad_count else "") + f"; continued pre-training: {blocks.summary()}"
     problems = [data_fit.skipped_problem(source.bad_count, source.total_rows, cfg.data.max_skipped)]
     if source.bad_count and not cfg.data.skip_bad_rows:

@@ -11,8 +11,10 @@ once, as training reads it, and keeps only:
   reasons), and with a tokenizer the tokens of all documents and how many documents have each
   length (a :class:`collections.Counter`: as many entries as there are distinct lengths).
 
-Blocks are cut from one token stream, so the number of blocks of any ``max_length`` and the
-remainder follow from the token count alone (:meth:`TextScan.blocks`): changing ``max_length``
+Documents held out for evaluation (``held``, as :func:`studio.core.data.held_out` picks them) are
+counted and kept to show, but their tokens are not counted and no block holds them, as in
+training (:func:`studio.core.text_stream.split_blocks`). Blocks are cut from one token stream,
+so the number of blocks of any ``max_length`` and the remainder follow from the token count alone (:meth:`TextScan.blocks`): changing ``max_length``
 needs no second pass. ``progress(done, total)`` is called (with bytes of the file) after every
 chunk of documents; an exception it raises stops the pass (how the window cancels one).
 """
@@ -41,10 +43,14 @@ class TextScan:
     Attributes:
         source: the :class:`~studio.core.text_stream.TextSource` read (its counts are those of the pass).
         examples: the first documents, in file order (see the module's notes on how many).
-        tokens: tokens of all documents, each with its BOS and end-of-text (``None`` without a tokenizer).
-        kept_tokens: tokens of the kept documents.
-        lengths: document length in tokens -> documents of that length.
+        tokens: tokens of all training documents, each with its BOS and end-of-text (``None`` without a
+            tokenizer).
+        kept_tokens: tokens of the kept training documents.
+        lengths: training document length in tokens -> documents of that length.
         end_token: the token written after every document.
+        kept_lengths: tokens of each kept document.
+        evaluation: documents held out for evaluation.
+        held_rows: rows of the kept documents held out for evaluation.
     """
 
     source: object
@@ -54,6 +60,8 @@ class TextScan:
     lengths: Counter = field(default_factory=Counter)
     end_token: str | None = None
     kept_lengths: list = field(default_factory=list)
+    evaluation: int = 0
+    held_rows: set = field(default_factory=set)
 
     @property
     def documents(self) -> int:
@@ -91,14 +99,15 @@ class TextScan:
         if self.tokens is None:
             raise ValueError("scan the file with a tokenizer to cut blocks")
         limit = min(BLOCKS_SHOWN if limit is None else limit, self.kept_tokens // size)
-        out = pack_blocks(tokenizer, self.examples, size, limit=limit) if limit else \
-            Blocks(size=size, end_token=self.end_token)
-        out.documents, out.tokens = self.documents, self.tokens
+        training = [ex for ex in self.examples if ex.row not in self.held_rows]
+        out = pack_blocks(tokenizer, training, size, limit=limit) if limit else Blocks(size=size, end_token=self.end_token)
+        out.documents, out.tokens = self.documents - self.evaluation, self.tokens
         out.count, out.remainder = divmod(self.tokens, size)
         return out
 
 
-def scan(source, tokenizer=None, rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> TextScan:
+def scan(source, tokenizer=None, rows: int | None = None, progress: Callable[[int, int], None] | None = None,
+         held: bytes | None = None) -> TextScan:
     """Read ``source`` once: count everything, keep the first documents.
 
     Args:
@@ -107,6 +116,8 @@ def scan(source, tokenizer=None, rows: int | None = None, progress: Callable[[in
             (:func:`studio.core.pretrain.document_ids`) and up to :data:`KEPT_TOKENS` of them kept.
         rows: documents kept without a tokenizer (:data:`ROWS_SHOWN` when not given).
         progress: called with (bytes read, bytes of the file) after every chunk.
+        held: 1 for each usable document held out for evaluation (see :func:`held_marks`); with a
+            tokenizer, they are kept to show but left out of the tokens, lengths and blocks.
 
     Raises:
         DataError: the file cannot be read, or has no usable document.
@@ -116,29 +127,53 @@ def scan(source, tokenizer=None, rows: int | None = None, progress: Callable[[in
     out = TextScan(source, end_token=document_end(tokenizer)[0] if tokenizer is not None else None)
     out.tokens = 0 if tokenizer is not None else None
     rows = ROWS_SHOWN if rows is None else rows
-    docs = source.examples()
+    docs, index = source.examples(), 0
     while chunk := list(islice(docs, CHUNK)):
+        marks = (held or b"")[index:index + len(chunk)].ljust(len(chunk), b"\0")
+        index += len(chunk)
+        out.evaluation += sum(marks)
         lengths = [len(ids) for ids in document_ids(tokenizer, [ex.text for ex in chunk])] if tokenizer else None
         if lengths is None:
             out.examples += chunk[:max(rows - len(out.examples), 0)]
         else:
-            out.lengths.update(lengths)
-            out.tokens += sum(lengths)
-            _keep(out, chunk, lengths)
+            training = [n for n, aside in zip(lengths, marks) if not aside]
+            out.lengths.update(training)
+            out.tokens += sum(training)
+            _keep(out, chunk, lengths, marks)
         if progress is not None:
             progress(*source.progress())
     _check_usable(source)
     return out
 
 
-def _keep(out: TextScan, chunk: list, lengths: list[int]) -> None:
-    """Keep documents of ``chunk`` while the kept ones hold fewer than :data:`KEPT_TOKENS` tokens."""
-    for ex, n in zip(chunk, lengths):
+def _keep(out: TextScan, chunk: list, lengths: list[int], marks: bytes) -> None:
+    """Keep documents of ``chunk`` while the kept training ones hold fewer than :data:`KEPT_TOKENS` tokens."""
+    for ex, n, held in zip(chunk, lengths, marks):
         if out.kept_tokens >= KEPT_TOKENS or len(out.examples) >= KEPT_DOCUMENTS:
             return
         out.examples.append(ex)
         out.kept_lengths.append(n)
-        out.kept_tokens += n
+        if held:
+            out.held_rows.add(ex.row)
+        else:
+            out.kept_tokens += n
+
+
+def held_marks(source, eval_fraction: float, seed: int, progress=None) -> bytes | None:
+    """1 for each usable document of ``source`` that training holds out for evaluation (``None`` when
+    none is): a first pass counts the documents, as :func:`studio.core.text_stream.split_blocks` does."""
+    from studio.core.data import held_count, held_out
+
+    if held_count(2, eval_fraction) == 0:  # a fraction of 0 (also checks that it is within 0..1)
+        return None
+    docs = source.examples()
+    for count, _ in enumerate(docs, 1):
+        if progress is not None and count % 4096 == 0:
+            progress(*source.progress())
+    marks = bytearray(source.usable)
+    for i in held_out(source.usable, eval_fraction, seed):
+        marks[i] = 1
+    return bytes(marks)
 
 
 def _check_usable(source) -> None:

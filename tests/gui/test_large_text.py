@@ -75,7 +75,10 @@ def test_the_window_reads_a_large_text_file_as_a_stream_in_bounded_memory(window
     held = round(LINES * window.state.config.data.eval_fraction)
     assert data.split_label.text() == f"{LINES - held:,} rows to train on, {held:,} to evaluate on (held out)"
 
-    expected = split_blocks(open_text(corpus), load_tokenizer(DEMO), size)[0]  # as a run cuts it
+    d = window.state.config.data
+    assert d.eval_fraction > 0 and not d.eval
+    # as a run cuts it: the documents held out for evaluation are in no training block
+    expected = split_blocks(open_text(corpus), load_tokenizer(DEMO), size, d.eval_fraction, d.seed)[0]
     qtbot.waitUntil(lambda: inspect.row_result is not None and inspect.batch is not None, timeout=60_000)
     blocks = inspect.sources.blocks_for(_encoder(window))
     assert (blocks.documents, blocks.tokens, blocks.count, blocks.remainder) == \

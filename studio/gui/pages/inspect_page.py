@@ -170,8 +170,10 @@ class InspectPage(QWidget):
         cfg = self.state.config
         self._show_settings(cfg)
         # The template and data.system_message decide which rows are usable (a refused system message).
+        # Raw text: the documents held out for evaluation are in no training block.
         key = (cfg.model.path, cfg.data.train, cfg.data.format, json.dumps(cfg.data.columns, sort_keys=True),
-               cfg.data.pad_token, cfg.model.template, cfg.data.system_message)
+               cfg.data.pad_token, cfg.model.template, cfg.data.system_message, cfg.data.text_split,
+               cfg.data.eval_fraction, cfg.data.seed, cfg.data.eval)
         d = cfg.data
         view_key = (cfg.model.template, d.loss, d.max_length, d.truncation_side, d.padding, d.pad_to_multiple_of,
                     d.padding_side, cfg.train.batch_size, cfg.train.objective, d.reasoning_history)

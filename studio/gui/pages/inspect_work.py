@@ -25,6 +25,7 @@ class Sources:
     pad: Any
     blocks: dict = field(default_factory=dict)  # raw text: max_length -> its blocks
     scan: Any = None  # raw text read as a stream: the :class:`~studio.core.text_scan.TextScan`
+    held: tuple = (0.0, 0)  # raw text loaded whole: (eval fraction, seed) of the documents held out
 
     @property
     def raw_text(self) -> bool:
@@ -37,20 +38,26 @@ class Sources:
 
         key = encoder.options.max_length
         if key not in self.blocks:
-            self.blocks[key] = self.scan.blocks(self.tokenizer, block_size(key)) if self.scan is not None \
-                else encoder.encode_blocks(self.report.examples)
+            if self.scan is not None:
+                self.blocks[key] = self.scan.blocks(self.tokenizer, block_size(key))
+            else:  # the documents training trains on: those not held out for evaluation
+                from studio.core.data import split
+
+                examples = split(self.report.examples, *self.held)[0] if self.held[0] else self.report.examples
+                self.blocks[key] = encoder.encode_blocks(examples)
         return self.blocks[key]
 
 
 def load_sources(cfg: RunConfig, progress=None) -> Sources:
     """Load the tokenizer and the training rows, and choose the pad token, as the worker does.
 
-    A raw-text file that can be read as a stream is read once (``progress(done, total)`` with its
-    bytes): every document tokenized and counted, only the first ones kept
-    (:func:`studio.core.text_scan.scan`)."""
+    A raw-text file that can be read as a stream is read (``progress(done, total)`` with its bytes):
+    every document tokenized and counted, only the first ones kept, the blocks cut from the
+    documents training trains on (those ``data.eval_fraction`` holds out are not; a first pass
+    counts the documents to pick them) (:mod:`studio.core.text_scan`)."""
     from studio.core.data import load_examples
     from studio.core.encoding import Encoder, choose_pad_token
-    from studio.core.text_scan import scan
+    from studio.core.text_scan import held_marks, scan
     from studio.core.text_stream import open_text
     from studio.core.tokenizer import load_tokenizer
 
@@ -58,12 +65,13 @@ def load_sources(cfg: RunConfig, progress=None) -> Sources:
     tokenizer = load_tokenizer(cfg.model.path)
     pad = choose_pad_token(tokenizer, d.pad_token)
     source = open_text(d.train, d.format, dict(d.columns) or None, d.text_split)
-    if source is not None:
-        found = scan(source, tokenizer, progress=progress)
+    if source is not None:  # documents held out for evaluation are in no training block
+        held = held_marks(source, 0 if d.eval else d.eval_fraction, d.seed, progress)
+        found = scan(source, tokenizer, progress=progress, held=held)
         return Sources(tokenizer, TokenText(tokenizer), found.report(), pad, scan=found)
     report = load_examples(d.train, d.format, dict(d.columns) or None, d.text_split)
     Encoder(tokenizer, encode_options(cfg)).screen_report(report)  # rows the template refuses are bad rows
-    return Sources(tokenizer, TokenText(tokenizer), report, pad)
+    return Sources(tokenizer, TokenText(tokenizer), report, pad, held=(0.0 if d.eval else d.eval_fraction, d.seed))
 
 
 #: Objectives whose batches TRL's collators make: every sequence right-padded to the longest.
@@ -169,7 +177,8 @@ def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
     from studio.core.pretrain import collate_blocks
 
     blocks = src.blocks_for(encoder)
-    found = blocks.blocks[_block_of(blocks, src.report.examples[index].row)]
+    row = src.report.examples[index].row
+    found = blocks.blocks[_block_of(blocks, row)]
     view = row_view(found, collate_blocks([found], pad_options(cfg, src.pad.id), cfg.data.text_attention), src.text,
                     src.pad.id, cfg.data.truncation_side)
     starts = ", ".join(f"document {r} at token {pos}" for pos, r in found.documents) or "none (it continues one)"
@@ -179,6 +188,9 @@ def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
     view.note = (f"Continued pre-training: block {found.row} of {blocks.count:,}{shown}, {blocks.size} tokens, loss on "
                  f"every token; {attention} (data.text_attention). Documents starting in it: {starts}. "
                  f"{blocks.summary()}.")
+    if src.scan is not None and row in src.scan.held_rows:
+        view.note = (f"Document {row} is held out for evaluation (data.eval_fraction), so no training block holds "
+                     f"it; shown: the block where the next training document starts. " + view.note)
     return RowResult(view, "none (raw text)", list(encoder.warnings))
 
 

@@ -67,7 +67,8 @@ def test_too_many_skipped_rows_is_an_error_with_the_threshold():
 
 def test_raw_text_preflight_reports_documents_tokens_and_blocks():
     rep = report(_cfg("sft", FIXTURES / "long.txt", text_split="paragraph", max_length=16), max_rows=1)
-    assert "3 documents" in rep.data and "blocks of 16 tokens" in rep.data and "<|end_of_text|>" in rep.data
+    assert "3 text documents (1 held out for evaluation)" in rep.data and "blocks of 16 tokens" in rep.data
+    assert "training: 2 documents" in rep.data and "<|end_of_text|>" in rep.data  # the blocks a run trains on
     assert rep.rows_checked >= 3  # every block, not max_rows documents
 
 

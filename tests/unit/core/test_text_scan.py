@@ -7,7 +7,7 @@ import pytest
 
 from studio.core import text_scan
 from studio.core.data import load_examples
-from studio.core.text_scan import scan
+from studio.core.text_scan import held_marks, scan
 from studio.core.text_stream import open_text, split_blocks
 
 from tests.unit.core.test_text_stream import documents, tok, write  # noqa: F401 - tok is a fixture
@@ -44,3 +44,18 @@ def test_a_scan_without_a_tokenizer_keeps_the_rows_asked_for(tmp_path):
     found = scan(open_text(path), rows=25)
     assert len(found.examples) == 25 and found.documents == 300 and found.tokens is None
     assert "the first 25 of 300 documents" in found.report().summary()
+
+
+def test_documents_held_out_for_evaluation_are_in_no_block_as_in_training(tmp_path, tok):
+    path = write(tmp_path, "txt", documents(400))
+    held = held_marks(open_text(path), 0.2, 7)
+    assert sum(held) == 80
+    found = scan(open_text(path), tok, held=held)
+    expected, evaluation = split_blocks(open_text(path), tok, 32, 0.2, 7)
+    blocks = found.blocks(tok, 32)
+    assert (blocks.documents, blocks.tokens, blocks.count, blocks.remainder) == \
+           (expected.documents, expected.tokens, expected.count, expected.remainder)
+    assert [b.input_ids for b in blocks.blocks] == [b.input_ids for b in expected.blocks[:len(blocks.blocks)]]
+    assert found.documents == 400 and found.evaluation == evaluation.documents == 80
+    assert len(found.held_rows) == 80 and len(found.examples) == 400  # shown, but in no block
+    assert held_marks(open_text(path), 0.0, 7) is None
