@@ -16,8 +16,7 @@ vocabulary, real Llama 3.2 tokenizer) on the same generated long-tailed chat row
   rows file, which is TRL's), as many a step, so the speed and memory against the tuned
   baseline compare steps of the same tokens (``speedup_vs_tuned``, ``memory_ratio_vs_tuned``).
 * ``--variants``: the default path with one of its later changes switched off (the fused loss,
-  the thread tuning, the attention per packed sequence), for the ablation table in
-  docs/performance.md.
+  the thread tuning), for the ablation table in docs/performance.md.
 
 Every (implementation, round) runs in a fresh subprocess, so each peak RSS is its own, and
 rounds alternate the order (A B, B A, ...) so drift of a shared machine cancels. The last
@@ -58,10 +57,9 @@ VARIANTS = {"studio": ("packing", True, True), "studio-liger": ("packing", True,
             "none": ("longest", False, False), "packing": ("packing", False, False),
             "chunked": ("longest", True, False), "bf16": ("longest", False, True),
             "eager-loss": ("packing", True, True), "fixed-threads": ("packing", True, True),
-            "studio-tuned": ("packing", True, True), "mask-attention": ("packing", True, True)}
+            "studio-tuned": ("packing", True, True)}
 #: The default path with one later change switched off (``--variants``), by the environment.
-VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"},
-               "mask-attention": {"STUDIO_PACKED_ATTENTION": "0"}}
+VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"}}
 LEARNING_RATE = 1e-3
 WORDS = ("the a to of and in is for on with that this you it be are at as your can or from by trip city "
          "train hotel museum river walk food market ticket station morning evening local cheap book early "

@@ -101,7 +101,6 @@ def to_tensors(batch: dict, device) -> dict:
 
     out = {k: tensor(k) for k in ("input_ids", "labels", "attention_mask", "position_ids")}
     out["labels"] = out["labels"].masked_fill(out["position_ids"] == 0, IGNORE)
-    out["seq_lengths"] = batch.get("seq_lengths")  # per packed row (packing only): for the packed attention
     return out
 
 
@@ -169,7 +168,6 @@ class SFTRecipe:
             sharding.check_supported(cfg)
         model = ctx.load_model()
         ctx.mark("model_done")
-        self.packed_attention = self._use_packed_attention(model)
         self.params_total, self.params_trainable = count_parameters(model)
         if self.sharded:
             model = sharding.shard(model, self.acc.device)
@@ -307,23 +305,6 @@ class SFTRecipe:
         if not examples:
             return []
         return self.ctx.encoder(loss="all").encode_many(examples)
-
-    def _use_packed_attention(self, model) -> bool:
-        """Attention over each packed sequence alone (:mod:`studio.worker.attention`) where SDPA
-        would mask whole packed rows: packing on CPU, no prompt-learning method (its virtual
-        tokens sit before the packs), one process; ``STUDIO_PACKED_ATTENTION=0`` keeps SDPA."""
-        import os
-
-        from studio.worker import attention
-
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if (self.cfg.data.padding != "packing" or self.cfg.method.name in PROMPT_METHODS or self.sharded
-                or self.acc.device.type != "cpu" or self.acc.num_processes > 1
-                or os.environ.get("STUDIO_PACKED_ATTENTION", "1") == "0"
-                or getattr(base.config, "_attn_implementation", None) != "sdpa"):
-            return False
-        base.set_attn_implementation(attention.register())
-        return True
 
     def _param_groups(self, model) -> list[dict]:
         """AdamW groups: no weight decay on biases, norms and 1-d adapter vectors."""
@@ -475,12 +456,10 @@ class SFTRecipe:
         """Last hidden states for a batch (prompt-tuning virtual tokens removed)."""
         head = output_head(self.acc.unwrap_model(self.model))
         prompt_method = self.cfg.method.name in PROMPT_METHODS
-        segments = batch.get("seq_lengths") if self.packed_attention else None
         with hidden_states_only(head):
             out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              # PEFT prompt methods build their own positions for the virtual tokens.
-                             position_ids=None if prompt_method else batch["position_ids"], use_cache=False,
-                             **({"studio_segments": segments} if segments is not None else {}))
+                             position_ids=None if prompt_method else batch["position_ids"], use_cache=False)
         hidden = out.logits
         return hidden[:, self.virtual_tokens:] if self.virtual_tokens else hidden
 
