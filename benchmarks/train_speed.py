@@ -531,6 +531,10 @@ def main(argv=None) -> int:
             last = runs[impl][-1]
             print(f"round {r + 1} {impl}: {sum(last['step_tokens'][args.warmup:]) / sum(last['times'][args.warmup:]):.1f}"
                   f" tokens/s, peak {last['peak_mib']:.0f} MiB, loss {last['losses'][-1]:.4f}", flush=True)
+        if cpu:  # and after them: the load moves during a round, and the peak is the best the machine gave
+            peaks.append(run_child("peak", args, work))
+            print(f"round {r + 1} matmul peak after: bf16 {peaks[-1]['bf16']:.0f}, fp32 {peaks[-1]['fp32']:.0f} GFLOP/s",
+                  flush=True)
     agg = {k: aggregate(v, args.warmup) for k, v in runs.items()}
     peak = {k: max(p[k] for p in peaks) for k in peaks[0] if k != "threads"} if peaks else None
     if peak:
