@@ -36,9 +36,10 @@ log = logging.getLogger("studio.worker")
 #: to the compile.
 FUSED_MIN_VOCAB = 32000
 
-#: Bytes of fp32 logits one chunk may hold. The loss's peak working memory is about twice this
-#: (the bf16 logits and gradient beside the fp32 log-probabilities). 64 MiB measured as fast as
-#: 128 MiB on a 2-core CPU and cut a training step's peak RSS by ~140 MiB; 32 MiB was ~10 % slower.
+#: Bytes of fp32 logits one chunk may hold. The eager passes' peak working memory is about twice
+#: this (the bf16 logits and gradient beside the fp32 log-probabilities); the fused function holds
+#: only the bf16 logits and gradient, about this. 64 MiB measured as fast as 128 MiB on a 2-core
+#: CPU and cut a training step's peak RSS by ~140 MiB; 32 MiB was ~10 % slower.
 CHUNK_BYTES = 64 * 1024 * 1024
 
 
