@@ -21,3 +21,20 @@ def _background_work_finishes(qtbot, qapp):
     tasks.release()
     QThreadPool.globalInstance().waitForDone(120_000)
     collector.stop()
+
+
+@pytest.fixture
+def window(qtbot):
+    """The window the `studio` command builds, at 1024x700, shown, its start-up loads done.
+    A test module may define its own ``window`` instead."""
+    from studio.gui import tasks
+    from studio.gui.app import build_window
+
+    w = build_window()
+    w.resize(1024, 700)
+    w.show()
+    tasks.wait_idle(60)
+    yield w
+    tasks.wait_idle(60)
+    w.close()
+    w.deleteLater()

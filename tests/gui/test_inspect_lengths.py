@@ -9,24 +9,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from studio.core import measuring
-from studio.gui import tasks
-from studio.gui.app import build_window
 
 # The offscreen platform says this when a top-level window is shown; it is not about our code.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 ROWS = 1200
-
-
-@pytest.fixture
-def window(qtbot):
-    w = build_window()
-    w.resize(1024, 700)
-    w.show()
-    tasks.wait_idle(60)
-    yield w
-    tasks.wait_idle(30)
-    w.close()
-    w.deleteLater()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from studio.core import text_scan
 from studio.core.text_stream import open_text, split_blocks
 from studio.core.tokenizer import load_tokenizer
 from studio.gui import tasks
-from studio.gui.app import build_window
 from studio.gui.pages import data_work
 from studio.gui.tasks import Cancelled, TaskRunner
 
@@ -24,18 +23,6 @@ DEMO = ROOT / "resources" / "demo-model"
 WORDS = "the model reads every document once and cuts the stream into blocks of tokens".split()
 LINES = 40_000
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
-
-
-@pytest.fixture
-def window(qtbot):
-    w = build_window()
-    w.resize(1024, 700)
-    w.show()
-    tasks.wait_idle(60)
-    yield w
-    tasks.wait_idle(60)
-    w.close()
-    w.deleteLater()
 
 
 @pytest.fixture(scope="module")
