@@ -153,8 +153,12 @@ def unencodable(rec: dict) -> str | None:
     """Why a record holds text that is not text (an unpaired UTF-16 surrogate), or None.
 
     JSON can spell such a half character (``"\\ud800"``); no tokenizer can encode it. Walked
-    without recursion, so a deeply nested row cannot overflow the stack here.
+    without recursion, so a deeply nested row cannot overflow the stack here. Almost every row
+    holds none, so a first walk only looks at the values; the one that finds such a character
+    walks again with every value's place, to name it.
     """
+    if _all_text(rec):
+        return None
     stack: list = [(rec, "")]
     while stack:
         value, where = stack.pop()
@@ -170,6 +174,25 @@ def unencodable(rec: dict) -> str | None:
         elif isinstance(value, list):
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
     return None
+
+
+def _all_text(rec: dict) -> bool:
+    """Whether no string in ``rec`` (keys aside) holds an unpaired surrogate: :func:`unencodable`'s walk
+    in the same order, without the places."""
+    stack: list = [rec]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
 
 
 def need(rec: dict, key: str) -> Any:

@@ -19,16 +19,22 @@ row gives what the trainer's path gives; ``tests/unit/core/test_measuring.py`` c
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 from studio.core.lengths import MAX_WARNINGS, Measured, loss_spans
 
 #: rows per tokenizer batch: large enough for the library's threads, small enough for progress
 CHUNK = 4096
+#: the kinds of row measured here
+PLAIN = ("chat", "completion")
 
 
 class Cancelled(Exception):
     """Measuring was cancelled (the ``cancelled`` callable said so between two chunks)."""
+
+
+class NotPlain(Exception):
+    """A chunk holds a row that is measured elsewhere (a preference pair, raw text)."""
 
 
 def measure_plain(encoder, examples: list, progress: Callable[[int, int], None] | None = None,
@@ -47,23 +53,44 @@ def measure_plain(encoder, examples: list, progress: Callable[[int, int], None] 
         TemplateError: the template cannot render a row (as ``Encoder.encode_many`` raises it).
         Cancelled: ``cancelled()`` returned true.
     """
+    total = len(examples)
+    chunks = (examples[at: at + CHUNK] for at in range(0, total, CHUNK))
+    return measure_chunks(encoder, chunks, total, progress, cancelled)
+
+
+def measure_chunks(encoder, chunks: Iterable[list], total: int, progress: Callable[[int, int], None] | None = None,
+                   cancelled: Callable[[], bool] | None = None):
+    """:func:`measure_plain` of rows that come a chunk at a time (e.g. while a file is still being checked:
+    ``ExampleReader.chunks``); a chunk of up to :data:`CHUNK` rows is one tokenizer batch.
+
+    Args:
+        total: the rows expected in all, for ``progress`` (its last call says ``(total, total)``).
+
+    Raises:
+        NotPlain: a chunk holds a row of another kind (the chunks before it were measured in vain).
+        TemplateError, Cancelled: as :func:`measure_plain` raises them.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     out = Measured()
     recorder = _Recorder(encoder, out)
-    total = len(examples)
+    done = 0
     with ThreadPoolExecutor(1, thread_name_prefix="studio-tokenize") as pool:
         pending = None
-        for at in range(0, total, CHUNK):
+        for chunk in chunks:
             if cancelled is not None and cancelled():
                 raise Cancelled()
-            layouts = encoder._layouts(examples[at: at + CHUNK], None)
+            if not all(e.kind in PLAIN for e in chunk):
+                raise NotPlain()
+            if not chunk:
+                continue  # a chunk of bad rows only
+            layouts = encoder._layouts(chunk, None)
             future = pool.submit(recorder.tokenize, layouts)
             if pending is not None:
                 recorder.record_all(*pending)
                 if progress is not None:
-                    progress(at, total)
-            pending = layouts, future
+                    progress(done, total)
+            pending, done = (layouts, future), done + len(chunk)
         if pending is not None:
             recorder.record_all(*pending)
     if progress is not None:
