@@ -57,9 +57,11 @@ VARIANTS = {"studio": ("packing", True, True), "studio-liger": ("packing", True,
             "none": ("longest", False, False), "packing": ("packing", False, False),
             "chunked": ("longest", True, False), "bf16": ("longest", False, True),
             "eager-loss": ("packing", True, True), "fixed-threads": ("packing", True, True),
-            "studio-tuned": ("packing", True, True)}
+            "studio-tuned": ("packing", True, True), "unbounded-kernel-caches": ("packing", True, True)}
 #: The default path with one later change switched off (``--variants``), by the environment.
-VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"}}
+VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"},
+               # oneDNN's and ideep's kernel caches at the libraries' own 1,024 entries
+               "unbounded-kernel-caches": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "LRU_CACHE_CAPACITY": "1024"}}
 LEARNING_RATE = 1e-3
 WORDS = ("the a to of and in is for on with that this you it be are at as your can or from by trip city "
          "train hotel museum river walk food market ticket station morning evening local cheap book early "
@@ -209,7 +211,6 @@ def run_studio(work: Path, args, meta: dict, variant: str) -> dict:
 
     padding, chunked, bf16 = VARIANTS[variant]
     os.environ["STUDIO_LIGER"] = "1" if variant == "studio-liger" else "0"
-    os.environ.update(VARIANT_ENV.get(variant, {}))
     n_steps = args.warmup + args.steps
     cfg = from_dict({
         "model": {"path": str(work / "model"), "template": "llama3"},
@@ -299,7 +300,11 @@ def child(args) -> None:
         return
     if args.child in ("baseline", "tuned"):
         out = run_baseline(work, args, meta, tuned=args.child == "tuned")
-    else:
+    else:  # the worker's environment, set as python -m studio.worker sets it: before torch loads
+        from studio.worker import runtime_env
+
+        os.environ.update(VARIANT_ENV.get(args.child, {}))
+        runtime_env.apply()
         out = run_studio(work, args, meta, args.child)
     n = args.tuned_packs if args.child == "tuned" else args.batch
     if "step_tokens" not in out:

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from studio.worker import runtime_env
+
 #: Modules a run needs whatever its method; importing them is the work done ahead of time.
 PRELOAD = ("torch", "transformers", "accelerate", "peft", "torch.utils.tensorboard",
            "transformers.models.llama.modeling_llama", "studio.worker.context", "studio.worker.methods",
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True, help="the window's process id")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as python -m studio.worker sets it
+    runtime_env.apply()  # as python -m studio.worker does, before torch loads
     started = time.perf_counter()
     preload()
     warm_up_model()
