@@ -146,8 +146,9 @@ def run_baseline(work: Path, args, meta: dict, tuned: bool = False) -> dict:
     ``tuned`` is TRL as someone who knows it would set it up on this machine: bf16, packing with
     the best-fit-decreasing strategy (padding-free: the packs are flattened into one row whose
     position ids restart per sequence), no gradient checkpointing; same LoRA, same rows file.
-    One pack of at most ``max_length`` tokens per step (``--tuned-packs``) holds about as many
-    rows as Studio's step of ``batch`` rows, so both steps do about the same work.
+    ``--tuned-packs`` packs of at most ``max_length`` tokens a step: by default 8, TRL's own
+    ``per_device_train_batch_size`` (a TRL user who turns packing on gets 8 packs a step);
+    ``studio-tuned`` trains on the same packs, as many a step.
     """
     import torch
     from datasets import load_dataset
@@ -489,7 +490,9 @@ def parse_args(argv=None):
     p.add_argument("--baseline", choices=("both", "defaults", "tuned"), default="both",
                    help="TRL with its defaults, TRL tuned (bf16, bfd packing padding-free, no gradient "
                         "checkpointing), or both")
-    p.add_argument("--tuned-packs", type=int, default=1, help="packs per step of the tuned baseline")
+    p.add_argument("--tuned-packs", type=int, default=8,
+                   help="packs per step of the tuned baseline and of studio-tuned (default: 8, TRL's own "
+                        "per_device_train_batch_size)")
     p.add_argument("--tuned-threads", type=int, default=0,
                    help="torch threads of the tuned baseline (default: torch's own, one per core)")
     p.add_argument("--ablation", action="store_true", help="also packing alone, chunked loss alone, bf16 alone")

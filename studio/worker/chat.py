@@ -164,4 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from studio.worker import runtime_env
+
+    runtime_env.apply()  # generation meets a new length every token: bounded kernel caches
     sys.exit(main())

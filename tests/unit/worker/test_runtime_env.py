@@ -53,6 +53,7 @@ _AT_TORCH_IMPORT = """
 
 @pytest.mark.parametrize("module, argv", [
     ("studio.worker", ["--help"]),
+    ("studio.worker.chat", ["--help"]),
     # The standby worker with a parent that is gone: it preloads torch, then exits.
     ("studio.worker.standby", ["{folder}", "--parent", "999999999"]),
 ])
