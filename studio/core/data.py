@@ -42,11 +42,10 @@ from pathlib import Path
 
 from studio.core import data_rows, data_turns
 from studio.core.conversation import Example
-from studio.core.data_files import TOO_DEEP, BadRow, RawTable, read_table
+from studio.core.data_files import TOO_DEEP, BadRow, RawTable
 from studio.core.errors import DataError
 
-__all__ = ["BadRow", "DataReport", "DataSplit", "ExampleReader", "FORMATS", "FIELDS", "load_examples", "load_split",
-           "open_examples", "split"]
+__all__ = ["BadRow", "DataReport", "DataSplit", "FORMATS", "FIELDS", "load_examples", "load_split", "split"]
 
 
 @dataclass(frozen=True)
@@ -171,83 +170,9 @@ def load_examples(path: str | Path, format: str | None = "auto", columns: dict |
         DataError: the file cannot be read, its format cannot be told, a forced format or
             mapping does not fit its columns, or it has no usable row.
     """
+    from studio.core.data_reader import open_examples
+
     return open_examples(path, format, columns, text_split).report()
-
-
-def open_examples(path: str | Path, format: str | None = "auto", columns: dict | None = None,
-                  text_split: str = "line") -> ExampleReader:
-    """Read a dataset file and settle its format, leaving its rows to be normalised as they are taken.
-
-    Takes the arguments of :func:`load_examples`; ``open_examples(...).report()`` is its result.
-
-    Raises:
-        DataError: as :func:`load_examples` raises it, except "no usable row", which
-            :meth:`ExampleReader.report` raises.
-    """
-    table = read_table(path, text_split)
-    if not table.total_rows:
-        raise DataError(f"{table.path} holds no rows", "add rows, or pick another file")
-    if not table.records:
-        raise _no_usable_rows(table.path, table.total_rows, table.bad_rows)
-    fmt, cols = resolve_format(table, format or "auto", columns or {})
-    return ExampleReader(table, fmt, cols)
-
-
-class ExampleReader:
-    """The rows of a read file, normalised chunk by chunk in file order (a caller can work on the
-    first rows while the rest are still being checked), then reported as :func:`load_examples` does.
-
-    Attributes:
-        rows: the records to normalise (rows that parsed), in all.
-        examples: the usable rows normalised so far.
-    """
-
-    def __init__(self, table: RawTable, fmt: str, cols: dict[str, str]) -> None:
-        self.table, self.format, self.cols = table, fmt, cols
-        self.read_row = FORMATS[fmt].read_row
-        mapped = set(cols.values())
-        # (name in extra, column): eval columns under Studio's names, other columns under their own.
-        self.extra_keys = [(f, cols[f]) for f in EVAL_FIELDS if f in cols]
-        self.extra_keys += [(c, c) for c in table.columns if c not in mapped]
-        self.rows = len(table.records)
-        self.examples: list[Example] = []
-        self.bad: list[BadRow] = list(table.bad_rows)
-        self._next = 0
-
-    def take(self, size: int) -> list[Example]:
-        """The usable rows among the next ``size`` records (``[]`` also when a chunk holds only bad rows)."""
-        chunk = []
-        for row, rec in self.table.records[self._next: self._next + size]:
-            done = normalise_record(row, rec, self.read_row, self.cols, self.extra_keys)
-            (chunk if isinstance(done, Example) else self.bad).append(done)
-        self._next += size
-        self.examples += chunk
-        return chunk
-
-    def chunks(self, size: int):
-        """The usable rows of every ``size`` records not yet taken, one list per chunk."""
-        while self._next < self.rows:
-            yield self.take(size)
-
-    def report(self) -> DataReport:
-        """Every row normalised (the rest taken now): the :class:`DataReport` of :func:`load_examples`.
-
-        Raises:
-            DataError: the file has no usable row.
-        """
-        table = self.table
-        for _ in self.chunks(max(self.rows, 1)):
-            pass
-        bad = sorted(self.bad, key=lambda b: b.row)
-        if not self.examples:
-            raise _no_usable_rows(table.path, table.total_rows, bad)
-        from studio.core.text_stream import big_json_problem
-
-        notes = table.notes + near_misses(table, self.format, self.cols)
-        big = big_json_problem(table.path, self.format)
-        notes += [f"{big[0]}; {big[1]}"] if big else []
-        return DataReport(table.path, self.format, self.examples, bad, table.total_rows, table.columns, self.cols,
-                          notes)
 
 
 def near_misses(table: RawTable, fmt: str, cols: dict[str, str]) -> list[str]:

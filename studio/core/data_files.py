@@ -65,19 +65,23 @@ class RawTable:
     total_rows: int = 0
     columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the lines of a JSON Lines file not parsed yet (``read_table(..., lazy=True)``); ``None`` once all are
+    pending: JsonLines | None = None
 
 
 #: The reason for a row (or JSON file) nested deeper than Python's parser goes.
 TOO_DEEP = "nested too deeply to read (more levels of lists/objects than any conversation needs)"
 
 
-def read_table(path: str | Path, text_split: str = "line") -> RawTable:
+def read_table(path: str | Path, text_split: str = "line", lazy: bool = False) -> RawTable:
     """Read a dataset file or saved-dataset folder into numbered records.
 
     Args:
         path: a .jsonl/.ndjson, .json, .csv, .tsv, .parquet or .txt file, or a save_to_disk folder.
         text_split: how a .txt file is cut into documents: ``line`` (each non-empty line),
             ``paragraph`` (blank lines separate documents) or ``file`` (the whole file).
+        lazy: leave the lines of a JSON Lines file to be parsed on demand (``table.pending``);
+            its records, counts and columns then hold only what is parsed.
 
     Returns:
         The records, the unparsable rows and the columns seen.
@@ -100,8 +104,12 @@ def read_table(path: str | Path, text_split: str = "line") -> RawTable:
                             f"convert it to {ACCEPTED} (a JSON Lines file that is only misnamed can be renamed)")
         if kind == "txt":
             table = read_txt(path, text_split)
+        elif kind == "parquet":
+            table = _read_parquet(path)
+        elif kind == "jsonl":
+            table = _read_jsonl(path, _read_text(path), lazy)
         else:
-            table = _read_parquet(path) if kind == "parquet" else _READERS[kind](path, _read_text(path))
+            table = _READERS[kind](path, _read_text(path))
     table.columns = _columns(table.records)
     return table
 
@@ -183,29 +191,51 @@ def _text_lines(path: Path, opened: list | None = None):
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check that the file is intact") from None
 
 
-def _read_jsonl(path: Path, text: str) -> RawTable:
+def _read_jsonl(path: Path, text: str, lazy: bool = False) -> RawTable:
     """One JSON object per line; a broken line is a bad row numbered by its line."""
     if text.lstrip().startswith("["):
         document = _whole_json(text)
         if document is not None:
             return _json_table(path, document)  # a JSON array saved with a .jsonl name
     table = RawTable(path)
-    # split("\n"), not splitlines(): JSON strings may hold raw U+2028, which splitlines cuts.
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        table.total_rows += 1
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
-            table.bad_rows.append(BadRow(lineno, reason, line[:_RAW_CHARS]))
-            continue
-        except RecursionError:
-            table.bad_rows.append(BadRow(lineno, TOO_DEEP, line[:_RAW_CHARS]))
-            continue
-        _add_record(table, lineno, rec)
+    lines = JsonLines(table, text)
+    if lazy:
+        table.pending = lines
+    else:
+        lines.parse(lines.left)
     return table
+
+
+class JsonLines:
+    """The lines of a JSON Lines text, parsed into a table's records and bad rows on demand, in order."""
+
+    def __init__(self, table: RawTable, text: str) -> None:
+        # split("\n"), not splitlines(): JSON strings may hold raw U+2028, which splitlines cuts.
+        self.table, self.lines, self.at = table, text.split("\n"), 0
+
+    @property
+    def left(self) -> int:
+        """Lines not parsed yet."""
+        return len(self.lines) - self.at
+
+    def parse(self, count: int) -> None:
+        """Parse the next ``count`` lines (blank ones are no rows)."""
+        table, start = self.table, self.at
+        for lineno, line in enumerate(self.lines[start: start + count], start + 1):
+            if not line.strip():
+                continue
+            table.total_rows += 1
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
+                table.bad_rows.append(BadRow(lineno, reason, line[:_RAW_CHARS]))
+                continue
+            except RecursionError:
+                table.bad_rows.append(BadRow(lineno, TOO_DEEP, line[:_RAW_CHARS]))
+                continue
+            _add_record(table, lineno, rec)
+        self.at = min(start + count, len(self.lines))
 
 
 def _whole_json(text: str) -> Any:

@@ -25,7 +25,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from itertools import chain
+from itertools import chain, takewhile
 from pathlib import Path
 from typing import Callable
 
@@ -341,9 +341,10 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
                  ) -> tuple[DataSummary, Measured]:
     """Load and measure a dataset file, or find both in the cache without loading it.
 
-    Chat and completion rows are measured while the file is still being checked: each chunk of
-    rows goes to the tokenizer as soon as it is normalised (:meth:`~studio.core.data.ExampleReader.chunks`),
-    so its threads do not wait for the whole file.
+    Chat and completion rows are measured while the file is still being read and checked: each
+    chunk of rows goes to the tokenizer as soon as it is parsed and normalised
+    (``open_examples(stream=True)``, :meth:`~studio.core.data_reader.ExampleReader.chunks`), so its
+    threads do not wait for the whole file.
 
     Args:
         path: the dataset file or saved-dataset folder.
@@ -357,7 +358,7 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
         TemplateError: the template cannot render a row.
         Cancelled: ``cancelled()`` returned true (nothing is stored).
     """
-    from studio.core.data import open_examples
+    from studio.core.data_reader import open_examples
 
     encoder = _untruncated(encoder)
     split = {"text_split": text_split} if text_split != "line" else {}  # keys of earlier entries unchanged
@@ -366,10 +367,10 @@ def measure_file(path, encoder, format: str = "auto", columns: dict | None = Non
     if entry is not None and isinstance(entry.get("data"), dict):
         return DataSummary(**entry["data"]), _from_entry(entry)
     with collection_paused():
-        reader = open_examples(path, format=format, columns=columns, text_split=text_split)
+        reader = open_examples(path, format=format, columns=columns, text_split=text_split, stream=True)
         measured = _measure_while_reading(reader, encoder, progress, cancelled)
         summary = DataSummary.of(reader.report())
-        if measured is None:  # rows measure_chunks does not take: all of them, the usual way
+        if measured is None or reader.restarted:  # rows measure_chunks does not take, or rows read again
             measured = measure(reader.examples, encoder, progress=progress, cancelled=cancelled)
     if key:
         store(key, {**_to_entry(measured), "data": asdict(summary)})
@@ -399,13 +400,16 @@ def collection_paused():
 def _measure_while_reading(reader, encoder, progress: Progress | None,
                            cancelled: Callable[[], bool] | None) -> Measured | None:
     """The rows of ``reader`` measured chunk by chunk as they are normalised, or ``None`` when they
-    are not all chat and completion rows (then the reader has normalised only some of them)."""
+    are not all chat and completion rows (then the reader has normalised only some of them). When
+    the reader starts again, what is returned is partial (``reader.restarted`` says so)."""
     if not _plain([], encoder):
         return None
     from studio.core.measuring import CHUNK, NotPlain, measure_chunks
 
+    # a reader that starts again (the whole file settled another format or mapping) ends the chunks here
+    chunks = takewhile(lambda _: not reader.restarted, reader.chunks(CHUNK))
     try:
-        return measure_chunks(encoder, reader.chunks(CHUNK), reader.rows, progress, cancelled)
+        return measure_chunks(encoder, chunks, reader.rows, progress, cancelled)
     except NotPlain:
         return None
 
