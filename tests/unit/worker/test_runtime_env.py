@@ -117,3 +117,41 @@ def test_bounded_kernel_caches_stop_memory_growing_with_new_shapes():
         pytest.skip(f"this CPU's bf16 matrix products keep no per-shape kernels (+{unbounded:.1f} MiB)")
     bounded = _growth({})
     assert bounded < unbounded / 4, (bounded, unbounded)
+
+
+# A block of 8 MiB, freed, then asked for again: glibc's own threshold rises past it at the free,
+# so the second one comes from the heap; with the threshold fixed it is mapped again.
+_BLOCK_TWICE = """
+    import ctypes
+    from studio.worker import runtime_env
+    print("SET", runtime_env.fix_mmap_threshold())
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    mapped = []
+    for _ in range(2):
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(8 << 20)
+        mapped.append(libc.mallinfo2().hblks - before)
+        libc.free(block)
+    print("MAPPED", *mapped)
+"""
+
+
+@pytest.mark.parametrize("setting, second_mapped", [(None, 1), ("0", 0)])
+def test_large_blocks_stay_mapped_after_one_is_freed(setting, second_mapped):
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc")
+    proc = _python(_BLOCK_TWICE, env={} if setting is None else {"STUDIO_MMAP_THRESHOLD": setting})
+    out = dict(ln.split(" ", 1) for ln in proc.stdout.splitlines() if ln.startswith(("SET", "MAPPED")))
+    assert out, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert out["SET"] == ("0" if setting == "0" else str(runtime_env.MMAP_THRESHOLD))
+    assert out["MAPPED"] == f"1 {second_mapped}", out
