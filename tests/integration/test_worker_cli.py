@@ -25,10 +25,13 @@ def test_ctrl_c_stops_gracefully_and_resume_completes(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text((template / "config.yaml").read_text())
     run_dir = tmp_path / "cli-run"
-    # A new session stands in for the terminal: Ctrl-C signals the whole foreground group.
+    # A new session stands in for the terminal: Ctrl-C signals the whole foreground group. A
+    # command typed at a terminal starts with SIGINT at its default; a test run started in the
+    # background by a shell inherits it ignored, so it is put back.
     proc = subprocess.Popen([sys.executable, "-m", "studio", "train", str(config), "--run-dir", str(run_dir),
                              "train.max_steps=400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=str(ROOT), env=one_thread_env(), start_new_session=True)
+                            cwd=str(ROOT), env=one_thread_env(), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("step 2/400"):
             break
