@@ -9,8 +9,8 @@ faster on one thread than on two; on an idle machine two threads are faster (the
 products split between the cores). The load changes while a run trains, so neither setting is
 right for a whole run.
 
-:class:`ThreadTuner` starts from a guess taken from the load average (the cores other processes
-keep busy), then times steps: every thread count among its candidates (all cores, halves of it,
+:class:`ThreadTuner` starts from a guess of the cores other processes keep busy (measured from
+``/proc/stat`` while the run sets up, else the load average), then times steps: every thread count among its candidates (all cores, halves of it,
 one) is tried for one step, the one with the fewest seconds per input token is kept, and the
 others are tried again now and then (less often while the choice keeps winning), so a run
 follows the machine's load. ``OMP_NUM_THREADS`` set by the user, or ``STUDIO_THREAD_TUNING=0``,
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 log = logging.getLogger("studio.worker")
 
@@ -64,12 +65,14 @@ class ThreadTuner:
     Args:
         most: the most threads (one per physical core of this process's share).
         set_threads: called with a count to apply it (``torch.set_num_threads``).
-        start: the count of the first steps (:func:`first_guess`); ``most`` when not given.
+        start: the count of the first steps (:func:`first_guess`), or a function giving it, called
+            before the first step; ``most`` when not given.
         say: called with a line when the choice changes (the run's log).
     """
 
     def __init__(self, most: int, set_threads, start: int | None = None, say=None) -> None:
         self.options = candidates(most)
+        self.start = start
         self.current = start if start in self.options else self.options[0]
         self.cost: dict[int, float] = {}  # threads -> seconds per input token (latest steps)
         self.set_threads, self.say = set_threads, say or (lambda line: None)
@@ -78,6 +81,9 @@ class ThreadTuner:
 
     def before_step(self) -> int:
         """Apply and return the thread count for the coming step."""
+        if callable(self.start):  # guessed now, from what the machine did while the run set up
+            guess, self.start = self.start(), None
+            self.current = guess if guess in self.options else self.options[0]
         self.running = self.current
         if self.steps >= self.next_probe and len(self.options) > 1:
             others = [n for n in self.options if n != self.current]
@@ -113,9 +119,51 @@ def tuner_for(acc, say=None) -> ThreadTuner | None:
     most = torch.get_num_threads()
     if acc.device.type != "cpu" or acc.num_processes > 1 or most <= 1 or not tuning_wanted():
         return None
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows has no load average: start on every core
-        load = 0.0
     options = candidates(most)
-    return ThreadTuner(most, torch.set_num_threads, first_guess(options, most, load), say)
+    mark = cpu_sample()
+
+    def start() -> int:
+        busy = busy_elsewhere(mark)
+        if busy is not None:
+            return first_guess(options, most, busy, own=0.0)
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # Windows has no load average: start on every core
+            load = 0.0
+        return first_guess(options, most, load)
+
+    return ThreadTuner(most, torch.set_num_threads, start, say)
+
+
+def cpu_sample() -> tuple[int, int, float, float] | None:
+    """(busy and all jiffies of the machine, this process's CPU seconds, the time), or ``None``
+    where ``/proc/stat`` cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    own = os.times()
+    idle = fields[3] + fields[4]  # idle and waiting for I/O
+    return sum(fields) - idle, sum(fields), own.user + own.system, time.monotonic()
+
+
+#: The shortest interval worth measuring: the kernel counts in jiffies (10 ms).
+MIN_SAMPLE_S = 0.5
+
+
+def busy_elsewhere(since, now=None, cores: int | None = None) -> float | None:
+    """Cores kept busy by other processes since the sample ``since`` (:func:`cpu_sample`), or
+    ``None`` when there is no sample or too short an interval.
+
+    Unlike the one-minute load average, which still counts a run that ended a minute ago, this
+    is what the machine did while this run set up (loading the model and data)."""
+    now = now or cpu_sample()
+    if since is None or now is None or now[3] - since[3] < MIN_SAMPLE_S or now[1] <= since[1]:
+        return None
+    cores = cores or os.cpu_count() or 1
+    busy = (now[0] - since[0]) / (now[1] - since[1]) * cores  # cores busy, this process included
+    own = (now[2] - since[2]) / (now[3] - since[3])
+    return max(0.0, busy - own)

@@ -85,5 +85,29 @@ def test_the_run_starts_from_the_load_average(monkeypatch, load, start):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("STUDIO_THREAD_TUNING", raising=False)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "cpu_sample", lambda: None)  # no /proc/stat: the load average decides
     tuner = tuner_for(SimpleNamespace(device=torch.device("cpu"), num_processes=1))
-    assert tuner.current == start
+    assert tuner.before_step() == start
+
+
+def test_cores_busy_elsewhere_are_measured_while_the_run_sets_up(monkeypatch):
+    # 2 cores over 2 s: 300 of 400 jiffies busy (1.5 cores), 1 s of it this process's own.
+    since, now = (1000, 4000, 10.0, 100.0), (1300, 4400, 11.0, 102.0)
+    assert threads.busy_elsewhere(since, now, cores=2) == pytest.approx(1.0)
+    assert threads.busy_elsewhere(since, (1001, 4001, 10.0, 100.1), cores=2) is None  # too short to tell
+    assert threads.busy_elsewhere(None, now, cores=2) is None
+
+
+@pytest.mark.parametrize("busy, start", [(0.0, 2), (1.0, 1)])
+def test_the_first_guess_follows_the_machine_now_not_the_minute_before(monkeypatch, busy, start):
+    """A run started right after another ended: the load average still counts the ended run
+    (1.8), the machine is idle; the run starts on both cores. Busy elsewhere: one."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("STUDIO_THREAD_TUNING", raising=False)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.8, 1.8, 1.8))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    samples = iter([(0, 0, 0.0, 0.0), (int(100 * (busy + 1)), 200, 1.0, 1.0)])  # this process: 1 core
+    monkeypatch.setattr(threads, "cpu_sample", lambda: next(samples))
+    tuner = tuner_for(SimpleNamespace(device=torch.device("cpu"), num_processes=1))
+    assert tuner.before_step() == start
