@@ -149,3 +149,28 @@ def test_inspect_shows_a_switched_off_turn_without_loss(qtbot):
     trained = tok.decode([c.token_id for c in chips if c.loss])
     assert trained == "Late March, for the blossoms.<|eot_id|>"  # the first answer has weight 0
     assert "August." in tok.decode([c.token_id for c in chips])
+
+
+def test_inspect_says_a_raw_text_document_is_held_out_when_the_file_is_read_whole(qtbot, tmp_path):
+    """A raw-text .json file is read whole (not as a stream); a document that data.eval_fraction
+    holds out is in no training block, and the Inspect page says so, as it does for a stream."""
+    import json
+
+    words = "the river walk before the old market opens is the quietest hour in town".split()
+    docs = [{"text": " ".join(words[i % 5:] + words[:i % 5])} for i in range(12)]
+    path = tmp_path / "notes.json"
+    path.write_text(json.dumps(docs), encoding="utf-8")
+    state = _state(data__train=str(path), data__format="text", data__max_length=16, data__eval_fraction=0.25)
+    page = _page(qtbot, InspectPage, state)
+    qtbot.waitUntil(lambda: page.row_result is not None and not page._tasks.busy, timeout=60_000)
+    assert page.sources.scan is None  # read whole
+    examples = page.sources.report.examples
+    held = page.sources.held_rows()
+    assert len(held) == 3
+    index = next(i for i, ex in enumerate(examples) if ex.row in held)
+    page.row_spin.setValue(index + 1)
+    qtbot.waitUntil(lambda: not page._tasks.busy, timeout=60_000)
+    note = page.row_result.view.note
+    assert f"Document {examples[index].row} is held out for evaluation" in note
+    blocks = page.sources.blocks_for(Encoder(page.sources.tokenizer, EncodeOptions(max_length=16)))
+    assert not any(row in held for b in blocks.blocks for _, row in b.documents)

@@ -26,10 +26,22 @@ class Sources:
     blocks: dict = field(default_factory=dict)  # raw text: max_length -> its blocks
     scan: Any = None  # raw text read as a stream: the :class:`~studio.core.text_scan.TextScan`
     held: tuple = (0.0, 0)  # raw text loaded whole: (eval fraction, seed) of the documents held out
+    _held_rows: set | None = None
 
     @property
     def raw_text(self) -> bool:
         return bool(self.report.examples) and self.report.examples[0].kind == "text"
+
+    def held_rows(self) -> set:
+        """Rows of the raw-text documents held out for evaluation, which no training block holds
+        (of a file read as a stream: those among the documents kept)."""
+        if self.scan is not None:
+            return self.scan.held_rows
+        if self._held_rows is None:
+            from studio.core.data import split
+
+            self._held_rows = {ex.row for ex in split(self.report.examples, *self.held)[1]} if self.held[0] else set()
+        return self._held_rows
 
     def blocks_for(self, encoder) -> Any:
         """Raw text cut into blocks as the trainer cuts it (:mod:`studio.core.pretrain`), once per length.
@@ -41,10 +53,8 @@ class Sources:
             if self.scan is not None:
                 self.blocks[key] = self.scan.blocks(self.tokenizer, block_size(key))
             else:  # the documents training trains on: those not held out for evaluation
-                from studio.core.data import split
-
-                examples = split(self.report.examples, *self.held)[0] if self.held[0] else self.report.examples
-                self.blocks[key] = encoder.encode_blocks(examples)
+                held = self.held_rows()
+                self.blocks[key] = encoder.encode_blocks([ex for ex in self.report.examples if ex.row not in held])
         return self.blocks[key]
 
 
@@ -188,7 +198,7 @@ def _block_row(src: Sources, cfg: RunConfig, encoder, index: int) -> RowResult:
     view.note = (f"Continued pre-training: block {found.row} of {blocks.count:,}{shown}, {blocks.size} tokens, loss on "
                  f"every token; {attention} (data.text_attention). Documents starting in it: {starts}. "
                  f"{blocks.summary()}.")
-    if src.scan is not None and row in src.scan.held_rows:
+    if row in src.held_rows():
         view.note = (f"Document {row} is held out for evaluation (data.eval_fraction), so no training block holds "
                      f"it; shown: the block where the next training document starts. " + view.note)
     return RowResult(view, "none (raw text)", list(encoder.warnings))
