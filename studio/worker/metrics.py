@@ -41,23 +41,25 @@ def release_freed_memory() -> None:
     the cost of faulting in the next step's buffers again (a few milliseconds). A no-op where
     the C library is not glibc.
     """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
-_TRIM: list = []
+_LIBC: list = []
 
 
-def _malloc_trim():
-    if not _TRIM:
+def glibc():
+    """The C library when it is glibc (its ``malloc_trim`` and ``mallopt``), else ``None``; loaded once."""
+    if not _LIBC:
         try:
             import ctypes
 
-            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
-        except (OSError, AttributeError):
-            _TRIM.append(None)
-    return _TRIM[0]
+            libc = ctypes.CDLL("libc.so.6")
+            _LIBC.append(libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None)
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
 
 
 def perplexity(loss: float) -> float:

@@ -64,10 +64,7 @@ def fix_mmap_threshold() -> int:
         size = MMAP_THRESHOLD
     if size <= 0:
         return 0
-    try:
-        import ctypes
+    from studio.worker.metrics import glibc
 
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return 0
-    return size if mallopt(_M_MMAP_THRESHOLD, size) == 1 else 0
+    libc = glibc()
+    return size if libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, size) == 1 else 0

@@ -65,18 +65,23 @@ def test_worker_entry_points_set_them_before_torch_loads(module, argv, tmp_path)
     assert json.loads(lines[-1][5:]) == runtime_env.SETTINGS
 
 
-# bf16 matrix products of ever new row counts, as packed batches make them; malloc's bytes in
-# use after each step's free memory is handed back, at steps 40 and 120.
-_SHAPES = """
-    import ctypes, json, random
-    from studio.worker import runtime_env
-    runtime_env.apply()
-    import torch
+# glibc's malloc statistics (mallinfo2), for the snippets below
+_MALLINFO = """
+    import ctypes
     class Info(ctypes.Structure):
         _fields_ = [(n, ctypes.c_size_t) for n in
                     "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = Info
+"""
+
+# bf16 matrix products of ever new row counts, as packed batches make them; malloc's bytes in
+# use after each step's free memory is handed back, at steps 40 and 120.
+_SHAPES = _MALLINFO + """
+    import json, random
+    from studio.worker import runtime_env
+    runtime_env.apply()
+    import torch
     torch.set_num_threads(1)
     torch.manual_seed(0)
     random.seed(0)
@@ -121,15 +126,9 @@ def test_bounded_kernel_caches_stop_memory_growing_with_new_shapes():
 
 # A block of 8 MiB, freed, then asked for again: glibc's own threshold rises past it at the free,
 # so the second one comes from the heap; with the threshold fixed it is mapped again.
-_BLOCK_TWICE = """
-    import ctypes
+_BLOCK_TWICE = _MALLINFO + """
     from studio.worker import runtime_env
     print("SET", runtime_env.fix_mmap_threshold())
-    class Info(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in
-                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = Info
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
     mapped = []
