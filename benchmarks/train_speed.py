@@ -52,18 +52,16 @@ SHAPES = {
     "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                num_key_value_heads=8, max_length=2048, device="cuda"),
 }
-#: Studio variants: (padding, chunked loss, bf16). "studio" is the default path, all on.
-VARIANTS = {"studio": ("packing", True, True), "studio-liger": ("packing", True, True),
-            "none": ("longest", False, False), "packing": ("packing", False, False),
-            "chunked": ("longest", True, False), "bf16": ("longest", False, True),
-            "eager-loss": ("packing", True, True), "fixed-threads": ("packing", True, True),
-            "studio-tuned": ("packing", True, True), "unbounded-kernel-caches": ("packing", True, True),
-            "dynamic-mmap-threshold": ("packing", True, True)}
 #: The default path with one later change switched off (``--variants``), by the environment.
 VARIANT_ENV = {"eager-loss": {"STUDIO_FUSED_LOSS": "0"}, "fixed-threads": {"STUDIO_THREAD_TUNING": "0"},
                # oneDNN's and ideep's kernel caches at the libraries' own 1,024 entries
                "unbounded-kernel-caches": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "LRU_CACHE_CAPACITY": "1024"},
                "dynamic-mmap-threshold": {"STUDIO_MMAP_THRESHOLD": "0"}}  # glibc's own, raised as blocks are freed
+#: Studio variants: (padding, chunked loss, bf16). "studio" is the default path, all on; so are
+#: studio-liger, studio-tuned (other steps) and every variant of :data:`VARIANT_ENV`.
+VARIANTS = {"studio": ("packing", True, True), "none": ("longest", False, False), "packing": ("packing", False, False),
+            "chunked": ("longest", True, False), "bf16": ("longest", False, True)}
+VARIANTS.update({name: VARIANTS["studio"] for name in ("studio-liger", "studio-tuned", *VARIANT_ENV)})
 LEARNING_RATE = 1e-3
 WORDS = ("the a to of and in is for on with that this you it be are at as your can or from by trip city "
          "train hotel museum river walk food market ticket station morning evening local cheap book early "

@@ -124,8 +124,7 @@ class ExampleReader:
     def _settle(self) -> None:
         """Every line parsed: the format and mapping from every row; a new start when they differ from the guess."""
         table, guess = self.table, (self.format, self.cols, self.extra_keys)
-        table.pending = None
-        table.columns = _columns(table.records)
+        _parse_rest(table)  # no line is left: this settles the columns
         # cannot raise: the rows and columns that gave the guess are still there
         fmt, cols = resolve_format(table, *self.requested)
         examples, bad, at = self.examples, self.bad, self._next
